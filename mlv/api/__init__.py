@@ -1,0 +1,1 @@
+"""One function per user action. Nothing here prints: results are returned."""

@@ -1,0 +1,125 @@
+"""`mlv add`: hash and store paths, write their pointers, git-ignore them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from mlv import manifest, pointer, scm, workspace
+from mlv.api.targets import pointer_file_of
+from mlv.checkout import is_link_to, materialize, wants_links
+from mlv.errors import PathError
+from mlv.pointer import SUFFIX, Out, Pointer
+from mlv.repo import MLV_DIR, Repo
+from mlv.workspace import Progress, WFile
+
+
+@dataclass
+class Added:
+    path: str  # relative to the repo root
+    pointer: str
+    nfiles: int | None
+    size: int
+    changed: bool
+
+
+def _check_target(repo: Repo, target: str) -> str:
+    path = repo.resolve(target.rstrip("/") or target)
+    rel = repo.rel(path)
+    if not os.path.lexists(path):
+        raise PathError(f"{target} does not exist", hint="check the path and try again")
+    if path == repo.root:
+        raise PathError("cannot add the repository root itself",
+                        hint="add the data folders inside it, e.g. `mlv add data`")
+    top = rel.split("/")[0]
+    if top in (".git", MLV_DIR):
+        raise PathError(f"{rel} is mlv's or git's own folder and cannot be tracked")
+    if path.endswith(SUFFIX):
+        raise PathError(f"{rel} is a pointer file; add the path it points at instead")
+    if os.path.islink(path):
+        raise PathError(f"{rel} is a symlink; mlv tracks files and folders, not links",
+                        hint="add the folder or file the link points to")
+    parent = os.path.dirname(path)
+    while parent != repo.root and len(parent) > len(repo.root):
+        if os.path.isfile(parent + SUFFIX):
+            outer = repo.rel(parent)
+            raise PathError(f"{rel} is inside {outer}, which mlv already tracks ({outer}{SUFFIX})",
+                            hint=f"run `mlv add {outer}` to record changes in the whole folder")
+        parent = os.path.dirname(parent)
+    return path
+
+
+def _check_nested(repo: Repo, path: str) -> None:
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            if name.endswith(SUFFIX) and os.path.exists(os.path.join(folder, name[: -len(SUFFIX)])):
+                inner = repo.rel(os.path.join(folder, name))
+                raise PathError(f"{repo.rel(path)} contains {inner}, which mlv already tracks",
+                                hint=f"run `mlv remove {inner}` first")
+
+
+def add(repo: Repo, targets: list[str], progress: Progress | None = None) -> list[Added]:
+    paths = [_check_target(repo, t) for t in targets]
+    for path in paths:
+        if os.path.isdir(path):
+            _check_nested(repo, path)
+    if repo.has_scm:
+        rels = [repo.rel(p) for p in paths]
+        in_git = scm.tracked(repo.root, rels)
+        if in_git:
+            first = in_git[0]
+            owner = next(r for r in rels if first == r or first.startswith(r + "/"))
+            raise PathError(f"{owner} is tracked by git ({first})",
+                            hint=f"run `git rm -r --cached {owner}` first, then `mlv add {owner}`")
+    results = []
+    with repo.lock():
+        try:
+            for path in paths:
+                results.append(_add_one(repo, path, progress))
+        finally:
+            repo.state.save()
+    return results
+
+
+def _add_one(repo: Repo, path: str, progress: Progress | None) -> Added:
+    name = os.path.basename(path)
+    if os.path.isdir(path):
+        files = workspace.walk(path)
+        stored = workspace.store_files(files, repo.odb, repo.state, repo.jobs, progress)
+        entries = [manifest.Entry(f.rel, oid, size, f.exec)
+                   for f, (oid, size) in zip(files, stored)]
+        dir_oid = repo.odb.add_bytes(manifest.dumps(entries), ".dir")
+        out = Out(name, dir_oid, sum(e.size for e in entries), len(entries))
+    else:
+        files = [workspace.stat_file(path)]
+        [(oid, size)] = workspace.store_files(files, repo.odb, repo.state, 1, progress)
+        entries = [manifest.Entry("", oid, size, files[0].exec)]
+        out = Out(name, oid, size, None, files[0].exec)
+    # Every object is stored; only now may a pointer reference them.
+    file = pointer.pointer_file_for(path)
+    new = Pointer(file, (out,))
+    changed = True
+    if os.path.exists(file):
+        try:
+            changed = pointer.dumps([out]) != open(file, encoding="utf-8").read()
+        except (OSError, UnicodeDecodeError):
+            changed = True
+    if changed:
+        pointer.write(new)
+    if repo.has_scm:
+        scm.add_ignore(os.path.dirname(path), name)
+    if wants_links(repo.link_types):
+        _link_back(repo, files, entries)
+    return Added(repo.rel(path), repo.rel(file), out.nfiles, out.size, changed)
+
+
+def _link_back(repo: Repo, files: list[WFile], entries: list[manifest.Entry]) -> None:
+    """Replace workspace files with links into the cache (hardlink/symlink cache types)."""
+    kind = repo.link_types[0]
+    for f, e in zip(files, entries):
+        if not is_link_to(f.path, repo.odb, e.oid, kind):
+            st = materialize(repo.odb, e.oid, f.path, repo.link_types, e.exec)
+            repo.state.set(st, e.oid)
+
+
+__all__ = ["add", "Added", "pointer_file_of"]

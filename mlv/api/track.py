@@ -1,0 +1,85 @@
+"""`mlv remove` and `mlv move`: stop tracking a path, or move it with its pointer."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from mlv import fsio, pointer, scm
+from mlv.api import targets as targets_mod
+from mlv.diff import diff_out
+from mlv.errors import PathError
+from mlv.pointer import SUFFIX, Out, Pointer
+from mlv.repo import Repo
+
+
+@dataclass
+class Removed:
+    pointer: str
+    outs_removed: list[str]
+
+
+def remove(repo: Repo, targets: list[str], outs: bool = False) -> list[Removed]:
+    with repo.lock():
+        ptrs = [targets_mod.load(repo, targets_mod.pointer_file_of(repo, t)) for t in targets]
+        if outs:
+            for ptr in ptrs:
+                for out in ptr.outs:
+                    _check_saved(repo, ptr.out_path(out), out)
+        results = []
+        for ptr in ptrs:
+            removed = []
+            for out in ptr.outs:
+                path = ptr.out_path(out)
+                if outs and os.path.lexists(path):
+                    fsio.remove_tree(path)
+                    removed.append(repo.rel(path))
+                if repo.has_scm:
+                    scm.remove_ignore(os.path.dirname(path), os.path.basename(path))
+            fsio.remove_file(ptr.file)
+            results.append(Removed(repo.rel(ptr.file), removed))
+        return results
+
+
+def _check_saved(repo: Repo, path: str, out: Out) -> None:
+    diff = diff_out(repo.odb, repo.state, repo.jobs, path, out)
+    if diff.present and (diff.modified or diff.added):
+        raise PathError(f"{repo.rel(path)} has changes that are not in the cache",
+                        hint=f"run `mlv add {repo.rel(path)}` first, or delete it by hand")
+
+
+@dataclass
+class Moved:
+    src: str
+    dst: str
+    pointer: str
+
+
+def move(repo: Repo, src: str, dst: str) -> Moved:
+    with repo.lock():
+        old_file = targets_mod.pointer_file_of(repo, src)
+        ptr = targets_mod.load(repo, old_file)
+        if len(ptr.outs) != 1:
+            raise PathError(f"{repo.rel(old_file)} tracks several paths; move them one by one")
+        out = ptr.outs[0]
+        old_path = ptr.out_path(out)
+        new_path = repo.resolve(dst.rstrip("/") or dst)
+        if os.path.isdir(new_path) and not os.path.exists(new_path + SUFFIX):
+            new_path = os.path.join(new_path, os.path.basename(old_path))
+        if os.path.lexists(new_path) or os.path.lexists(new_path + SUFFIX):
+            raise PathError(f"{repo.rel(new_path)} already exists",
+                            hint="choose another destination, or remove it first")
+        if new_path.startswith(old_path + os.sep):
+            raise PathError(f"cannot move {repo.rel(old_path)} into itself")
+        fsio.makedirs(os.path.dirname(new_path))
+        new_file = pointer.pointer_file_for(new_path)
+        new_out = Out(os.path.basename(new_path), out.oid, out.size, out.nfiles, out.exec)
+        # Order: new pointer, then the data, then forget the old pointer.
+        pointer.write(Pointer(new_file, (new_out,)))
+        if os.path.lexists(old_path):
+            fsio.rename(old_path, new_path)
+        fsio.remove_file(old_file)
+        if repo.has_scm:
+            scm.remove_ignore(os.path.dirname(old_path), os.path.basename(old_path))
+            scm.add_ignore(os.path.dirname(new_path), os.path.basename(new_path))
+        return Moved(repo.rel(old_path), repo.rel(new_path), repo.rel(new_file))

@@ -1,0 +1,75 @@
+"""The `mlv` command line: parse, call the API, render, map errors to exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import traceback
+
+import click
+
+from mlv import __version__
+from mlv.cli import data_cmds, gc_cmd, repo_cmds
+from mlv.errors import MlvError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="mlv",
+                      message="%(prog)s %(version)s")
+def cli() -> None:
+    """Version datasets and model files next to your code, the git way.
+
+    Git keeps the code and small `.mlv` pointer files; mlv keeps the bytes in a
+    content-addressed cache and restores them on demand.
+
+    \b
+    Example:
+      mlv init && mlv add data && git add data.mlv .gitignore
+    """
+
+
+for module in (repo_cmds, data_cmds, gc_cmd):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+
+def _crash_log() -> str:
+    fd, path = tempfile.mkstemp(prefix="mlv-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as fobj:
+        traceback.print_exc(file=fobj)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI: known errors print one line; unexpected ones write a crash log."""
+    try:
+        cli.main(args=argv, prog_name="mlv", standalone_mode=False)
+    except MlvError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if os.environ.get("MLV_DEBUG"):
+            raise
+        log = _crash_log()
+        click.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
+        click.echo(f"hint: this is a bug in mlv; the details are in {log}", err=True)
+        sys.exit(1)
+    sys.exit(0)

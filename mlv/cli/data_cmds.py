@@ -1,0 +1,172 @@
+"""Tracking data: `mlv add`, `status`, `checkout`, `remove`, `move`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from mlv.cli.ui import Progress, human_size, listing, plural
+
+
+def _repo():  # type: ignore[no-untyped-def]
+    from mlv.repo import Repo
+
+    return Repo.find()
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+def add(paths: tuple[str, ...], quiet: bool) -> None:
+    """Track files or folders: store their bytes in the cache and write PATH.mlv.
+
+    The workspace copy stays in place; PATH is added to the .gitignore beside it.
+    Run it again after changing the data to record the new version.
+
+    \b
+    Example:
+      mlv add data/images models/model.pkl
+    """
+    from mlv.api.add import add as api_add
+
+    repo = _repo()
+    progress = Progress("hashing", quiet)
+    results = api_add(repo, list(paths), progress.callback)
+    progress.done()
+    if quiet:
+        return
+    for r in results:
+        what = plural(r.nfiles, "file") + ", " if r.nfiles is not None else ""
+        verb = "added" if r.changed else "unchanged"
+        click.echo(f"{verb} {r.path} ({what}{human_size(r.size)}) -> {r.pointer}")
+    changed = [r for r in results if r.changed]
+    if changed and repo.has_scm:
+        files = " ".join(_quote(r.pointer) for r in changed)
+        click.echo(f"to track the change with git, run: git add {files} .gitignore")
+
+
+def _quote(path: str) -> str:
+    import shlex
+
+    return shlex.quote(path)
+
+
+@click.command()
+@click.argument("targets", nargs=-1, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print nothing; exit 1 if anything differs (for scripts and CI).")
+def status(targets: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+    """Show tracked paths whose workspace copy differs from their pointer.
+
+    TARGETS are tracked paths or their .mlv files (default: all).
+
+    \b
+    Example:
+      mlv status data
+    """
+    from mlv.api.status import status as api_status
+
+    result = api_status(_repo(), list(targets))
+    if quiet:
+        raise click.exceptions.Exit(1 if result else 0)
+    if as_json:
+        click.echo(json.dumps({s.path: s.as_dict() for s in result}, indent=2,
+                              ensure_ascii=False))
+        return
+    if not result:
+        click.echo("everything is up to date")
+        return
+    for s in result:
+        click.echo(f"{s.path} ({s.pointer}): {', '.join(s.changes)}")
+        listing("added:    ", s.added)
+        listing("modified: ", s.modified)
+        listing("deleted:  ", s.deleted)
+        if s.missing_objects:
+            click.echo(f"    {plural(s.missing_objects, 'object')} not in the cache "
+                       "(run `mlv pull` to fetch them)")
+    if any("deleted" in s.changes or "modified" in s.changes for s in result):
+        click.echo("run `mlv add PATH` to record changes, or `mlv checkout PATH` to undo them")
+
+
+@click.command()
+@click.argument("targets", nargs=-1, type=click.Path())
+@click.option("-f", "--force", is_flag=True,
+              help="Overwrite or delete workspace files even if their changes are not cached.")
+@click.option("--relink", is_flag=True, help="Re-create every link per cache.type.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+def checkout(targets: tuple[str, ...], force: bool, relink: bool, quiet: bool) -> None:
+    """Make the workspace match the pointers (run it after `git checkout`).
+
+    Files whose current content is not in the cache are never overwritten or
+    deleted without --force.
+
+    \b
+    Example:
+      git checkout v1.0 && mlv checkout
+    """
+    from mlv.api.checkout import checkout as api_checkout
+    from mlv.errors import ObjectMissingError
+
+    progress = Progress("checking out", quiet)
+    result = api_checkout(_repo(), list(targets), force=force, relink=relink,
+                          progress=progress.callback)
+    progress.done()
+    if not quiet:
+        for label, paths in (("A", result.added), ("M", result.modified), ("D", result.deleted)):
+            listing(f"{label} ", paths, limit=20, indent="")
+        counts = [f"{len(result.added)} added", f"{len(result.modified)} modified",
+                  f"{len(result.deleted)} deleted"]
+        if result.relinked:
+            counts.append(f"{result.relinked} relinked")
+        if any((result.added, result.modified, result.deleted, result.relinked)):
+            click.echo(", ".join(counts))
+        elif not result.missing:
+            click.echo("workspace already matches the pointers")
+    if result.missing:
+        shown = ", ".join(result.missing[:10]) + (" …" if len(result.missing) > 10 else "")
+        raise ObjectMissingError(
+            f"{plural(len(result.missing), 'path')} could not be restored because the "
+            f"cache does not have their data: {shown}",
+            result.missing,
+            hint="run `mlv pull` to fetch them from a remote",
+        )
+
+
+@click.command()
+@click.argument("targets", nargs=-1, required=True, type=click.Path())
+@click.option("--outs", is_flag=True, help="Also delete the tracked data from the workspace.")
+def remove(targets: tuple[str, ...], outs: bool) -> None:
+    """Stop tracking: delete TARGET.mlv and its .gitignore entry.
+
+    The data stays in the workspace (and the cache) unless --outs is given.
+
+    \b
+    Example:
+      mlv remove data.mlv
+    """
+    from mlv.api.track import remove as api_remove
+
+    for r in api_remove(_repo(), list(targets), outs=outs):
+        extra = f" and {', '.join(r.outs_removed)}" if r.outs_removed else ""
+        click.echo(f"removed {r.pointer}{extra}")
+
+
+@click.command()
+@click.argument("src", type=click.Path())
+@click.argument("dst", type=click.Path())
+def move(src: str, dst: str) -> None:
+    """Move a tracked path, keeping its pointer and .gitignore entries right.
+
+    \b
+    Example:
+      mlv move data/raw data/raw-2024
+    """
+    from mlv.api.track import move as api_move
+
+    moved = api_move(_repo(), src, dst)
+    click.echo(f"moved {moved.src} -> {moved.dst} ({moved.pointer})")
+
+
+COMMANDS = [add, status, checkout, remove, move]

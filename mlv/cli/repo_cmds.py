@@ -1,0 +1,67 @@
+"""`mlv init` and `mlv config`."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from mlv.errors import UsageError
+
+
+@click.command()
+@click.option("--force", "-f", is_flag=True, help="Re-create .mlv/ config files even if present.")
+@click.option("--no-scm", is_flag=True, help="Allow a plain folder that is not a git work tree.")
+def init(force: bool, no_scm: bool) -> None:
+    """Make this git repository an mlv repository (creates .mlv/).
+
+    \b
+    Example:
+      git init && mlv init
+    """
+    from mlv.repo import Repo
+
+    repo, created = Repo.init(os.getcwd(), force=force, no_scm=no_scm)
+    if not created:
+        click.echo(f"mlv is already initialized in {repo.root} (use --force to reset its config)")
+        return
+    click.echo(f"initialized mlv in {repo.mlv_dir}")
+    if not no_scm:
+        click.echo("next: git add .mlv && git commit -m 'Initialize mlv'")
+
+
+@click.command()
+@click.argument("key")
+@click.argument("value", required=False)
+@click.option("--local", "level", flag_value="local",
+              help="Use .mlv/config.local (git-ignored, this machine only).")
+@click.option("--global", "level", flag_value="global", help="Use ~/.config/mlv/config.")
+@click.option("--unset", is_flag=True, help="Remove KEY.")
+def config(key: str, value: str | None, level: str | None, unset: bool) -> None:
+    """Show or set a config value (cache.type, cache.dir, core.jobs).
+
+    Without VALUE, prints the effective value. Writes go to .mlv/config (committed)
+    unless --local or --global is given.
+
+    \b
+    Example:
+      mlv config cache.type hardlink,copy
+    """
+    from mlv.api import config as api
+
+    if unset and value is not None:
+        raise UsageError("--unset takes no VALUE")
+    if unset:
+        if not api.unset(key, level or "repo"):
+            click.echo(f"{key} was not set at that level")
+        return
+    if value is None:
+        shown = api.get(key)
+        if shown is None:
+            raise UsageError(f"{key} is not set")
+        click.echo(shown)
+        return
+    api.set_value(key, value, level or "repo")
+
+
+COMMANDS = [init, config]

@@ -1,0 +1,53 @@
+"""Small rendering helpers shared by the commands."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import click
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+class Progress:
+    """A counter on stderr, shown only on a terminal and not when quiet."""
+
+    def __init__(self, label: str, quiet: bool = False) -> None:
+        self.label = label
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.count = 0
+        self._last = 0.0
+
+    def __call__(self, n: int) -> None:
+        self.count += n
+        now = time.monotonic()
+        if self.enabled and now - self._last > 0.1:
+            self._last = now
+            click.echo(f"\r{self.label}: {self.count} files", err=True, nl=False)
+
+    def done(self) -> None:
+        if self.enabled and self._last:
+            click.echo("\r\033[K", err=True, nl=False)
+
+    @property
+    def callback(self) -> Callable[[int], None] | None:
+        return self if self.enabled else None
+
+
+def listing(title: str, items: list[str], limit: int = 10, indent: str = "    ") -> None:
+    for item in items[:limit]:
+        click.echo(f"{indent}{title}{item}")
+    if len(items) > limit:
+        click.echo(f"{indent}… and {len(items) - limit} more (see `mlv status --json`)")

@@ -1,0 +1,123 @@
+"""Layered YAML configuration: user, then `.mlv/config` (committed), then `.mlv/config.local`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mlv import fsio, yamlio
+from mlv.errors import ConfigError
+from mlv.fsio import LINK_TYPES
+
+LEVELS = ("global", "repo", "local")
+
+
+def global_path() -> str:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "mlv", "config")
+
+
+def _check_link_types(value: str) -> str:
+    kinds = [k.strip() for k in str(value).split(",") if k.strip()]
+    bad = [k for k in kinds if k not in LINK_TYPES]
+    if not kinds or bad:
+        raise ConfigError(f"cache.type: unknown link type {','.join(bad) or repr(value)}",
+                          hint=f"use one or more of {', '.join(LINK_TYPES)}, comma-separated")
+    return ",".join(kinds)
+
+
+def _check_jobs(value: Any) -> int:
+    try:
+        jobs = int(value)
+    except (TypeError, ValueError):
+        jobs = 0
+    if jobs < 1:
+        raise ConfigError(f"core.jobs: expected a whole number >= 1, got {value!r}")
+    return jobs
+
+
+def _check_str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+KEYS: dict[str, Any] = {
+    "cache.type": _check_link_types,
+    "cache.dir": _check_str,
+    "core.jobs": _check_jobs,
+}
+
+
+def validate(key: str, value: Any) -> Any:
+    check = KEYS.get(key)
+    if check is None:
+        raise ConfigError(f"unknown config key {key!r}",
+                          hint=f"known keys: {', '.join(sorted(KEYS))}")
+    return check(value)
+
+
+def _read(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fobj:
+            text = fobj.read()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    data, _ = yamlio.load(text, path, ConfigError)
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ConfigError(f"{path}: expected sections of keys, like `cache: {{type: copy}}`")
+    return data
+
+
+class Config:
+    def __init__(self, mlv_dir: str | None) -> None:
+        self.paths = {"global": global_path()}
+        if mlv_dir is not None:
+            self.paths["repo"] = os.path.join(mlv_dir, "config")
+            self.paths["local"] = os.path.join(mlv_dir, "config.local")
+        self.layers = {level: _read(path) for level, path in self.paths.items()}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        section, _, name = key.partition(".")
+        value = default
+        for level in LEVELS:
+            layer = self.layers.get(level, {})
+            if name in layer.get(section, {}):
+                value = layer[section][name]
+        if value is not default and key in KEYS:
+            try:
+                value = KEYS[key](value)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc.message} (in your mlv config)",
+                                  hint="fix it with `mlv config`") from None
+        return value
+
+    def set(self, key: str, value: Any, level: str) -> None:
+        value = validate(key, value)
+        section, _, name = key.partition(".")
+        data = self.layers.setdefault(level, {})
+        data.setdefault(section, {})[name] = value
+        self._save(level)
+
+    def unset(self, key: str, level: str) -> bool:
+        section, _, name = key.partition(".")
+        data = self.layers.get(level, {})
+        if name not in data.get(section, {}):
+            return False
+        del data[section][name]
+        if not data[section]:
+            del data[section]
+        self._save(level)
+        return True
+
+    def _save(self, level: str) -> None:
+        path = self.paths.get(level)
+        if path is None:
+            raise ConfigError(f"no {level} config outside an mlv repository",
+                              hint="run `mlv init`, or use --global")
+        fsio.makedirs(os.path.dirname(path))
+        fsio.atomic_write(path, yamlio.dump(self.layers[level]).encode())

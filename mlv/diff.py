@@ -1,0 +1,77 @@
+"""Comparing a pointer's out with what the workspace holds."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from mlv import manifest, workspace
+from mlv.manifest import Entry
+from mlv.odb import ObjectStore
+from mlv.pointer import Out
+from mlv.state import StatCache
+from mlv.workspace import WFile
+
+
+@dataclass
+class OutDiff:
+    path: str  # absolute workspace path of the out
+    out: Out
+    entries: list[Entry] | None  # None when the directory manifest is not in the cache
+    present: bool  # the workspace path exists with the right kind (file or folder)
+    in_way: bool = False  # something of the wrong kind (a file where a folder belongs)
+    added: list[WFile] = field(default_factory=list)
+    modified: list[tuple[Entry, WFile]] = field(default_factory=list)
+    deleted: list[Entry] = field(default_factory=list)
+    same: list[tuple[Entry, WFile]] = field(default_factory=list)
+    missing: set[str] = field(default_factory=set)  # objects not in the cache
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.modified or self.deleted) or not self.present
+
+
+def load_entries(odb: ObjectStore, out: Out) -> list[Entry] | None:
+    if not out.is_dir:
+        return [Entry("", out.oid, out.size, out.exec)]
+    try:
+        data = odb.read_bytes(out.oid)
+    except FileNotFoundError:
+        return None
+    return manifest.loads(data, out.oid)
+
+
+def diff_out(odb: ObjectStore, state: StatCache, jobs: int, path: str, out: Out) -> OutDiff:
+    entries = load_entries(odb, out)
+    is_dir = os.path.isdir(path) and not os.path.islink(path)
+    exists = os.path.lexists(path)
+    present = exists and is_dir == out.is_dir
+    diff = OutDiff(path, out, entries, present, in_way=exists and not present)
+    if entries is None:
+        diff.missing.add(out.oid)
+        return diff
+    diff.missing = {e.oid for e in entries} - odb.existing([e.oid for e in entries])
+    if not present:
+        diff.deleted = list(entries)
+        return diff
+    if out.is_dir:
+        files = {f.rel: f for f in workspace.walk(path)}
+    else:
+        try:
+            files = {"": workspace.stat_file(path, "")}
+        except FileNotFoundError:  # a broken symlink
+            files = {}
+    candidates: list[tuple[Entry, WFile]] = []
+    for e in entries:
+        f = files.pop(e.path, None)
+        if f is None:
+            diff.deleted.append(e)
+        elif f.st.st_size != e.size:
+            diff.modified.append((e, f))
+        else:
+            candidates.append((e, f))
+    diff.added = sorted(files.values(), key=lambda f: f.rel)
+    oids = workspace.hash_files([f for _, f in candidates], state, jobs)
+    for (e, f), oid in zip(candidates, oids):
+        (diff.same if oid == e.oid else diff.modified).append((e, f))
+    return diff

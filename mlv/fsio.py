@@ -1,0 +1,266 @@
+"""Local filesystem primitives: atomic writes, links, and the repository lock.
+
+Every file another process or a crash could observe is written through this module:
+bytes go to a temp file named after the target in the same folder, and only a
+complete file is renamed onto the final name. A temp file is removed on any error.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import stat
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from mlv.errors import LockError, StorageError
+
+TMP_MARK = ".mlvtmp-"
+LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
+_FICLONE = 0x40049409  # linux/fs.h
+
+
+def tmp_name(path: str) -> str:
+    """A unique temp name next to `path` (same folder, so rename is atomic)."""
+    head, tail = os.path.split(path)
+    return os.path.join(head, f".{tail}{TMP_MARK}{os.getpid()}-{os.urandom(4).hex()}")
+
+
+def is_tmp_name(name: str) -> bool:
+    return TMP_MARK in name
+
+
+def commit(tmp: str, final: str) -> None:
+    """Move a complete temp file onto its final name (atomic on POSIX)."""
+    os.replace(tmp, final)
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def storage_error(exc: OSError, path: str) -> StorageError:
+    """Turn an OSError into a one-line error that says what to do."""
+    if exc.errno == errno.ENOSPC:
+        return StorageError(f"no space left on device while writing {path}",
+                            hint="free some disk space (`mlv gc` removes unused objects)")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(f"permission denied: {path}",
+                            hint="check the file and folder permissions")
+    return StorageError(f"{exc.strerror or exc}: {path}")
+
+
+@contextmanager
+def atomic_file(path: str, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Yield a binary file; on clean exit it replaces `path`, on error it vanishes."""
+    tmp = tmp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except OSError as exc:
+        raise storage_error(exc, path) from exc
+    try:
+        with os.fdopen(fd, "wb") as fobj:
+            yield fobj
+        os.chmod(tmp, mode)
+        commit(tmp, path)
+    except BaseException as exc:
+        _unlink_quiet(tmp)
+        if isinstance(exc, OSError):
+            raise storage_error(exc, path) from exc
+        raise
+
+
+def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
+    with atomic_file(path, mode) as fobj:
+        fobj.write(data)
+
+
+def makedirs(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, path) from exc
+
+
+def _reflink(src: str, dst: str) -> None:
+    with open(src, "rb") as fsrc, open(dst, "wb") as fdst:
+        fcntl.ioctl(fdst.fileno(), _FICLONE, fsrc.fileno())
+
+
+def _copy(src: str, dst: str, mode: int) -> None:
+    fin = os.open(src, os.O_RDONLY)
+    try:
+        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            offset = 0
+            while sent := os.sendfile(fout, fin, offset, 1 << 30):
+                offset += sent
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+
+
+def _make(src: str, dst: str, link_type: str, mode: int) -> None:
+    if link_type == "hardlink":
+        os.link(src, dst)
+    elif link_type == "symlink":
+        os.symlink(os.path.abspath(src), dst)
+    elif link_type == "reflink":
+        _reflink(src, dst)
+        os.chmod(dst, mode)
+    else:
+        _copy(src, dst, mode)
+
+
+def place(src: str, dst: str, link_type: str, mode: int, fresh: bool = False) -> None:
+    """Make `dst` hold the bytes of `src` (a cache object), replacing any file atomically.
+
+    `mode` applies to reflinks and copies (less the umask); hard links share the
+    object's read-only mode and symlinks point at it. With `fresh`, `dst` lies in a
+    folder that is itself still a temp folder, so it is written in place.
+    """
+    if fresh:
+        try:
+            _make(src, dst, link_type, mode)
+        except BaseException as exc:
+            _unlink_quiet(dst)
+            if isinstance(exc, OSError):
+                raise storage_error(exc, dst) from exc
+            raise
+        return
+    tmp = tmp_name(dst)
+    try:
+        _make(src, tmp, link_type, mode)
+        commit(tmp, dst)
+    except BaseException as exc:
+        _unlink_quiet(tmp)
+        if isinstance(exc, OSError):
+            raise storage_error(exc, dst) from exc
+        raise
+
+
+_UNSUPPORTED = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EPERM,
+                errno.EMLINK, errno.ENOSYS}
+_skip: set[str] = set()  # link types this process found unsupported
+
+
+def place_first_working(src: str, dst: str, link_types: list[str], mode: int,
+                        fresh: bool = False) -> str:
+    """Try each link type in order; return the one that worked.
+
+    A type the filesystem does not support (reflink on ext4, hard links across
+    disks) is remembered and not tried again by this process.
+    """
+    kinds = [k for k in link_types if k not in _skip] or link_types[-1:]
+    for i, kind in enumerate(kinds):
+        try:
+            place(src, dst, kind, mode, fresh)
+            return kind
+        except StorageError as exc:
+            cause = exc.__cause__
+            last = i == len(kinds) - 1
+            if last or not isinstance(cause, OSError) or cause.errno not in _UNSUPPORTED:
+                raise
+            _skip.add(kind)
+    raise AssertionError("unreachable")
+
+
+def make_readonly(path: str) -> None:
+    st = os.lstat(path)
+    ro = stat.S_IMODE(st.st_mode) & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    if ro != stat.S_IMODE(st.st_mode):
+        os.chmod(path, ro)
+
+
+def remove_file(path: str) -> None:
+    """Remove a file, also when it is read-only (as cache objects and links are)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise storage_error(exc, path) from exc
+
+
+def remove_tree(path: str) -> None:
+    def onerror(func, p, exc_info):  # type: ignore[no-untyped-def]
+        parent = os.path.dirname(p)
+        os.chmod(parent, 0o755)
+        func(p)
+
+    if os.path.islink(path) or not os.path.isdir(path):
+        remove_file(path)
+    else:
+        shutil.rmtree(path, onerror=onerror)
+
+
+def rename(src: str, dst: str) -> None:
+    try:
+        os.rename(src, dst)
+    except OSError as exc:
+        raise storage_error(exc, dst) from exc
+
+
+class RepoLock:
+    """An exclusive lock on a repository, held by one mlv process at a time.
+
+    The lock file records the holder's pid so a waiting process can name it.
+    """
+
+    def __init__(self, path: str, timeout: float | None = None) -> None:
+        self.path = path
+        if timeout is None:
+            timeout = float(os.environ.get("MLV_LOCK_TIMEOUT", "3"))
+        self.timeout = timeout
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        makedirs(os.path.dirname(self.path))
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _read_pid(fd)
+                    os.close(fd)
+                    who = f" (pid {holder})" if holder else ""
+                    raise LockError(
+                        f"another mlv process{who} is running in this repository",
+                        hint="wait for it to finish, then run your command again",
+                    ) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RepoLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> str:
+    try:
+        return os.pread(fd, 32, 0).decode().strip()
+    except OSError:
+        return ""

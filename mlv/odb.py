@@ -1,0 +1,135 @@
+"""The local object store: content-addressed, immutable, written by rename.
+
+Layout (shared with every remote): `<root>/xxh128/ab/cdef…` for files and
+`<root>/xxh128/ab/cdef….dir` for directory manifests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import xxhash
+
+from mlv import fsio
+from mlv.errors import StorageError
+from mlv.hashing import BLOCK, HASH_NAME, SMALL, hash_bytes, is_oid
+
+OBJECT_MODE = 0o444
+
+
+class ObjectStore:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.base = os.path.join(root, HASH_NAME)
+        self._made: set[str] = set()
+
+    def path_of(self, oid: str) -> str:
+        return os.path.join(self.base, oid[:2], oid[2:])
+
+    def exists(self, oid: str) -> bool:
+        return os.path.exists(self.path_of(oid))
+
+    def existing(self, oids: list[str]) -> set[str]:
+        """Which of `oids` are stored: one listing per prefix folder when there are many."""
+        wanted = set(oids)
+        if len(wanted) < 256:
+            return {oid for oid in wanted if self.exists(oid)}
+        found: set[str] = set()
+        for prefix in {oid[:2] for oid in wanted}:
+            try:
+                names = os.listdir(os.path.join(self.base, prefix))
+            except FileNotFoundError:
+                continue
+            found.update(prefix + name for name in names)
+        return wanted & found
+
+    def _folder(self, oid: str) -> str:
+        folder = os.path.join(self.base, oid[:2])
+        if folder not in self._made:
+            fsio.makedirs(folder)
+            self._made.add(folder)
+        return folder
+
+    def add_bytes(self, data: bytes, suffix: str = "") -> str:
+        """Store bytes whose hash names them; return the object id."""
+        oid = hash_bytes(data) + suffix
+        if not self.exists(oid):
+            self._folder(oid)
+            fsio.atomic_write(self.path_of(oid), data, OBJECT_MODE)
+        return oid
+
+    def add_file(self, path: str) -> tuple[str, int]:
+        """Hash a file and store it, reading it once. Return (oid, size).
+
+        The object's name is the hash of exactly the bytes written, so what enters
+        the store is verified by construction.
+        """
+        try:
+            with open(path, "rb", buffering=0) as fobj:
+                data = fobj.read(SMALL + 1)
+                if len(data) <= SMALL:
+                    return self.add_bytes(data), len(data)
+                return self._add_stream(fobj, data)
+        except OSError as exc:
+            raise fsio.storage_error(exc, path) from exc
+
+    def _add_stream(self, fobj, head: bytes) -> tuple[str, int]:  # type: ignore[no-untyped-def]
+        hasher = xxhash.xxh3_128()
+        fsio.makedirs(self.base)
+        folder_tmp = fsio.tmp_name(os.path.join(self.base, "incoming"))
+        size = 0
+        buf = bytearray(BLOCK)
+        view = memoryview(buf)
+        with fsio.atomic_file(folder_tmp, OBJECT_MODE) as out:
+            hasher.update(head)
+            out.write(head)
+            size += len(head)
+            while n := fobj.readinto(buf):
+                hasher.update(view[:n])
+                out.write(view[:n])
+                size += n
+            oid = hasher.hexdigest()
+        # `folder_tmp` is now a complete, read-only file under a temp name; give it its name.
+        final = self.path_of(oid)
+        if self.exists(oid):
+            fsio.remove_file(folder_tmp)
+        else:
+            self._folder(oid)
+            fsio.rename(folder_tmp, final)
+        return oid, size
+
+    def read_bytes(self, oid: str) -> bytes:
+        try:
+            with open(self.path_of(oid), "rb") as fobj:
+                return fobj.read()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise fsio.storage_error(exc, self.path_of(oid)) from exc
+
+    def remove(self, oid: str) -> None:
+        fsio.remove_file(self.path_of(oid))
+
+    def iter_objects(self) -> Iterator[tuple[str, str]]:
+        """Yield (oid, path) for every object; temp files are yielded with oid ''."""
+        if not os.path.isdir(self.base):
+            return
+        for prefix in sorted(os.listdir(self.base)):
+            folder = os.path.join(self.base, prefix)
+            if len(prefix) != 2 or not os.path.isdir(folder):
+                continue
+            for name in sorted(os.listdir(folder)):
+                oid = prefix + name
+                path = os.path.join(folder, name)
+                yield (oid if is_oid(oid) else ""), path
+
+    def check(self, oid: str) -> bool:
+        """Re-hash an object; True when its bytes match its name."""
+        from mlv.hashing import hash_file
+
+        try:
+            digest, _ = hash_file(self.path_of(oid))
+        except OSError as exc:
+            raise StorageError(f"cannot read object {oid}: {exc}") from exc
+        return digest == oid.removesuffix(".dir")

@@ -1,0 +1,154 @@
+"""Pointer files (`<path>.mlv`): which bytes a tracked path should hold.
+
+A pointer is read strictly: any field of the wrong type, an unknown hash, or a path
+that could leave the repository is refused before anything on disk changes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from mlv import fsio, yamlio
+from mlv.errors import PointerError
+from mlv.hashing import HEX_RE
+
+SUFFIX = ".mlv"
+HEADER = "# mlv pointer: `mlv checkout` restores this path from the cache\n"
+_OUT_KEYS = {"path", "xxh128", "size", "nfiles", "exec"}
+
+
+@dataclass(frozen=True)
+class Out:
+    path: str  # relative to the pointer file, POSIX separators
+    oid: str
+    size: int
+    nfiles: int | None = None
+    exec: bool = False
+
+    @property
+    def is_dir(self) -> bool:
+        return self.oid.endswith(".dir")
+
+
+@dataclass(frozen=True)
+class Pointer:
+    file: str  # absolute path of the .mlv file
+    outs: tuple[Out, ...]
+
+    def out_path(self, out: Out) -> str:
+        """Absolute workspace path of an out."""
+        return os.path.normpath(os.path.join(os.path.dirname(self.file), out.path))
+
+
+def pointer_file_for(path: str) -> str:
+    return path.rstrip(os.sep) + SUFFIX
+
+
+def dumps(outs: list[Out]) -> str:
+    items = []
+    for out in outs:
+        item: dict[str, Any] = {"path": out.path, "xxh128": out.oid, "size": out.size}
+        if out.nfiles is not None:
+            item["nfiles"] = out.nfiles
+        if out.exec:
+            item["exec"] = True
+        items.append(item)
+    return HEADER + yamlio.dump({"outs": items})
+
+
+def write(pointer: Pointer) -> None:
+    fsio.atomic_write(pointer.file, dumps(list(pointer.outs)).encode())
+
+
+def load(file: str, root: str, display: str | None = None,
+         cache_root: str | None = None) -> Pointer:
+    """Read and validate a pointer file. `root` is the repository's real path; a
+    workspace symlink may also point into `cache_root` (the `symlink` cache type)."""
+    name = display or os.path.relpath(file, root)
+    try:
+        with open(file, encoding="utf-8") as fobj:
+            text = fobj.read()
+    except UnicodeDecodeError:
+        raise PointerError(f"{name}: not a text file", hint="restore it with `git checkout`") from None
+    except OSError as exc:
+        raise PointerError(f"{name}: cannot read ({exc.strerror})") from None
+    data, lines = yamlio.load(text, name, PointerError)
+    return _validate(file, name, (root, cache_root or root), data, lines)
+
+
+def _fail(name: str, lines: yamlio.Lines, where: tuple[Any, ...], what: str) -> PointerError:
+    line = yamlio.line_of(lines, where)
+    loc = f"{name}:{line}" if line else name
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where).lstrip(".")
+    return PointerError(f"{loc}: {field + ': ' if field else ''}{what}",
+                        hint=f"fix {name} (or restore it with `git checkout -- {name}`)")
+
+
+def _validate(file: str, name: str, roots: tuple[str, str], data: Any, lines: yamlio.Lines) -> Pointer:
+    if not isinstance(data, dict) or "outs" not in data:
+        raise _fail(name, lines, (), "not an mlv pointer (expected a mapping with `outs:`)")
+    unknown = set(data) - {"outs"}
+    if unknown:
+        raise _fail(name, lines, (sorted(unknown)[0],), "unknown field")
+    items = data["outs"]
+    if not isinstance(items, list) or not items:
+        raise _fail(name, lines, ("outs",), "must be a non-empty list")
+    outs = []
+    for i, item in enumerate(items):
+        at = ("outs", i)
+        if not isinstance(item, dict):
+            raise _fail(name, lines, at, "must be a mapping with path, xxh128 and size")
+        for key in item:
+            if key not in _OUT_KEYS:
+                raise _fail(name, lines, at + (key,), "unknown field")
+        for key in ("path", "xxh128", "size"):
+            if key not in item:
+                raise _fail(name, lines, at, f"missing field `{key}`")
+        path, oid, size = item["path"], item["xxh128"], item["size"]
+        if not isinstance(path, str) or not path:
+            raise _fail(name, lines, at + ("path",), "must be a non-empty string")
+        if not isinstance(oid, str):
+            raise _fail(name, lines, at + ("xxh128",), "must be a string of 32 hex digits")
+        digest = oid.removesuffix(".dir")
+        if not HEX_RE.match(digest):
+            raise _fail(name, lines, at + ("xxh128",),
+                        f"expected 32 lower-case hex digits (xxh3-128), got {oid!r} "
+                        f"({len(digest)} characters)")
+        if not _is_count(size):
+            raise _fail(name, lines, at + ("size",), "must be a whole number of bytes")
+        nfiles = item.get("nfiles")
+        if nfiles is not None and not _is_count(nfiles):
+            raise _fail(name, lines, at + ("nfiles",), "must be a whole number")
+        execbit = item.get("exec", False)
+        if not isinstance(execbit, bool):
+            raise _fail(name, lines, at + ("exec",), "must be true or false")
+        _check_path(file, roots, path, lambda what, at=at: _fail(name, lines, at + ("path",), what))
+        outs.append(Out(path, oid, size, nfiles, execbit))
+    return Pointer(file, tuple(outs))
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
+
+
+def _check_path(file: str, roots: tuple[str, str], path: str, fail: Any) -> None:
+    if os.path.isabs(path) or path.startswith("\\") or (len(path) > 1 and path[1] == ":"):
+        raise fail(f"absolute path {path!r} is not allowed; paths are relative to the pointer")
+    if ".." in path.replace("\\", "/").split("/"):
+        raise fail(f"path {path!r} contains '..'; a pointer may only name paths beside it")
+    if "\0" in path:
+        raise fail("path contains a NUL byte")
+    root, cache_root = roots
+    target = os.path.normpath(os.path.join(os.path.dirname(file), path))
+    parent = os.path.realpath(os.path.dirname(target))
+    real = os.path.realpath(target)
+    if not _inside(parent, root) or not (
+        _inside(real, root) or (os.path.islink(target) and _inside(real, cache_root))
+    ):
+        raise fail(f"path {path!r} resolves through a symlink to outside the repository")

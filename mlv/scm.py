@@ -1,0 +1,116 @@
+"""Everything mlv asks of git. The only module that imports git (gitpython), lazily."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+from mlv import fsio
+from mlv.errors import ScmError
+
+
+def _git(root: str, *args: str) -> Any:
+    import git  # heavy: only commands that need git pay for it
+
+    try:
+        return git.Repo(root, search_parent_directories=False).git.execute(
+            ["git", *args], stdout_as_string=False
+        )
+    except git.GitCommandError as exc:
+        raise ScmError(f"git {' '.join(args[:2])} failed: {exc.stderr.strip()}") from None
+
+
+def toplevel(path: str) -> str | None:
+    """The root of the git work tree containing `path`, or None."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True
+        )
+    except OSError:
+        raise ScmError("git is not installed", hint="install git, or use `--no-scm`") from None
+    return os.path.realpath(out.stdout.strip()) if out.returncode == 0 else None
+
+
+def tracked(root: str, paths: list[str]) -> list[str]:
+    """Which of `paths` (or files below them) git tracks, relative to `root`."""
+    if not paths:
+        return []
+    out = _git(root, "ls-files", "-z", "--", *paths)
+    return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
+# ---- ignore files -------------------------------------------------------------------
+
+def _ignore_lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as fobj:
+            return fobj.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def ignore_entry(name: str) -> str:
+    """The .gitignore line that matches exactly one name in its folder."""
+    special = "\\*?[!# "
+    escaped = "".join("\\" + c if c in special else c for c in name)
+    return "/" + escaped
+
+
+def add_ignore(folder: str, name: str) -> bool:
+    """Add `/name` to `folder/.gitignore` unless present. True if the file changed."""
+    path = os.path.join(folder, ".gitignore")
+    lines = _ignore_lines(path)
+    entry = ignore_entry(name)
+    if entry in lines:
+        return False
+    fsio.atomic_write(path, ("\n".join(lines + [entry]) + "\n").encode())
+    return True
+
+
+def remove_ignore(folder: str, name: str) -> bool:
+    path = os.path.join(folder, ".gitignore")
+    lines = _ignore_lines(path)
+    entry = ignore_entry(name)
+    if entry not in lines:
+        return False
+    kept = [line for line in lines if line != entry]
+    if kept:
+        fsio.atomic_write(path, ("\n".join(kept) + "\n").encode())
+    else:
+        fsio.remove_file(path)
+    return True
+
+
+# ---- history --------------------------------------------------------------------------
+
+def revisions(root: str, all_branches: bool, all_tags: bool, all_commits: bool) -> list[str]:
+    """Commit ids in the chosen scope (the workspace itself is not a revision)."""
+    revs: list[str] = []
+    if all_commits:
+        out = _git(root, "rev-list", "--all")
+        return sorted(set(out.decode().split()))
+    if all_branches:
+        out = _git(root, "for-each-ref", "--format=%(objectname)", "refs/heads")
+        revs += out.decode().split()
+    if all_tags:
+        out = _git(root, "for-each-ref", "--format=%(*objectname) %(objectname)", "refs/tags")
+        for line in out.decode().splitlines():
+            parts = line.split()
+            revs.append(parts[0])  # the peeled commit when annotated, else the tag target
+    return sorted(set(revs))
+
+
+def pointer_blobs(root: str, rev: str, suffix: str) -> Iterator[tuple[str, bytes]]:
+    """(path, bytes) of every file at `rev` whose name ends with `suffix`."""
+    import git
+
+    repo = git.Repo(root)
+    try:
+        commit = repo.commit(rev)
+    except (ValueError, git.BadName) as exc:
+        raise ScmError(f"unknown revision {rev}: {exc}") from None
+    for item in commit.tree.traverse():
+        if item.type == "blob" and item.path.endswith(suffix):
+            yield item.path, item.data_stream.read()

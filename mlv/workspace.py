@@ -1,0 +1,129 @@
+"""Reading the workspace: walking tracked directories, hashing through the stat cache,
+and storing files into the object store in parallel."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from mlv import fsio
+from mlv.errors import PathError
+from mlv.hashing import hash_file
+from mlv.odb import ObjectStore
+from mlv.state import StatCache
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class WFile:
+    rel: str  # POSIX path relative to the walked directory
+    path: str
+    st: os.stat_result
+
+    @property
+    def exec(self) -> bool:
+        return bool(self.st.st_mode & stat.S_IXUSR)
+
+
+def walk(top: str) -> list[WFile]:
+    """Every regular file below `top` (following file symlinks), sorted by path."""
+    files: list[WFile] = []
+    stack = [(top, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            raise fsio.storage_error(exc, folder) from exc
+        for entry in entries:
+            if fsio.is_tmp_name(entry.name):
+                continue
+            rel = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, rel + "/"))
+                continue
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                if entry.is_symlink():
+                    raise PathError(f"{entry.path} is a broken symlink",
+                                    hint="remove it or point it at a file") from None
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                raise PathError(f"{entry.path} is a symlink to a directory; mlv does not "
+                                "follow those", hint="replace it with a copy, or remove it")
+            if stat.S_ISREG(st.st_mode):
+                files.append(WFile(rel, entry.path, st))
+    files.sort(key=lambda f: f.rel)
+    return files
+
+
+def stat_file(path: str, rel: str = "") -> WFile:
+    return WFile(rel or os.path.basename(path), path, os.stat(path))
+
+
+def _pool_map(fn, items: list, jobs: int, progress: Progress | None):  # type: ignore[no-untyped-def]
+    if len(items) < 2 or jobs < 2:
+        results = []
+        for item in items:
+            results.append(fn(item))
+            if progress:
+                progress(1)
+        return results
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = []
+        for res in pool.map(fn, items, chunksize=1):
+            results.append(res)
+            if progress:
+                progress(1)
+        return results
+
+
+def _unchanged(before: os.stat_result, path: str) -> bool:
+    try:
+        after = os.stat(path)
+    except OSError:
+        return False
+    return (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino, before.st_size, before.st_mtime_ns)
+
+
+def hash_files(files: list[WFile], state: StatCache, jobs: int,
+               progress: Progress | None = None) -> list[str]:
+    """The hash of each file, read only when the stat cache does not know it."""
+    oids: list[str | None] = [state.get(f.st) for f in files]
+    todo = [f for f, oid in zip(files, oids) if oid is None]
+
+    def work(f: WFile) -> str:
+        try:
+            oid, _ = hash_file(f.path)
+        except OSError as exc:
+            raise fsio.storage_error(exc, f.path) from exc
+        if _unchanged(f.st, f.path):
+            state.set(f.st, oid)
+        return oid
+
+    fresh = iter(_pool_map(work, todo, jobs, progress))
+    return [oid if oid is not None else next(fresh) for oid in oids]
+
+
+def store_files(files: list[WFile], odb: ObjectStore, state: StatCache, jobs: int,
+                progress: Progress | None = None) -> list[tuple[str, int]]:
+    """Store each file's bytes in `odb` (reading each file at most once).
+
+    Returns (hash, size) of the bytes actually stored for each file."""
+
+    def work(f: WFile) -> tuple[str, int]:
+        known = state.get(f.st)
+        if known is not None and odb.exists(known):
+            return known, f.st.st_size
+        oid, size = odb.add_file(f.path)
+        if _unchanged(f.st, f.path):
+            state.set(f.st, oid)
+        return oid, size
+
+    return list(_pool_map(work, files, jobs, progress))
