@@ -205,6 +205,7 @@ class Bench:
     flags: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     repos_made: int = 0
+    rep: int = 0  # current repetition, 0-based
 
     def record(self, scenario: str, tool: Tool, seconds: float | None, flag: str = "") -> None:
         self.timings.setdefault(scenario, {}).setdefault(tool.name, []).append(seconds)
@@ -217,7 +218,7 @@ class Bench:
             self.record(s, tool, None)
 
     def warn(self, msg: str) -> None:
-        self.notes.append(f"!!! WARNING: {msg}")
+        self.notes.append(f"!!! WARNING (rep {self.rep + 1}): {msg}")
         log(self.notes[-1])
 
 
@@ -424,6 +425,7 @@ def main(argv: list[str]) -> int:
             bench.datasets[name] = DATASETS[name](args, root / "datasets" / name)
             log(f"dataset {bench.datasets[name].describe()} made in {time.perf_counter() - start:.1f}s")
         for rep in range(args.reps):
+            bench.rep = rep
             for g in groups:
                 for tool in (tools if rep % 2 == 0 else tools[::-1]):
                     if tool.exe is not None:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from mlv import manifest, workspace
+from mlv.hashing import hash_bytes
 from mlv.manifest import Entry
 from mlv.odb import ObjectStore
 from mlv.pointer import Out
@@ -25,6 +26,7 @@ class OutDiff:
     deleted: list[Entry] = field(default_factory=list)
     same: list[tuple[Entry, WFile]] = field(default_factory=list)
     missing: set[str] = field(default_factory=set)  # objects not in the cache
+    same_tree: bool = False  # known unchanged from the stat cache; entries not loaded
 
     @property
     def changed(self) -> bool:
@@ -41,11 +43,28 @@ def load_entries(odb: ObjectStore, out: Out) -> list[Entry] | None:
     return manifest.loads(data, out.oid)
 
 
-def diff_out(odb: ObjectStore, state: StatCache, jobs: int, path: str, out: Out) -> OutDiff:
-    entries = load_entries(odb, out)
+def fingerprint(files: list[WFile], odb: ObjectStore) -> str:
+    """Identifies a folder's stat state together with the object store's contents."""
+    parts = [f"{f.rel}\0{f.st.st_ino}\0{f.st.st_size}\0{f.st.st_mtime_ns}\0{f.st.st_mode}"
+             for f in files]
+    parts.append(odb.generation())
+    return hash_bytes("\n".join(parts).encode("utf-8", "surrogateescape"))
+
+
+def diff_out(odb: ObjectStore, state: StatCache, jobs: int, path: str, out: Out,
+             fast: bool = True) -> OutDiff:
     is_dir = os.path.isdir(path) and not os.path.islink(path)
     exists = os.path.lexists(path)
     present = exists and is_dir == out.is_dir
+    walked: list[WFile] | None = None
+    fp = ""
+    if present and out.is_dir:
+        # Fast path: a folder whose every stat is as when it last matched needs no more work.
+        walked = workspace.walk(path)
+        fp = fingerprint(walked, odb)
+        if fast and state.tree_matches(path, out.oid, fp):
+            return OutDiff(path, out, None, True, same_tree=True)
+    entries = load_entries(odb, out)
     diff = OutDiff(path, out, entries, present, in_way=exists and not present)
     if entries is None:
         diff.missing.add(out.oid)
@@ -54,8 +73,8 @@ def diff_out(odb: ObjectStore, state: StatCache, jobs: int, path: str, out: Out)
     if not present:
         diff.deleted = list(entries)
         return diff
-    if out.is_dir:
-        files = {f.rel: f for f in workspace.walk(path)}
+    if walked is not None:
+        files = {f.rel: f for f in walked}
     else:
         try:
             files = {"": workspace.stat_file(path, "")}
@@ -74,4 +93,6 @@ def diff_out(odb: ObjectStore, state: StatCache, jobs: int, path: str, out: Out)
     oids = workspace.hash_files([f for _, f in candidates], state, jobs)
     for (e, f), oid in zip(candidates, oids):
         (diff.same if oid == e.oid else diff.modified).append((e, f))
+    if walked is not None and not diff.changed and not diff.missing:
+        state.set_tree(path, out.oid, fp)
     return diff

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlv.errors import PointerError
 from mlv.hashing import HEX_RE
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     path: str  # POSIX, relative to the tracked directory
     oid: str
     size: int
@@ -32,19 +30,17 @@ def dumps(entries: list[Entry]) -> bytes:
 def loads(data: bytes, oid: str) -> list[Entry]:
     try:
         items = json.loads(data)
-        entries = [
-            Entry(i["path"], i["xxh128"], int(i["size"]), bool(i.get("exec", False)))
-            for i in items
-        ]
+        entries = [Entry(i["path"], i["xxh128"], i["size"], i.get("exec", False)) for i in items]
     except (ValueError, KeyError, TypeError) as exc:
         raise PointerError(f"directory manifest {oid} in the cache is damaged ({exc})",
-                           hint="run `mlv fsck` or re-add the directory") from None
+                           hint="run `mlv checkout` after re-fetching it, or re-add the folder"
+                           ) from None
+    match = HEX_RE.match
     for e in entries:
-        if not HEX_RE.match(e.oid) or _unsafe(e.path):
-            raise PointerError(f"directory manifest {oid} has an unsafe entry {e.path!r}")
+        # Paths come from data: refuse anything that could leave the tracked folder.
+        wrapped = "/" + e.path + "/"
+        if ("/../" in wrapped or "/./" in wrapped or "//" in wrapped or "\0" in e.path
+                or not match(e.oid) or type(e.size) is not int):
+            raise PointerError(f"directory manifest {oid} has an unsafe entry {e.path!r}",
+                               hint="re-add the folder to write a new manifest")
     return entries
-
-
-def _unsafe(path: str) -> bool:
-    parts = path.split("/")
-    return path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in path

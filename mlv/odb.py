@@ -44,6 +44,20 @@ class ObjectStore:
             found.update(prefix + name for name in names)
         return wanted & found
 
+    def generation(self) -> str:
+        """Changes whenever an object is added to or removed from the store."""
+        try:
+            names = sorted(os.listdir(self.base))
+        except FileNotFoundError:
+            return "empty"
+        parts = []
+        for name in names:
+            try:
+                parts.append(f"{name}:{os.stat(os.path.join(self.base, name)).st_mtime_ns}")
+            except FileNotFoundError:
+                continue
+        return hash_bytes("\n".join(parts).encode())
+
     def _folder(self, oid: str) -> str:
         folder = os.path.join(self.base, oid[:2])
         if folder not in self._made:

@@ -11,7 +11,9 @@ import sqlite3
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS state ("
     " inode INTEGER PRIMARY KEY, size INTEGER NOT NULL,"
-    " mtime_ns INTEGER NOT NULL, oid TEXT NOT NULL)"
+    " mtime_ns INTEGER NOT NULL, oid TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS trees ("
+    " path TEXT PRIMARY KEY, oid TEXT NOT NULL, fingerprint TEXT NOT NULL)"
 )
 
 
@@ -20,6 +22,7 @@ class StatCache:
         self.path = path
         self._rows: dict[int, tuple[int, int, str]] | None = None
         self._dirty: dict[int, tuple[int, int, str]] = {}
+        self._trees: dict[str, tuple[str, str]] = {}
 
     def _load(self) -> dict[int, tuple[int, int, str]]:
         if self._rows is None:
@@ -34,7 +37,8 @@ class StatCache:
         return self._rows
 
     def get(self, st: os.stat_result) -> str | None:
-        row = self._load().get(st.st_ino)
+        rows = self._rows if self._rows is not None else self._load()
+        row = rows.get(st.st_ino)
         if row is not None and row[0] == st.st_size and row[1] == st.st_mtime_ns:
             return row[2]
         return None
@@ -46,19 +50,42 @@ class StatCache:
             rows[st.st_ino] = row
             self._dirty[st.st_ino] = row
 
+    def tree_matches(self, path: str, oid: str, fingerprint: str) -> bool:
+        """True when folder `path` was last seen holding exactly `oid`, and nothing
+        about its files (names, inodes, sizes, mtimes) has changed since."""
+        if not os.path.exists(self.path):
+            return False
+        try:
+            with sqlite3.connect(self.path, timeout=10) as conn:
+                row = conn.execute(
+                    "SELECT oid, fingerprint FROM trees WHERE path = ?", (path,)
+                ).fetchone()
+            conn.close()
+        except sqlite3.Error:
+            return False
+        return row == (oid, fingerprint)
+
+    def set_tree(self, path: str, oid: str, fingerprint: str) -> None:
+        self._trees[path] = (oid, fingerprint)
+
     def save(self) -> None:
         """Write new entries. Failure to save only costs speed, never correctness."""
-        if not self._dirty:
+        if not self._dirty and not self._trees:
             return
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             with sqlite3.connect(self.path, timeout=10) as conn:
-                conn.execute(_SCHEMA)
+                conn.executescript(_SCHEMA)
                 conn.executemany(
                     "INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)",
                     [(ino, *row) for ino, row in self._dirty.items()],
+                )
+                conn.executemany(
+                    "INSERT OR REPLACE INTO trees VALUES (?, ?, ?)",
+                    [(path, *row) for path, row in self._trees.items()],
                 )
             conn.close()
         except (sqlite3.Error, OSError):
             return
         self._dirty.clear()
+        self._trees.clear()

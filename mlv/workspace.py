@@ -7,7 +7,6 @@ import os
 import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from mlv import fsio
 from mlv.errors import PathError
@@ -18,11 +17,15 @@ from mlv.state import StatCache
 Progress = Callable[[int], None]
 
 
-@dataclass
 class WFile:
-    rel: str  # POSIX path relative to the walked directory
-    path: str
-    st: os.stat_result
+    """A workspace file: POSIX path relative to the walked folder, full path, stat."""
+
+    __slots__ = ("rel", "path", "st")
+
+    def __init__(self, rel: str, path: str, st: os.stat_result) -> None:
+        self.rel = rel
+        self.path = path
+        self.st = st
 
     @property
     def exec(self) -> bool:

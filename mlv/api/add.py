@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 
 from mlv import manifest, pointer, scm, workspace
-from mlv.api.targets import pointer_file_of
 from mlv.checkout import is_link_to, materialize, wants_links
+from mlv.diff import fingerprint
 from mlv.errors import PathError
 from mlv.pointer import SUFFIX, Out, Pointer
 from mlv.repo import MLV_DIR, Repo
@@ -110,6 +110,8 @@ def _add_one(repo: Repo, path: str, progress: Progress | None) -> Added:
         scm.add_ignore(os.path.dirname(path), name)
     if wants_links(repo.link_types):
         _link_back(repo, files, entries)
+    elif out.is_dir:
+        repo.state.set_tree(path, out.oid, fingerprint(files, repo.odb))
     return Added(repo.rel(path), repo.rel(file), out.nfiles, out.size, changed)
 
 
@@ -121,5 +123,3 @@ def _link_back(repo: Repo, files: list[WFile], entries: list[manifest.Entry]) ->
             st = materialize(repo.odb, e.oid, f.path, repo.link_types, e.exec)
             repo.state.set(st, e.oid)
 
-
-__all__ = ["add", "Added", "pointer_file_of"]

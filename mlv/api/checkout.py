@@ -69,7 +69,8 @@ def checkout(repo: Repo, targets: list[str] | None = None, force: bool = False,
             plans = []
             for ptr in targets_mod.collect(repo, targets):
                 for out in ptr.outs:
-                    diff = diff_out(repo.odb, repo.state, repo.jobs, ptr.out_path(out), out)
+                    diff = diff_out(repo.odb, repo.state, repo.jobs, ptr.out_path(out), out,
+                                    fast=not relink)
                     plans.append(_plan(repo, diff, relink))
             conflicts = [c for p in plans for c in p.conflicts]
             if conflicts and not force:
@@ -89,6 +90,8 @@ def checkout(repo: Repo, targets: list[str] | None = None, force: bool = False,
 
 def _apply(repo: Repo, plan: _Plan, result: CheckoutResult, progress: Progress | None) -> None:
     diff = plan.diff
+    if diff.same_tree:
+        return
     if diff.entries is None:
         result.missing.append(repo.rel(diff.path))
         return
