@@ -191,7 +191,7 @@ def remove_file(path: str) -> None:
 
 
 def remove_tree(path: str) -> None:
-    def onerror(func, p, exc_info):  # type: ignore[no-untyped-def]
+    def onerror(func, p, exc_info):  # noqa: ANN001 - shutil callback
         parent = os.path.dirname(p)
         os.chmod(parent, 0o755)
         func(p)

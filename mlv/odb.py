@@ -6,6 +6,7 @@ Layout (shared with every remote): `<root>/xxh128/ab/cdef…` for files and
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 
@@ -88,7 +89,7 @@ class ObjectStore:
         except OSError as exc:
             raise fsio.storage_error(exc, path) from exc
 
-    def _add_stream(self, fobj, head: bytes) -> tuple[str, int]:  # type: ignore[no-untyped-def]
+    def _add_stream(self, fobj: io.RawIOBase, head: bytes) -> tuple[str, int]:
         hasher = xxhash.xxh3_128()
         fsio.makedirs(self.base)
         folder_tmp = fsio.tmp_name(os.path.join(self.base, "incoming"))

@@ -71,7 +71,8 @@ def load(file: str, root: str, display: str | None = None,
         with open(file, encoding="utf-8") as fobj:
             text = fobj.read()
     except UnicodeDecodeError:
-        raise PointerError(f"{name}: not a text file", hint="restore it with `git checkout`") from None
+        raise PointerError(f"{name}: not a text file",
+                           hint=f"restore it with `git checkout -- {name}`") from None
     except OSError as exc:
         raise PointerError(f"{name}: cannot read ({exc.strerror})") from None
     data, lines = yamlio.load(text, name, PointerError)
@@ -86,7 +87,8 @@ def _fail(name: str, lines: yamlio.Lines, where: tuple[Any, ...], what: str) -> 
                         hint=f"fix {name} (or restore it with `git checkout -- {name}`)")
 
 
-def _validate(file: str, name: str, roots: tuple[str, str], data: Any, lines: yamlio.Lines) -> Pointer:
+def _validate(file: str, name: str, roots: tuple[str, str], data: Any,
+              lines: yamlio.Lines) -> Pointer:
     if not isinstance(data, dict) or "outs" not in data:
         raise _fail(name, lines, (), "not an mlv pointer (expected a mapping with `outs:`)")
     unknown = set(data) - {"outs"}

@@ -102,15 +102,26 @@ def revisions(root: str, all_branches: bool, all_tags: bool, all_commits: bool) 
     return sorted(set(revs))
 
 
-def pointer_blobs(root: str, rev: str, suffix: str) -> Iterator[tuple[str, bytes]]:
-    """(path, bytes) of every file at `rev` whose name ends with `suffix`."""
-    import git
-
-    repo = git.Repo(root)
-    try:
-        commit = repo.commit(rev)
-    except (ValueError, git.BadName) as exc:
-        raise ScmError(f"unknown revision {rev}: {exc}") from None
-    for item in commit.tree.traverse():
-        if item.type == "blob" and item.path.endswith(suffix):
-            yield item.path, item.data_stream.read()
+def pointer_blobs(root: str, revs: list[str], suffix: str) -> Iterator[bytes]:
+    """The contents of every distinct file named `*suffix` in any of `revs`."""
+    blob_ids: dict[str, None] = {}
+    for rev in revs:
+        listing = _git(root, "ls-tree", "-r", "-z", "--full-tree", rev)
+        for record in listing.decode("utf-8", "surrogateescape").split("\0"):
+            meta, _, path = record.partition("\t")
+            parts = meta.split()
+            if len(parts) == 3 and parts[1] == "blob" and path.endswith(suffix):
+                blob_ids[parts[2]] = None
+    if not blob_ids:
+        return
+    proc = subprocess.run(["git", "cat-file", "--batch"], cwd=root, capture_output=True,
+                          input="".join(f"{b}\n" for b in blob_ids).encode())
+    if proc.returncode != 0:
+        raise ScmError(f"git cat-file failed: {proc.stderr.decode(errors='replace').strip()}")
+    data, pos = proc.stdout, 0
+    while pos < len(data):
+        header_end = data.index(b"\n", pos)
+        header = data[pos:header_end].split()
+        size = int(header[2]) if len(header) == 3 else 0
+        yield data[header_end + 1: header_end + 1 + size]
+        pos = header_end + 1 + size + 1

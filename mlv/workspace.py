@@ -7,6 +7,7 @@ import os
 import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from mlv import fsio
 from mlv.errors import PathError
@@ -69,7 +70,8 @@ def stat_file(path: str, rel: str = "") -> WFile:
     return WFile(rel or os.path.basename(path), path, os.stat(path))
 
 
-def _pool_map(fn, items: list, jobs: int, progress: Progress | None):  # type: ignore[no-untyped-def]
+def _pool_map(fn: Callable[[Any], Any], items: list[Any], jobs: int,
+              progress: Progress | None) -> list[Any]:
     if len(items) < 2 or jobs < 2:
         results = []
         for item in items:

@@ -53,7 +53,10 @@ def _plan(repo: Repo, diff: OutDiff, relink: bool) -> _Plan:
         oids = workspace.hash_files(at_risk, repo.state, repo.jobs)
         cached = repo.odb.existing(oids)
         plan.conflicts = [repo.rel(f.path) for f, oid in zip(at_risk, oids) if oid not in cached]
-    plan.write = [e for e, _ in diff.modified] + list(diff.deleted) if diff.present else list(entries)
+    if diff.present:
+        plan.write = [e for e, _ in diff.modified] + list(diff.deleted)
+    else:
+        plan.write = list(entries)
     plan.remove = list(diff.added)
     if relink:
         kind = repo.link_types[0]

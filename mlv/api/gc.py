@@ -37,10 +37,9 @@ def used_objects(repo: Repo, all_branches: bool = False, all_tags: bool = False,
     revs: list[str] = []
     if all_branches or all_tags or all_commits:
         revs = scm.revisions(repo.root, all_branches, all_tags, all_commits)
-        for rev in revs:
-            for _path, blob in scm.pointer_blobs(repo.root, rev, SUFFIX):
-                # Read leniently: an old, malformed pointer still protects what it names.
-                roots.update(_OID_IN_TEXT.findall(blob.decode("utf-8", "replace")))
+        for blob in scm.pointer_blobs(repo.root, revs, SUFFIX):
+            # Read leniently: an old, malformed pointer still protects what it names.
+            roots.update(_OID_IN_TEXT.findall(blob.decode("utf-8", "replace")))
     return expand(repo.odb, roots), len(revs)
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from mlv.repo import Repo
 
 from mlv.cli.ui import Progress, human_size, listing, plural
 
 
-def _repo():  # type: ignore[no-untyped-def]
+def _repo() -> Repo:
     from mlv.repo import Repo
 
     return Repo.find()
