@@ -94,12 +94,27 @@ def _reflink(src: str, dst: str) -> None:
         fcntl.ioctl(fdst.fileno(), _FICLONE, fsrc.fileno())
 
 
-def _copy(src: str, dst: str, mode: int) -> None:
+_UNSUPPORTED = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EPERM,
+                errno.EMLINK, errno.ENOSYS}
+
+
+def copy_new(src: str, dst: str, mode: int) -> None:
+    """Copy `src` to a new file `dst` inside the kernel (copy_file_range, else sendfile)."""
     fin = os.open(src, os.O_RDONLY)
     try:
         fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
+            size = os.fstat(fin).st_size
             offset = 0
+            try:
+                while offset < size:
+                    done = os.copy_file_range(fin, fout, size - offset, offset, offset)
+                    if done == 0:
+                        break
+                    offset += done
+            except OSError as exc:
+                if exc.errno not in _UNSUPPORTED and exc.errno != errno.EXDEV:
+                    raise
             while sent := os.sendfile(fout, fin, offset, 1 << 30):
                 offset += sent
         finally:
@@ -117,7 +132,7 @@ def _make(src: str, dst: str, link_type: str, mode: int) -> None:
         _reflink(src, dst)
         os.chmod(dst, mode)
     else:
-        _copy(src, dst, mode)
+        copy_new(src, dst, mode)
 
 
 def place(src: str, dst: str, link_type: str, mode: int, fresh: bool = False) -> None:
@@ -147,8 +162,6 @@ def place(src: str, dst: str, link_type: str, mode: int, fresh: bool = False) ->
         raise
 
 
-_UNSUPPORTED = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EPERM,
-                errno.EMLINK, errno.ENOSYS}
 _skip: set[str] = set()  # link types this process found unsupported
 
 

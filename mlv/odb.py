@@ -6,15 +6,12 @@ Layout (shared with every remote): `<root>/xxh128/ab/cdef…` for files and
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterator
 
-import xxhash
-
 from mlv import fsio
 from mlv.errors import StorageError
-from mlv.hashing import BLOCK, HASH_NAME, SMALL, hash_bytes, is_oid
+from mlv.hashing import HASH_NAME, SMALL, hash_bytes, hash_file, is_oid
 
 OBJECT_MODE = 0o444
 
@@ -75,44 +72,35 @@ class ObjectStore:
         return oid
 
     def add_file(self, path: str) -> tuple[str, int]:
-        """Hash a file and store it, reading it once. Return (oid, size).
+        """Store a file; return (oid, size). What enters the store is verified.
 
-        The object's name is the hash of exactly the bytes written, so what enters
-        the store is verified by construction.
+        Small files are read once and stored from memory. Large files are hashed,
+        skipped if already stored, else copied by the kernel to a temp file whose
+        bytes are hashed again before it is renamed to its final name.
         """
         try:
             with open(path, "rb", buffering=0) as fobj:
                 data = fobj.read(SMALL + 1)
-                if len(data) <= SMALL:
-                    return self.add_bytes(data), len(data)
-                return self._add_stream(fobj, data)
+            if len(data) <= SMALL:
+                return self.add_bytes(data), len(data)
+            oid, size = hash_file(path)
+            if self.exists(oid):
+                return oid, size
+            fsio.makedirs(self.base)
+            tmp = fsio.tmp_name(os.path.join(self.base, "incoming"))
+            try:
+                fsio.copy_new(path, tmp, OBJECT_MODE)
+                if hash_file(tmp) != (oid, size):
+                    raise StorageError(f"{path} changed while it was being added",
+                                       hint="run the command again when nothing writes to it")
+                self._folder(oid)
+                fsio.commit(tmp, self.path_of(oid))
+            except BaseException:
+                fsio.remove_file(tmp)
+                raise
+            return oid, size
         except OSError as exc:
             raise fsio.storage_error(exc, path) from exc
-
-    def _add_stream(self, fobj: io.RawIOBase, head: bytes) -> tuple[str, int]:
-        hasher = xxhash.xxh3_128()
-        fsio.makedirs(self.base)
-        folder_tmp = fsio.tmp_name(os.path.join(self.base, "incoming"))
-        size = 0
-        buf = bytearray(BLOCK)
-        view = memoryview(buf)
-        with fsio.atomic_file(folder_tmp, OBJECT_MODE) as out:
-            hasher.update(head)
-            out.write(head)
-            size += len(head)
-            while n := fobj.readinto(buf):
-                hasher.update(view[:n])
-                out.write(view[:n])
-                size += n
-            oid = hasher.hexdigest()
-        # `folder_tmp` is now a complete, read-only file under a temp name; give it its name.
-        final = self.path_of(oid)
-        if self.exists(oid):
-            fsio.remove_file(folder_tmp)
-        else:
-            self._folder(oid)
-            fsio.rename(folder_tmp, final)
-        return oid, size
 
     def read_bytes(self, oid: str) -> bytes:
         try:
@@ -141,8 +129,6 @@ class ObjectStore:
 
     def check(self, oid: str) -> bool:
         """Re-hash an object; True when its bytes match its name."""
-        from mlv.hashing import hash_file
-
         try:
             digest, _ = hash_file(self.path_of(oid))
         except OSError as exc:

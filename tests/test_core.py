@@ -1,0 +1,117 @@
+"""The data layer: hashing, canonical formats, the object store and the stat cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import xxhash
+
+from mlv import hashing, manifest, pointer, workspace
+from mlv.odb import ObjectStore
+from tests.conftest import make_tree
+
+
+def test_hash_is_xxh3_128_hex_for_small_and_streamed_files(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.write_bytes(b"hello")
+    big = tmp_path / "big"
+    data = os.urandom(hashing.SMALL + 12345)
+    big.write_bytes(data)
+    assert hashing.hash_file(str(small)) == (xxhash.xxh3_128_hexdigest(b"hello"), 5)
+    assert hashing.hash_file(str(big)) == (xxhash.xxh3_128_hexdigest(data), len(data))
+
+
+def test_manifest_bytes_are_canonical() -> None:
+    entries = [
+        manifest.Entry("sub/b.bin", "b" * 32, 2),
+        manifest.Entry("a.sh", "a" * 32, 1, exec=True),
+        manifest.Entry("é.txt", "c" * 32, 0),
+    ]
+    expected = (
+        '[{"path":"a.sh","xxh128":"' + "a" * 32 + '","size":1,"exec":true},'
+        '{"path":"sub/b.bin","xxh128":"' + "b" * 32 + '","size":2},'
+        '{"path":"é.txt","xxh128":"' + "c" * 32 + '","size":0}]'
+    ).encode()
+    assert manifest.dumps(entries) == expected
+    assert manifest.dumps(list(reversed(entries))) == expected
+    assert manifest.loads(expected, "x.dir") == sorted(entries, key=lambda e: e.path)
+
+
+def test_pointer_text_is_deterministic() -> None:
+    out = pointer.Out("data", "3f" * 16 + ".dir", 80211234, 20000)
+    assert pointer.dumps([out]) == (
+        "# mlv pointer: `mlv checkout` restores this path from the cache\n"
+        "outs:\n"
+        "- path: data\n"
+        f"  xxh128: {'3f' * 16}.dir\n"
+        "  size: 80211234\n"
+        "  nfiles: 20000\n"
+    )
+
+
+@pytest.mark.parametrize("size", [0, 100, hashing.SMALL + 1])
+def test_object_store_names_objects_by_hash_and_makes_them_read_only(
+    tmp_path: Path, size: int
+) -> None:
+    src = tmp_path / "f"
+    data = os.urandom(size)
+    src.write_bytes(data)
+    odb = ObjectStore(str(tmp_path / "cache"))
+    oid, got = odb.add_file(str(src))
+    assert (oid, got) == (xxhash.xxh3_128_hexdigest(data), size)
+    obj = Path(odb.path_of(oid))
+    assert obj == tmp_path / "cache" / "xxh128" / oid[:2] / oid[2:]
+    assert obj.read_bytes() == data
+    assert stat.S_IMODE(obj.stat().st_mode) & 0o222 == 0
+    assert odb.add_file(str(src)) == (oid, size)  # idempotent
+    leftovers = [p for p in (tmp_path / "cache").rglob("*") if ".mlvtmp-" in p.name]
+    assert leftovers == []
+
+
+def test_manifest_object_is_stored_under_its_hash(mlv, mlv_repo: Path) -> None:
+    make_tree(mlv_repo, {"data": {"a": "1", "b": {"c": "2"}}})
+    assert mlv("add", "data", cwd=mlv_repo).exit_code == 0
+    text = (mlv_repo / "data.mlv").read_text()
+    oid = text.split("xxh128: ")[1].split()[0]
+    obj = mlv_repo / ".mlv" / "cache" / "xxh128" / oid[:2] / oid[2:]
+    raw = obj.read_bytes()
+    assert oid == xxhash.xxh3_128_hexdigest(raw) + ".dir"
+    assert [e["path"] for e in json.loads(raw)] == ["a", "b/c"]
+
+
+def test_noop_status_reads_no_file_contents(mlv, mlv_repo: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    make_tree(mlv_repo, {"data": {f"f{i}": f"content {i}" for i in range(50)},
+                         "model.bin": "weights"})
+    assert mlv("add", "data", "model.bin", cwd=mlv_repo).exit_code == 0
+    assert mlv("status", cwd=mlv_repo).exit_code == 0  # warms the stat cache
+
+    def no_reading(path: str) -> tuple[str, int]:
+        raise AssertionError(f"status read {path}")
+
+    monkeypatch.setattr(workspace, "hash_file", no_reading)
+    res = mlv("status", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+    assert "everything is up to date" in res.stdout
+
+
+def test_status_rereads_only_files_whose_stat_changed(mlv, mlv_repo: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    make_tree(mlv_repo, {"data": {f"f{i}": f"content {i}" for i in range(20)}})
+    assert mlv("add", "data", cwd=mlv_repo).exit_code == 0
+    os.utime(mlv_repo / "data" / "f3", ns=(1, 1))  # new mtime, same bytes
+    read: list[str] = []
+    real = workspace.hash_file
+
+    def counting(path: str) -> tuple[str, int]:
+        read.append(os.path.basename(path))
+        return real(path)
+
+    monkeypatch.setattr(workspace, "hash_file", counting)
+    res = mlv("status", cwd=mlv_repo)
+    assert "everything is up to date" in res.stdout
+    assert read == ["f3"]
