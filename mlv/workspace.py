@@ -70,22 +70,26 @@ def stat_file(path: str, rel: str = "") -> WFile:
     return WFile(rel or os.path.basename(path), path, os.stat(path))
 
 
-def _pool_map(fn: Callable[[Any], Any], items: list[Any], jobs: int,
-              progress: Progress | None) -> list[Any]:
-    if len(items) < 2 or jobs < 2:
+def parallel_map(fn: Callable[[Any], Any], items: list[Any], jobs: int,
+                 progress: Progress | None = None) -> list[Any]:
+    """`[fn(x) for x in items]` on `jobs` threads; the first error cancels what is left."""
+    if len(items) < 8 or jobs < 2:
         results = []
         for item in items:
             results.append(fn(item))
             if progress:
                 progress(1)
         return results
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         results = []
-        for res in pool.map(fn, items, chunksize=1):
+        for res in pool.map(fn, items):
             results.append(res)
             if progress:
                 progress(1)
         return results
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _unchanged(before: os.stat_result, path: str) -> bool:
@@ -112,7 +116,7 @@ def hash_files(files: list[WFile], state: StatCache, jobs: int,
             state.set(f.st, oid)
         return oid
 
-    fresh = iter(_pool_map(work, todo, jobs, progress))
+    fresh = iter(parallel_map(work, todo, jobs, progress))
     return [oid if oid is not None else next(fresh) for oid in oids]
 
 
@@ -131,4 +135,4 @@ def store_files(files: list[WFile], odb: ObjectStore, state: StatCache, jobs: in
             state.set(f.st, oid)
         return oid, size
 
-    return list(_pool_map(work, files, jobs, progress))
+    return list(parallel_map(work, files, jobs, progress))

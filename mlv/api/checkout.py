@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mlv import fsio, workspace
@@ -151,16 +150,8 @@ def _write_all(repo: Repo, base: str, entries: list[Entry], fresh: bool,
         else:
             st = materialize(repo.odb, e.oid, dst, link_types, e.exec)
         repo.state.set(st, e.oid)
-        if progress:
-            progress(1)
 
-    if len(entries) < 8:
-        for e in entries:
-            work(e)
-        return
-    with ThreadPoolExecutor(max_workers=repo.jobs) as pool:
-        for _ in pool.map(work, entries):
-            pass
+    workspace.parallel_map(work, entries, repo.jobs, progress)
 
 
 def _prune_empty(top: str) -> None:

@@ -29,12 +29,20 @@ class OutStatus:
         return data
 
 
-def status(repo: Repo, targets: list[str] | None = None) -> list[OutStatus]:
-    """Every out that differs from its pointer (an empty list means all is in sync)."""
+@dataclass
+class StatusReport:
+    tracked: int  # outs examined
+    changed: list[OutStatus]  # the ones that differ; empty when all is in sync
+
+
+def status(repo: Repo, targets: list[str] | None = None) -> StatusReport:
+    """Compare every out (or the named ones) with the workspace."""
     result = []
+    tracked = 0
     try:
         for ptr in targets_mod.collect(repo, targets):
             for out in ptr.outs:
+                tracked += 1
                 path = ptr.out_path(out)
                 diff = diff_out(repo.odb, repo.state, repo.jobs, path, out)
                 changes = []
@@ -55,6 +63,6 @@ def status(repo: Repo, targets: list[str] | None = None) -> list[OutStatus]:
                 result.append(st)
     finally:
         repo.state.save()
-    return result
+    return StatusReport(tracked, result)
 
 

@@ -72,12 +72,16 @@ def status(targets: tuple[str, ...], as_json: bool, quiet: bool) -> None:
     """
     from mlv.api.status import status as api_status
 
-    result = api_status(_repo(), list(targets))
+    report = api_status(_repo(), list(targets))
+    result = report.changed
     if quiet:
         raise click.exceptions.Exit(1 if result else 0)
     if as_json:
         click.echo(json.dumps({s.path: s.as_dict() for s in result}, indent=2,
                               ensure_ascii=False))
+        return
+    if not report.tracked:
+        click.echo("nothing is tracked yet; run `mlv add PATH` to start")
         return
     if not result:
         click.echo("everything is up to date")
