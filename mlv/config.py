@@ -8,6 +8,7 @@ from typing import Any
 from mlv import fsio, yamlio
 from mlv.errors import ConfigError
 from mlv.fsio import LINK_TYPES
+from mlv.hashing import default_jobs
 
 LEVELS = ("global", "repo", "local")
 
@@ -49,6 +50,13 @@ KEYS: dict[str, Any] = {
 }
 
 
+DEFAULTS: dict[str, Any] = {
+    "cache.type": "reflink,copy",
+    "cache.dir": ".mlv/cache",
+    "core.jobs": default_jobs(),
+}
+
+
 def validate(key: str, value: Any) -> Any:
     check = KEYS.get(key)
     if check is None:
@@ -81,19 +89,21 @@ class Config:
             self.paths["local"] = os.path.join(mlv_dir, "config.local")
         self.layers = {level: _read(path) for level, path in self.paths.items()}
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: str, default: Any = None, level: str | None = None) -> Any:
+        """The effective value of `key` (or its value at one `level`)."""
         section, _, name = key.partition(".")
-        value = default
-        for level in LEVELS:
-            layer = self.layers.get(level, {})
+        value, source = default, None
+        for lvl in [level] if level else LEVELS:
+            layer = self.layers.get(lvl, {})
             if name in layer.get(section, {}):
-                value = layer[section][name]
-        if value is not default and key in KEYS:
+                value, source = layer[section][name], lvl
+        if source is not None and key in KEYS:
             try:
                 value = KEYS[key](value)
             except ConfigError as exc:
-                raise ConfigError(f"{exc.message} (in your mlv config)",
-                                  hint="fix it with `mlv config`") from None
+                flag = {"global": " --global", "local": " --local"}.get(source, "")
+                raise ConfigError(f"{exc.message} (in {self.paths[source]})",
+                                  hint=f"fix it with `mlv config{flag} {key} VALUE`") from None
         return value
 
     def set(self, key: str, value: Any, level: str) -> None:

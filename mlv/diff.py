@@ -33,6 +33,11 @@ class OutDiff:
         return bool(self.added or self.modified or self.deleted) or not self.present
 
 
+def _is_link(f: WFile) -> bool:
+    """Hard links and symlinks into the cache carry the object's mode, not their own."""
+    return f.st.st_nlink > 1 or os.path.islink(f.path)
+
+
 def load_entries(odb: ObjectStore, out: Out) -> list[Entry] | None:
     if not out.is_dir:
         return [Entry("", out.oid, out.size, out.exec)]
@@ -92,7 +97,8 @@ def diff_out(odb: ObjectStore, state: StatCache, jobs: int, path: str, out: Out,
     diff.added = sorted(files.values(), key=lambda f: f.rel)
     oids = workspace.hash_files([f for _, f in candidates], state, jobs)
     for (e, f), oid in zip(candidates, oids):
-        (diff.same if oid == e.oid else diff.modified).append((e, f))
+        same = oid == e.oid and (f.exec == e.exec or _is_link(f))
+        (diff.same if same else diff.modified).append((e, f))
     if walked is not None and not diff.changed and not diff.missing:
         state.set_tree(path, out.oid, fp)
     return diff

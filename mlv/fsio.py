@@ -231,7 +231,10 @@ class RepoLock:
     def __init__(self, path: str, timeout: float | None = None) -> None:
         self.path = path
         if timeout is None:
-            timeout = float(os.environ.get("MLV_LOCK_TIMEOUT", "3"))
+            try:
+                timeout = float(os.environ.get("MLV_LOCK_TIMEOUT", "3"))
+            except ValueError:
+                timeout = 3.0
         self.timeout = timeout
         self._fd: int | None = None
 

@@ -33,7 +33,7 @@ def loads(data: bytes, oid: str) -> list[Entry]:
         entries = [Entry(i["path"], i["xxh128"], i["size"], i.get("exec", False)) for i in items]
     except (ValueError, KeyError, TypeError) as exc:
         raise PointerError(f"directory manifest {oid} in the cache is damaged ({exc})",
-                           hint="run `mlv checkout` after re-fetching it, or re-add the folder"
+                           hint="delete that object from the cache and re-add the folder"
                            ) from None
     match = HEX_RE.match
     for e in entries:

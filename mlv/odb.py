@@ -120,6 +120,9 @@ class ObjectStore:
             return
         for prefix in sorted(os.listdir(self.base)):
             folder = os.path.join(self.base, prefix)
+            if fsio.is_tmp_name(prefix):  # a large object's temp file
+                yield "", folder
+                continue
             if len(prefix) != 2 or not os.path.isdir(folder):
                 continue
             for name in sorted(os.listdir(folder)):

@@ -51,8 +51,8 @@ class Repo:
             return repo, False
         fsio.makedirs(repo.mlv_dir)
         config = os.path.join(repo.mlv_dir, "config")
-        if not os.path.exists(config) or force:
-            fsio.atomic_write(config, b"{}\n" if no_scm else b"core: {}\n")
+        if not os.path.exists(config):
+            fsio.atomic_write(config, b"{}\n")
         fsio.atomic_write(os.path.join(repo.mlv_dir, ".gitignore"), GITIGNORE.encode())
         return repo, True
 

@@ -17,7 +17,8 @@ from mlv.workspace import Progress, WFile
 @dataclass
 class Added:
     path: str  # relative to the repo root
-    pointer: str
+    pointer: str  # absolute
+    gitignore: str | None  # absolute path of the .gitignore that lists it
     nfiles: int | None
     size: int
     changed: bool
@@ -33,9 +34,11 @@ def _check_target(repo: Repo, target: str) -> str:
                         hint="add the data folders inside it, e.g. `mlv add data`")
     top = rel.split("/")[0]
     if top in (".git", MLV_DIR):
-        raise PathError(f"{rel} is mlv's or git's own folder and cannot be tracked")
+        raise PathError(f"{rel} is mlv's or git's own folder and cannot be tracked",
+                        hint="add your data folders, e.g. `mlv add data`")
     if path.endswith(SUFFIX):
-        raise PathError(f"{rel} is a pointer file; add the path it points at instead")
+        raise PathError(f"{rel} is a pointer file, not data",
+                        hint=f"to record a new version, run `mlv add {rel[: -len(SUFFIX)]}`")
     if os.path.islink(path):
         raise PathError(f"{rel} is a symlink; mlv tracks files and folders, not links",
                         hint="add the folder or file the link points to")
@@ -106,13 +109,15 @@ def _add_one(repo: Repo, path: str, progress: Progress | None) -> Added:
             changed = True
     if changed:
         pointer.write(new)
+    gitignore = None
     if repo.has_scm:
         scm.add_ignore(os.path.dirname(path), name)
+        gitignore = os.path.join(os.path.dirname(path), ".gitignore")
     if wants_links(repo.link_types):
         _link_back(repo, files, entries)
     elif out.is_dir:
         repo.state.set_tree(path, out.oid, fingerprint(files, repo.odb))
-    return Added(repo.rel(path), repo.rel(file), out.nfiles, out.size, changed)
+    return Added(repo.rel(path), file, gitignore, out.nfiles, out.size, changed)
 
 
 def _link_back(repo: Repo, files: list[WFile], entries: list[manifest.Entry]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlv.config import KEYS, Config, validate
+from mlv.config import DEFAULTS, KEYS, Config, validate
 from mlv.errors import NotARepoError
 from mlv.repo import Repo
 
@@ -23,9 +23,13 @@ def _check_key(key: str) -> None:
         validate(key, None)  # raises the "unknown key" error
 
 
-def get(key: str) -> Any:
+def get(key: str, level: str | None = None) -> Any:
+    """The value at `level`, or the effective value (falling back to the default)."""
     _check_key(key)
-    return _config("global").get(key)
+    value = _config(level or "global").get(key, level=level)
+    if value is None and level is None:
+        value = DEFAULTS.get(key)
+    return value
 
 
 def set_value(key: str, value: str, level: str) -> None:

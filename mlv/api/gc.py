@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from mlv import fsio, manifest, scm
 from mlv.api import targets as targets_mod
+from mlv.errors import MlvError
 from mlv.odb import ObjectStore
 from mlv.pointer import SUFFIX
 from mlv.repo import Repo
@@ -36,6 +37,9 @@ def used_objects(repo: Repo, all_branches: bool = False, all_tags: bool = False,
         roots.update(out.oid for out in ptr.outs)
     revs: list[str] = []
     if all_branches or all_tags or all_commits:
+        if not repo.has_scm:
+            raise MlvError("--all-branches, --all-tags and --all-commits need a git repository",
+                           hint="use `mlv gc --workspace` in a repository made with --no-scm")
         revs = scm.revisions(repo.root, all_branches, all_tags, all_commits)
         for blob in scm.pointer_blobs(repo.root, revs, SUFFIX):
             # Read leniently: an old, malformed pointer still protects what it names.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from mlv import fsio, pointer, scm
+from mlv import fsio, pointer, scm, workspace
 from mlv.api import targets as targets_mod
 from mlv.diff import diff_out
 from mlv.errors import PathError
@@ -42,10 +42,19 @@ def remove(repo: Repo, targets: list[str], outs: bool = False) -> list[Removed]:
 
 
 def _check_saved(repo: Repo, path: str, out: Out) -> None:
-    diff = diff_out(repo.odb, repo.state, repo.jobs, path, out)
-    if diff.present and (diff.modified or diff.added):
-        raise PathError(f"{repo.rel(path)} has changes that are not in the cache",
-                        hint=f"run `mlv add {repo.rel(path)}` first, or delete it by hand")
+    diff = diff_out(repo.odb, repo.state, repo.jobs, path, out, fast=False)
+    if not diff.present:
+        return
+    unsaved = [f for _, f in diff.modified] + diff.added
+    if unsaved:
+        oids = workspace.hash_files(unsaved, repo.state, repo.jobs)
+        if repo.odb.existing(oids) != set(oids):
+            raise PathError(f"{repo.rel(path)} has changes that are not in the cache",
+                            hint=f"run `mlv add {repo.rel(path)}` first, or delete it by hand")
+    if any(e.oid in diff.missing for e, _ in diff.same):
+        raise PathError(f"the cache does not hold a copy of {repo.rel(path)}; "
+                        "deleting it would lose the data",
+                        hint="keep the data, or run `mlv add` to store it again")
 
 
 @dataclass
@@ -64,7 +73,9 @@ def move(repo: Repo, src: str, dst: str) -> Moved:
         out = ptr.outs[0]
         old_path = ptr.out_path(out)
         new_path = repo.resolve(dst.rstrip("/") or dst)
-        if os.path.isdir(new_path) and not os.path.exists(new_path + SUFFIX):
+        into = dst.endswith("/") or (os.path.isdir(new_path)
+                                     and not os.path.exists(new_path + SUFFIX))
+        if into:
             new_path = os.path.join(new_path, os.path.basename(old_path))
         if os.path.lexists(new_path) or os.path.lexists(new_path + SUFFIX):
             raise PathError(f"{repo.rel(new_path)} already exists",

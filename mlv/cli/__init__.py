@@ -46,7 +46,9 @@ def _crash_log() -> str:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: known errors print one line; unexpected ones write a crash log."""
     try:
-        cli.main(args=argv, prog_name="mlv", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="mlv", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except MlvError as exc:
         click.echo(f"error: {exc.message}", err=True)
         if exc.hint:

@@ -43,11 +43,19 @@ def add(paths: tuple[str, ...], quiet: bool) -> None:
     for r in results:
         what = plural(r.nfiles, "file") + ", " if r.nfiles is not None else ""
         verb = "added" if r.changed else "unchanged"
-        click.echo(f"{verb} {r.path} ({what}{human_size(r.size)}) -> {r.pointer}")
+        click.echo(f"{verb} {r.path} ({what}{human_size(r.size)}) -> {_here(r.pointer)}")
     changed = [r for r in results if r.changed]
     if changed and repo.has_scm:
-        files = " ".join(_quote(r.pointer) for r in changed)
-        click.echo(f"to track the change with git, run: git add {files} .gitignore")
+        files = [r.pointer for r in changed] + [r.gitignore for r in changed if r.gitignore]
+        shown = " ".join(_quote(_here(f)) for f in dict.fromkeys(files))
+        click.echo(f"to track the change with git, run: git add {shown}")
+
+
+def _here(path: str) -> str:
+    """A path relative to the current folder, for commands the user can paste."""
+    import os
+
+    return os.path.relpath(path)
 
 
 def _quote(path: str) -> str:
@@ -95,7 +103,8 @@ def status(targets: tuple[str, ...], as_json: bool, quiet: bool) -> None:
             click.echo(f"    {plural(s.missing_objects, 'object')} not in the cache "
                        "(run `mlv pull` to fetch them)")
     if any("deleted" in s.changes or "modified" in s.changes for s in result):
-        click.echo("run `mlv add PATH` to record changes, or `mlv checkout PATH` to undo them")
+        click.echo("run `mlv add PATH` to record changes, or `mlv checkout --force PATH` "
+                   "to discard them")
 
 
 @click.command()
@@ -123,7 +132,7 @@ def checkout(targets: tuple[str, ...], force: bool, relink: bool, quiet: bool) -
     progress.done()
     if not quiet:
         for label, paths in (("A", result.added), ("M", result.modified), ("D", result.deleted)):
-            listing(f"{label} ", paths, limit=20, indent="")
+            listing(f"{label} ", paths, limit=20, indent="", more="")
         counts = [f"{len(result.added)} added", f"{len(result.modified)} modified",
                   f"{len(result.deleted)} deleted"]
         if result.relinked:

@@ -6,11 +6,12 @@ import os
 
 import click
 
-from mlv.errors import UsageError
+from mlv.errors import ConfigError, UsageError
 
 
 @click.command()
-@click.option("--force", "-f", is_flag=True, help="Re-create .mlv/ config files even if present.")
+@click.option("--force", "-f", is_flag=True,
+              help="Repair an existing .mlv/ (re-create its .gitignore; config is kept).")
 @click.option("--no-scm", is_flag=True, help="Allow a plain folder that is not a git work tree.")
 def init(force: bool, no_scm: bool) -> None:
     """Make this git repository an mlv repository (creates .mlv/).
@@ -23,7 +24,7 @@ def init(force: bool, no_scm: bool) -> None:
 
     repo, created = Repo.init(os.getcwd(), force=force, no_scm=no_scm)
     if not created:
-        click.echo(f"mlv is already initialized in {repo.root} (use --force to reset its config)")
+        click.echo(f"mlv is already initialized in {repo.root} (--force repairs .mlv/)")
         return
     click.echo(f"initialized mlv in {repo.mlv_dir}")
     if not no_scm:
@@ -56,9 +57,9 @@ def config(key: str, value: str | None, level: str | None, unset: bool) -> None:
             click.echo(f"{key} was not set at that level")
         return
     if value is None:
-        shown = api.get(key)
+        shown = api.get(key, level)
         if shown is None:
-            raise UsageError(f"{key} is not set")
+            raise ConfigError(f"{key} is not set in the {level} config")
         click.echo(shown)
         return
     api.set_value(key, value, level or "repo")

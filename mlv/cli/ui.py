@@ -46,8 +46,9 @@ class Progress:
         return self if self.enabled else None
 
 
-def listing(title: str, items: list[str], limit: int = 10, indent: str = "    ") -> None:
+def listing(title: str, items: list[str], limit: int = 10, indent: str = "    ",
+            more: str = " (see `mlv status --json`)") -> None:
     for item in items[:limit]:
         click.echo(f"{indent}{title}{item}")
     if len(items) > limit:
-        click.echo(f"{indent}… and {len(items) - limit} more (see `mlv status --json`)")
+        click.echo(f"{indent}… and {len(items) - limit} more{more}")
