@@ -10,8 +10,8 @@ import xxhash
 HASH_NAME = "xxh128"
 BLOCK = 8 * 1024 * 1024
 SMALL = 4 * 1024 * 1024  # files up to this size are read in one call
-HEX_RE = re.compile(r"^[0-9a-f]{32}$")
-OID_RE = re.compile(r"^[0-9a-f]{32}(\.dir)?$")
+HEX_RE = re.compile(r"[0-9a-f]{32}\Z")  # use with .match: anchored at both ends
+OID_RE = re.compile(r"[0-9a-f]{32}(\.dir)?\Z")
 
 
 def hash_bytes(data: bytes) -> str:

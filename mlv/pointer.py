@@ -142,15 +142,23 @@ def _inside(path: str, root: str) -> bool:
 def _check_path(file: str, roots: tuple[str, str], path: str, fail: Any) -> None:
     if os.path.isabs(path) or path.startswith("\\") or (len(path) > 1 and path[1] == ":"):
         raise fail(f"absolute path {path!r} is not allowed; paths are relative to the pointer")
-    if ".." in path.replace("\\", "/").split("/"):
+    parts = path.replace("\\", "/").split("/")
+    if ".." in parts:
         raise fail(f"path {path!r} contains '..'; a pointer may only name paths beside it")
     if "\0" in path:
         raise fail("path contains a NUL byte")
+    if not [p for p in parts if p not in ("", ".")]:
+        raise fail(f"path {path!r} names the pointer's own folder; name a file or folder in it")
     root, cache_root = roots
     target = os.path.normpath(os.path.join(os.path.dirname(file), path))
     parent = os.path.realpath(os.path.dirname(target))
     real = os.path.realpath(target)
-    if not _inside(parent, root) or not (
-        _inside(real, root) or (os.path.islink(target) and _inside(real, cache_root))
-    ):
+    into_cache = os.path.islink(target) and _inside(real, cache_root)
+    if not _inside(parent, root) or not (_inside(real, root) or into_cache):
         raise fail(f"path {path!r} resolves through a symlink to outside the repository")
+    for place in (os.path.join(parent, os.path.basename(target)), real):
+        if place == real and into_cache:
+            continue
+        top = os.path.relpath(place, root).split(os.sep)[0]
+        if top in (".git", ".mlv"):
+            raise fail(f"path {path!r} points into {top}/, which mlv never writes to")

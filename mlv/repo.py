@@ -45,7 +45,8 @@ class Repo:
                 raise NotARepoError(f"{root} is not inside a git work tree",
                                     hint="run `git init` first, or `mlv init --no-scm`")
             if top != root:
-                raise PathError(f"run `mlv init` at the root of the git work tree ({top})")
+                raise PathError(f"mlv init must run at the root of the git work tree ({top})",
+                                hint=f"cd {top} && mlv init")
         repo = cls(root)
         if os.path.isdir(repo.mlv_dir) and not force:
             return repo, False

@@ -55,14 +55,19 @@ def _check_target(repo: Repo, target: str) -> str:
 def _check_nested(repo: Repo, path: str) -> None:
     for folder, _dirs, files in os.walk(path):
         for name in files:
-            if name.endswith(SUFFIX) and os.path.exists(os.path.join(folder, name[: -len(SUFFIX)])):
+            if name.endswith(SUFFIX):
                 inner = repo.rel(os.path.join(folder, name))
                 raise PathError(f"{repo.rel(path)} contains {inner}, which mlv already tracks",
                                 hint=f"run `mlv remove {inner}` first")
 
 
 def add(repo: Repo, targets: list[str], progress: Progress | None = None) -> list[Added]:
-    paths = [_check_target(repo, t) for t in targets]
+    paths = list(dict.fromkeys(_check_target(repo, t) for t in targets))
+    for a in paths:
+        for b in paths:
+            if b.startswith(a + os.sep):
+                raise PathError(f"{repo.rel(b)} is inside {repo.rel(a)}; both cannot be tracked",
+                                hint=f"add only {repo.rel(a)}, or only {repo.rel(b)}")
     for path in paths:
         if os.path.isdir(path):
             _check_nested(repo, path)
