@@ -9,7 +9,7 @@ from mlv.odb import ObjectStore
 
 
 def materialize(odb: ObjectStore, oid: str, dst: str, link_types: list[str],
-                exec_bit: bool) -> os.stat_result:
+                exec_bit: bool, skip: set[str] | None = None) -> os.stat_result:
     """Make `dst` hold object `oid`, atomically. Returns the new file's stat."""
     mode = 0o755 if exec_bit else 0o644
     folder = os.path.dirname(dst)
@@ -17,7 +17,7 @@ def materialize(odb: ObjectStore, oid: str, dst: str, link_types: list[str],
         if os.path.lexists(folder):
             fsio.remove_file(folder)
         fsio.makedirs(folder)
-    fsio.place_first_working(odb.path_of(oid), dst, link_types, mode)
+    fsio.place_first_working(odb.path_of(oid), dst, link_types, mode, skip=skip)
     return os.stat(dst)
 
 

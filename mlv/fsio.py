@@ -51,6 +51,10 @@ def storage_error(exc: OSError, path: str) -> StorageError:
     if exc.errno == errno.ENOSPC:
         return StorageError(f"no space left on device while writing {path}",
                             hint="free some disk space (`mlv gc` removes unused objects)")
+    if exc.errno == errno.EXDEV:
+        return StorageError(f"cannot link {path} to the cache: they are on different disks",
+                            hint="put cache.dir on the same disk, or allow copies with "
+                                 "`mlv config cache.type hardlink,copy`")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StorageError(f"permission denied: {path}",
                             hint="check the file and folder permissions")
@@ -162,17 +166,16 @@ def place(src: str, dst: str, link_type: str, mode: int, fresh: bool = False) ->
         raise
 
 
-_skip: set[str] = set()  # link types this process found unsupported
-
-
 def place_first_working(src: str, dst: str, link_types: list[str], mode: int,
-                        fresh: bool = False) -> str:
+                        fresh: bool = False, skip: set[str] | None = None) -> str:
     """Try each link type in order; return the one that worked.
 
     A type the filesystem does not support (reflink on ext4, hard links across
-    disks) is remembered and not tried again by this process.
+    disks) is added to `skip`, so the caller's later calls do not try it again.
     """
-    kinds = [k for k in link_types if k not in _skip] or link_types[-1:]
+    if skip is None:
+        skip = set()
+    kinds = [k for k in link_types if k not in skip] or link_types[-1:]
     for i, kind in enumerate(kinds):
         try:
             place(src, dst, kind, mode, fresh)
@@ -182,7 +185,7 @@ def place_first_working(src: str, dst: str, link_types: list[str], mode: int,
             last = i == len(kinds) - 1
             if last or not isinstance(cause, OSError) or cause.errno not in _UNSUPPORTED:
                 raise
-            _skip.add(kind)
+            skip.add(kind)
     raise AssertionError("unreachable")
 
 

@@ -22,6 +22,7 @@ class Repo:
         self.root = os.path.realpath(root)
         self.mlv_dir = os.path.join(self.root, MLV_DIR)
         self.tmp_dir = os.path.join(self.mlv_dir, "tmp")
+        self.link_skip: set[str] = set()  # link types found unsupported for this cache
 
     @classmethod
     def find(cls, start: str | None = None) -> Repo:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from mlv import manifest, pointer, scm, workspace
+from mlv.api.targets import check_not_in_tracked_folder
 from mlv.checkout import is_link_to, materialize, wants_links
 from mlv.diff import fingerprint
 from mlv.errors import PathError
@@ -39,17 +40,17 @@ def _check_target(repo: Repo, target: str) -> str:
     if path.endswith(SUFFIX):
         raise PathError(f"{rel} is a pointer file, not data",
                         hint=f"to record a new version, run `mlv add {rel[: -len(SUFFIX)]}`")
-    if os.path.islink(path):
+    if os.path.islink(path) and not _links_into_cache(repo, path):
         raise PathError(f"{rel} is a symlink; mlv tracks files and folders, not links",
                         hint="add the folder or file the link points to")
-    parent = os.path.dirname(path)
-    while parent != repo.root and len(parent) > len(repo.root):
-        if os.path.isfile(parent + SUFFIX):
-            outer = repo.rel(parent)
-            raise PathError(f"{rel} is inside {outer}, which mlv already tracks ({outer}{SUFFIX})",
-                            hint=f"run `mlv add {outer}` to record changes in the whole folder")
-        parent = os.path.dirname(parent)
+    check_not_in_tracked_folder(repo, path)
     return path
+
+
+def _links_into_cache(repo: Repo, path: str) -> bool:
+    """A symlink that the `symlink` cache type made (it points at a cache object)."""
+    real = os.path.realpath(path)
+    return real.startswith(repo.cache_dir + os.sep) and os.path.isfile(real)
 
 
 def _check_nested(repo: Repo, path: str) -> None:
@@ -62,6 +63,7 @@ def _check_nested(repo: Repo, path: str) -> None:
 
 
 def add(repo: Repo, targets: list[str], progress: Progress | None = None) -> list[Added]:
+    link_types = repo.link_types  # a bad cache.type is reported before anything changes
     paths = list(dict.fromkeys(_check_target(repo, t) for t in targets))
     for a in paths:
         for b in paths:
@@ -83,13 +85,14 @@ def add(repo: Repo, targets: list[str], progress: Progress | None = None) -> lis
     with repo.lock():
         try:
             for path in paths:
-                results.append(_add_one(repo, path, progress))
+                results.append(_add_one(repo, path, link_types, progress))
         finally:
             repo.state.save()
     return results
 
 
-def _add_one(repo: Repo, path: str, progress: Progress | None) -> Added:
+def _add_one(repo: Repo, path: str, link_types: list[str],
+             progress: Progress | None) -> Added:
     name = os.path.basename(path)
     if os.path.isdir(path):
         files = workspace.walk(path)
@@ -118,18 +121,19 @@ def _add_one(repo: Repo, path: str, progress: Progress | None) -> Added:
     if repo.has_scm:
         scm.add_ignore(os.path.dirname(path), name)
         gitignore = os.path.join(os.path.dirname(path), ".gitignore")
-    if wants_links(repo.link_types):
-        _link_back(repo, files, entries)
+    if wants_links(link_types):
+        _link_back(repo, files, entries, link_types)
     elif out.is_dir:
         repo.state.set_tree(path, out.oid, fingerprint(files, repo.odb))
     return Added(repo.rel(path), file, gitignore, out.nfiles, out.size, changed)
 
 
-def _link_back(repo: Repo, files: list[WFile], entries: list[manifest.Entry]) -> None:
+def _link_back(repo: Repo, files: list[WFile], entries: list[manifest.Entry],
+               link_types: list[str]) -> None:
     """Replace workspace files with links into the cache (hardlink/symlink cache types)."""
-    kind = repo.link_types[0]
+    kind = link_types[0]
     for f, e in zip(files, entries):
         if not is_link_to(f.path, repo.odb, e.oid, kind):
-            st = materialize(repo.odb, e.oid, f.path, repo.link_types, e.exec)
+            st = materialize(repo.odb, e.oid, f.path, link_types, e.exec, repo.link_skip)
             repo.state.set(st, e.oid)
 

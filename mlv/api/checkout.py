@@ -145,10 +145,11 @@ def _write_all(repo: Repo, base: str, entries: list[Entry], fresh: bool,
         dst = _join(base, e.path)
         mode = 0o755 if e.exec else 0o644
         if fresh:
-            fsio.place_first_working(repo.odb.path_of(e.oid), dst, link_types, mode, fresh=True)
+            fsio.place_first_working(repo.odb.path_of(e.oid), dst, link_types, mode,
+                                     fresh=True, skip=repo.link_skip)
             st = os.stat(dst)
         else:
-            st = materialize(repo.odb, e.oid, dst, link_types, e.exec)
+            st = materialize(repo.odb, e.oid, dst, link_types, e.exec, repo.link_skip)
         repo.state.set(st, e.oid)
 
     workspace.parallel_map(work, entries, repo.jobs, progress)

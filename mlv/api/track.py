@@ -72,7 +72,10 @@ def move(repo: Repo, src: str, dst: str) -> Moved:
             raise PathError(f"{repo.rel(old_file)} tracks several paths; move them one by one")
         out = ptr.outs[0]
         old_path = ptr.out_path(out)
-        new_path = repo.resolve(dst.rstrip("/") or dst)
+        dst_name = dst.rstrip("/") or dst
+        if dst_name.endswith(SUFFIX) and not dst.endswith("/"):
+            dst_name = dst_name[: -len(SUFFIX)]  # `mlv move data.mlv other.mlv`
+        new_path = repo.resolve(dst_name)
         into = dst.endswith("/") or (os.path.isdir(new_path)
                                      and not os.path.exists(new_path + SUFFIX))
         if into:
@@ -82,6 +85,7 @@ def move(repo: Repo, src: str, dst: str) -> Moved:
                             hint="choose another destination, or remove it first")
         if new_path.startswith(old_path + os.sep):
             raise PathError(f"cannot move {repo.rel(old_path)} into itself")
+        targets_mod.check_not_in_tracked_folder(repo, new_path)
         fsio.makedirs(os.path.dirname(new_path))
         new_file = pointer.pointer_file_for(new_path)
         new_out = Out(os.path.basename(new_path), out.oid, out.size, out.nfiles, out.exec)

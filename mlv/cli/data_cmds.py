@@ -47,8 +47,10 @@ def add(paths: tuple[str, ...], quiet: bool) -> None:
     changed = [r for r in results if r.changed]
     if changed and repo.has_scm:
         files = [r.pointer for r in changed] + [r.gitignore for r in changed if r.gitignore]
-        shown = " ".join(_quote(_here(f)) for f in dict.fromkeys(files))
-        click.echo(f"to track the change with git, run: git add {shown}")
+        shown = [_here(f) for f in dict.fromkeys(files)]
+        sep = "-- " if any(p.startswith("-") for p in shown) else ""
+        click.echo(f"to track the change with git, run: git add {sep}"
+                   + " ".join(_quote(p) for p in shown))
 
 
 def _here(path: str) -> str:
