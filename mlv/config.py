@@ -47,6 +47,7 @@ KEYS: dict[str, Any] = {
     "cache.type": _check_link_types,
     "cache.dir": _check_str,
     "core.jobs": _check_jobs,
+    "core.remote": _check_str,
 }
 
 
@@ -121,6 +122,38 @@ class Config:
         del data[section][name]
         if not data[section]:
             del data[section]
+        self._save(level)
+        return True
+
+    # ---- remotes: `remote: {NAME: {url: …, endpoint_url: …}}` ---------------------------
+
+    def remotes(self) -> dict[str, dict[str, Any]]:
+        """Every configured remote with its options merged across the layers."""
+        merged: dict[str, dict[str, Any]] = {}
+        for level in LEVELS:
+            for name, options in self.layers.get(level, {}).get("remote", {}).items():
+                if not isinstance(options, dict):
+                    raise ConfigError(f"{self.paths[level]}: remote '{name}' must be a mapping "
+                                      "of options", hint="fix the file or `mlv remote remove` it")
+                merged.setdefault(str(name), {}).update(options)
+        return merged
+
+    def set_remote(self, name: str, key: str, value: Any, level: str) -> None:
+        data = self.layers.setdefault(level, {})
+        data.setdefault("remote", {}).setdefault(name, {})[key] = value
+        self._save(level)
+
+    def unset_remote(self, name: str, key: str | None, level: str) -> bool:
+        """Remove one option (or, with key None, the whole remote) at one level."""
+        remotes = self.layers.get(level, {}).get("remote", {})
+        if name not in remotes or (key is not None and key not in remotes[name]):
+            return False
+        if key is None:
+            del remotes[name]
+        else:
+            del remotes[name][key]
+        if not remotes:
+            del self.layers[level]["remote"]
         self._save(level)
         return True
 

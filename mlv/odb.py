@@ -102,6 +102,25 @@ class ObjectStore:
         except OSError as exc:
             raise fsio.storage_error(exc, path) from exc
 
+    def temp_for(self, oid: str) -> str:
+        """A fresh temp path in the folder where `oid` will live."""
+        return fsio.tmp_name(os.path.join(self._folder(oid), oid[2:]))
+
+    def adopt(self, tmp: str, oid: str) -> bool:
+        """Verify a downloaded temp file and rename it into place. False (and the temp
+        removed) when its bytes do not hash to `oid`."""
+        try:
+            digest, _ = hash_file(tmp)
+            if digest != oid.removesuffix(".dir"):
+                fsio.remove_file(tmp)
+                return False
+            os.chmod(tmp, OBJECT_MODE)
+            fsio.commit(tmp, self.path_of(oid))
+            return True
+        except BaseException:
+            fsio.remove_file(tmp)
+            raise
+
     def read_bytes(self, oid: str) -> bytes:
         try:
             with open(self.path_of(oid), "rb") as fobj:

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass, field
 
-from mlv import fsio, manifest, scm
-from mlv.api import targets as targets_mod
-from mlv.errors import MlvError
-from mlv.odb import ObjectStore
-from mlv.pointer import SUFFIX
+from mlv import fsio
+from mlv.api import scope
 from mlv.repo import Repo
 
-_OID_IN_TEXT = re.compile(r"\b[0-9a-f]{32}(?:\.dir)?\b")
 STALE_TMP_SECONDS = 24 * 3600
 
 
@@ -32,31 +27,8 @@ class GcResult:
 def used_objects(repo: Repo, all_branches: bool = False, all_tags: bool = False,
                  all_commits: bool = False) -> tuple[set[str], int]:
     """Every object referenced from the workspace and the chosen revisions."""
-    roots: set[str] = set()
-    for ptr in targets_mod.collect(repo, None):
-        roots.update(out.oid for out in ptr.outs)
-    revs: list[str] = []
-    if all_branches or all_tags or all_commits:
-        if not repo.has_scm:
-            raise MlvError("--all-branches, --all-tags and --all-commits need a git repository",
-                           hint="use `mlv gc --workspace` in a repository made with --no-scm")
-        revs = scm.revisions(repo.root, all_branches, all_tags, all_commits)
-        for blob in scm.pointer_blobs(repo.root, revs, SUFFIX):
-            # Read leniently: an old, malformed pointer still protects what it names.
-            roots.update(_OID_IN_TEXT.findall(blob.decode("utf-8", "replace")))
-    return expand(repo.odb, roots), len(revs)
-
-
-def expand(odb: ObjectStore, roots: set[str]) -> set[str]:
-    """Add the files listed by every directory manifest among `roots`."""
-    used = set(roots)
-    for oid in roots:
-        if oid.endswith(".dir"):
-            try:
-                used.update(e.oid for e in manifest.loads(odb.read_bytes(oid), oid))
-            except FileNotFoundError:
-                continue
-    return used
+    found, nrevs = scope.roots(repo, None, all_branches, all_tags, all_commits)
+    return scope.expand(repo.odb, found), nrevs
 
 
 def gc(repo: Repo, all_branches: bool = False, all_tags: bool = False,
@@ -81,3 +53,27 @@ def gc(repo: Repo, all_branches: bool = False, all_tags: bool = False,
             if not dry:
                 fsio.remove_file(path)
     return result
+
+
+def gc_cloud(repo: Repo, remote: str | None, all_branches: bool = False,
+             all_tags: bool = False, all_commits: bool = False, dry: bool = False,
+             jobs: int | None = None) -> tuple[str, GcResult]:
+    """Delete objects on a remote that no pointer in scope references."""
+    from mlv.api import remote as remote_api
+    from mlv.transfer import entries_anywhere
+
+    target = remote_api.resolve(repo, remote, jobs)
+    with repo.lock():
+        roots, nrevs = scope.roots(repo, None, all_branches, all_tags, all_commits)
+        used = set(roots)
+        for oid in roots:
+            if oid.endswith(".dir"):
+                entries = entries_anywhere(repo.odb, target, oid)
+                used.update(e.oid for e in entries or [])
+        stored = target.list_oids()
+        result = GcResult(revisions=nrevs, kept=len(stored & used))
+        doomed = sorted(stored - used)
+        result.removed = [(oid, 0) for oid in doomed]
+        if not dry:
+            target.delete(doomed)
+    return target.name, result

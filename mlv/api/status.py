@@ -66,3 +66,49 @@ def status(repo: Repo, targets: list[str] | None = None) -> StatusReport:
     return StatusReport(tracked, result)
 
 
+
+
+@dataclass
+class CloudStatus:
+    pointer: str
+    path: str
+    not_pushed: int  # objects only in the cache
+    not_fetched: int  # objects only on the remote
+    missing: int  # objects in neither
+
+    def as_dict(self) -> dict[str, object]:
+        return {"pointer": self.pointer, "not_pushed": self.not_pushed,
+                "not_fetched": self.not_fetched, "missing": self.missing}
+
+
+@dataclass
+class CloudReport:
+    remote: str
+    tracked: int
+    changed: list[CloudStatus]
+
+
+def cloud_status(repo: Repo, targets: list[str] | None = None, remote: str | None = None,
+                 jobs: int | None = None) -> CloudReport:
+    """Compare the cache with a remote for every tracked object."""
+    from mlv.api import remote as remote_api
+    from mlv.transfer import entries_anywhere
+
+    target = remote_api.resolve(repo, remote, jobs)
+    outs: list[tuple[str, str, set[str]]] = []
+    for ptr in targets_mod.collect(repo, targets):
+        for out in ptr.outs:
+            oids = {out.oid}
+            if out.is_dir:
+                oids.update(e.oid for e in entries_anywhere(repo.odb, target, out.oid) or [])
+            outs.append((repo.rel(ptr.file), repo.rel(ptr.out_path(out)), oids))
+    every = sorted(set().union(*(o for _, _, o in outs))) if outs else []
+    local = repo.odb.existing(every)
+    remote_has = target.has(every)
+    changed = []
+    for pointer_name, path, oids in outs:
+        st = CloudStatus(pointer_name, path, len(oids & local - remote_has),
+                         len(oids & remote_has - local), len(oids - local - remote_has))
+        if st.not_pushed or st.not_fetched or st.missing:
+            changed.append(st)
+    return CloudReport(target.name, len(outs), changed)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    from mlv.api.checkout import CheckoutResult
     from mlv.repo import Repo
 
 from mlv.cli.ui import Progress, human_size, listing, plural
@@ -71,16 +72,24 @@ def _quote(path: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("-q", "--quiet", is_flag=True,
               help="Print nothing; exit 1 if anything differs (for scripts and CI).")
-def status(targets: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+@click.option("-c", "--cloud", is_flag=True, help="Compare the cache with a remote instead.")
+@click.option("-r", "--remote", "remote_name", help="Remote for --cloud (default: the default).")
+def status(targets: tuple[str, ...], as_json: bool, quiet: bool, cloud: bool,
+           remote_name: str | None) -> None:
     """Show tracked paths whose workspace copy differs from their pointer.
 
-    TARGETS are tracked paths or their .mlv files (default: all).
+    TARGETS are tracked paths or their .mlv files (default: all). With --cloud,
+    show which tracked data is not pushed, not fetched, or missing everywhere.
 
     \b
     Example:
       mlv status data
     """
     from mlv.api.status import status as api_status
+
+    if cloud or remote_name:
+        _cloud_status(list(targets), as_json, quiet, remote_name)
+        return
 
     report = api_status(_repo(), list(targets))
     result = report.changed
@@ -126,12 +135,45 @@ def checkout(targets: tuple[str, ...], force: bool, relink: bool, quiet: bool) -
       git checkout v1.0 && mlv checkout
     """
     from mlv.api.checkout import checkout as api_checkout
-    from mlv.errors import ObjectMissingError
 
     progress = Progress("checking out", quiet)
     result = api_checkout(_repo(), list(targets), force=force, relink=relink,
                           progress=progress.callback)
     progress.done()
+    report_checkout(result, quiet)
+
+
+def _cloud_status(targets: list[str], as_json: bool, quiet: bool,
+                  remote_name: str | None) -> None:
+    from mlv.api.status import cloud_status
+
+    report = cloud_status(_repo(), targets, remote_name)
+    if quiet:
+        raise click.exceptions.Exit(1 if report.changed else 0)
+    if as_json:
+        click.echo(json.dumps({s.path: s.as_dict() for s in report.changed}, indent=2,
+                              ensure_ascii=False))
+        return
+    if not report.changed:
+        click.echo(f"cache and remote '{report.remote}' are in sync "
+                   f"({plural(report.tracked, 'tracked path')})")
+        return
+    for s in report.changed:
+        parts = []
+        if s.not_pushed:
+            parts.append(f"{plural(s.not_pushed, 'object')} not pushed")
+        if s.not_fetched:
+            parts.append(f"{plural(s.not_fetched, 'object')} not fetched")
+        if s.missing:
+            parts.append(f"{plural(s.missing, 'object')} missing from both")
+        click.echo(f"{s.path} ({s.pointer}): {', '.join(parts)}")
+    click.echo(f"run `mlv push` to upload, `mlv pull` to download (remote '{report.remote}')")
+
+
+def report_checkout(result: CheckoutResult, quiet: bool) -> None:
+    """Print what checkout changed; raise when data was missing from the cache."""
+    from mlv.errors import ObjectMissingError
+
     if not quiet:
         for label, paths in (("A", result.added), ("M", result.modified), ("D", result.deleted)):
             listing(f"{label} ", paths, limit=20, indent="", more="")

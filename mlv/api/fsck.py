@@ -1,0 +1,76 @@
+"""`mlv fsck`: re-hash objects in the cache (and on a remote) and report damage."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+
+from mlv import manifest
+from mlv.api import remote as remote_api
+from mlv.api import targets as targets_mod
+from mlv.hashing import hash_file
+from mlv.repo import Repo
+from mlv.workspace import Progress, parallel_map
+
+
+@dataclass
+class FsckResult:
+    where: str  # "cache" or "remote 'NAME'"
+    checked: int = 0
+    bad: dict[str, list[str]] = field(default_factory=dict)  # oid -> pointers using it
+
+
+def _users(repo: Repo) -> dict[str, list[str]]:
+    """Which workspace pointers reference each object (directly or via a manifest)."""
+    users: dict[str, list[str]] = {}
+    for ptr in targets_mod.collect(repo, None):
+        name = repo.rel(ptr.file)
+        for out in ptr.outs:
+            users.setdefault(out.oid, []).append(name)
+            if out.is_dir:
+                try:
+                    entries = manifest.loads(repo.odb.read_bytes(out.oid), out.oid)
+                except FileNotFoundError:
+                    continue
+                for e in entries:
+                    users.setdefault(e.oid, []).append(f"{name} ({out.path}/{e.path})")
+    return users
+
+
+def _good(path: str, oid: str) -> bool:
+    try:
+        return hash_file(path)[0] == oid.removesuffix(".dir")
+    except OSError:
+        return False
+
+
+def fsck(repo: Repo, remote: str | None = None, sample: float | None = None,
+         jobs: int | None = None, progress: Progress | None = None) -> FsckResult:
+    users = _users(repo)
+    if remote is None:
+        objects = [(oid, path) for oid, path in repo.odb.iter_objects() if oid]
+        result = FsckResult("cache", len(objects))
+        ok = parallel_map(lambda item: _good(item[1], item[0]), objects, repo.jobs, progress)
+        bad = [oid for (oid, _), good in zip(objects, ok) if not good]
+    else:
+        source = remote_api.resolve(repo, remote, jobs)
+        oids = sorted(source.list_oids())
+        if sample is not None and oids:
+            oids = sorted(random.sample(oids, max(1, math.ceil(len(oids) * sample / 100))))
+        result = FsckResult(f"remote '{source.name}'", len(oids))
+        os.makedirs(repo.tmp_dir, exist_ok=True)
+        scratch = tempfile.mkdtemp(prefix="fsck-", dir=repo.tmp_dir)
+        try:
+            temps = [(oid, os.path.join(scratch, oid)) for oid in oids]
+            failures = source.download(temps, progress)
+            ok = parallel_map(lambda item: item[0] not in failures and _good(item[1], item[0]),
+                              temps, repo.jobs)
+            bad = [oid for (oid, _), good in zip(temps, ok) if not good]
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    result.bad = {oid: users.get(oid, []) for oid in bad}
+    return result

@@ -1,0 +1,125 @@
+"""`mlv remote …`: configure remotes, and open the one a command should use."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from mlv.errors import ConfigError, UsageError
+from mlv.remote import REMOTE_KEYS, SECRET_KEYS, Remote, open_remote
+from mlv.repo import Repo
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+
+
+@dataclass
+class RemoteInfo:
+    name: str
+    options: dict[str, Any]  # secrets masked
+    default: bool
+
+
+def _level(local: bool) -> str:
+    return "local" if local else "repo"
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise UsageError(f"invalid remote name {name!r}",
+                         hint="use letters, digits, '-', '_' and '.'")
+
+
+def _known(repo: Repo, name: str) -> dict[str, Any]:
+    remotes = repo.config.remotes()
+    if name not in remotes:
+        known = ", ".join(sorted(remotes)) or "none"
+        raise ConfigError(f"unknown remote '{name}' (configured: {known})",
+                          hint="see `mlv remote list`, or add one with `mlv remote add NAME URL`")
+    return remotes[name]
+
+
+def _check_option(key: str, value: Any, level: str) -> Any:
+    if key not in REMOTE_KEYS:
+        raise ConfigError(f"unknown remote option {key!r}",
+                          hint=f"known options: {', '.join(REMOTE_KEYS)}")
+    if key in SECRET_KEYS and level == "repo":
+        raise ConfigError(f"{key} is a secret and .mlv/config is committed to git",
+                          hint="use `mlv remote modify --local NAME KEY VALUE` (git-ignored) "
+                               "or the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY variables")
+    if key == "jobs":
+        try:
+            value = int(value)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ConfigError("jobs: expected a whole number >= 1")
+    return value
+
+
+def add(repo: Repo, name: str, url: str, default: bool = False, local: bool = False) -> None:
+    _check_name(name)
+    if name in repo.config.remotes():
+        raise ConfigError(f"remote '{name}' already exists",
+                          hint=f"change it with `mlv remote modify {name} url {url}`")
+    level = _level(local)
+    repo.config.set_remote(name, "url", url, level)
+    if default:
+        repo.config.set("core.remote", name, level)
+
+
+def modify(repo: Repo, name: str, key: str, value: str | None, local: bool = False,
+           unset: bool = False) -> None:
+    _known(repo, name)
+    level = _level(local)
+    if unset:
+        if key not in REMOTE_KEYS:
+            _check_option(key, None, level)
+        if not repo.config.unset_remote(name, key, level):
+            raise ConfigError(f"remote '{name}' has no {key} in the {level} config")
+        return
+    if value is None:
+        raise UsageError("give a VALUE, or --unset")
+    repo.config.set_remote(name, key, _check_option(key, value, level), level)
+
+
+def remove(repo: Repo, name: str) -> None:
+    _known(repo, name)
+    for level in ("repo", "local"):
+        repo.config.unset_remote(name, None, level)
+        if repo.config.get("core.remote", level=level) == name:
+            repo.config.unset("core.remote", level)
+
+
+def set_default(repo: Repo, name: str, local: bool = False) -> None:
+    _known(repo, name)
+    repo.config.set("core.remote", name, _level(local))
+
+
+def default_name(repo: Repo) -> str | None:
+    value = repo.config.get("core.remote")
+    return str(value) if value else None
+
+
+def listing(repo: Repo) -> list[RemoteInfo]:
+    default = default_name(repo)
+    result = []
+    for name, options in sorted(repo.config.remotes().items()):
+        shown = {k: ("***" if k in SECRET_KEYS else v) for k, v in options.items()}
+        result.append(RemoteInfo(name, shown, name == default))
+    return result
+
+
+def resolve(repo: Repo, name: str | None = None, jobs: int | None = None) -> Remote:
+    """The remote a command should use: the named one, else the default."""
+    if name is None:
+        name = default_name(repo)
+        if name is None:
+            raise ConfigError("no remote given and no default remote is set",
+                              hint="pass -r NAME, or set one with `mlv remote add -d NAME URL`")
+    options = dict(_known(repo, name))
+    url = str(options.get("url", ""))
+    if url and "://" not in url and not os.path.isabs(os.path.expanduser(url)):
+        options["url"] = os.path.join(repo.root, url)  # relative to the repository
+    return open_remote(name, options, default_jobs=max(16, repo.jobs * 4), jobs=jobs)

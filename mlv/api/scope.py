@@ -1,0 +1,47 @@
+"""Which objects a command is about: the workspace's pointers, and optionally the
+pointers committed at branch tips, tags or every commit (read from git)."""
+
+from __future__ import annotations
+
+import re
+
+from mlv import scm
+from mlv.api import targets as targets_mod
+from mlv.errors import MlvError
+from mlv.odb import ObjectStore
+from mlv.pointer import SUFFIX
+from mlv.repo import Repo
+
+_OID_IN_TEXT = re.compile(r"\b[0-9a-f]{32}(?:\.dir)?\b")
+
+
+def roots(repo: Repo, targets: list[str] | None = None, all_branches: bool = False,
+          all_tags: bool = False, all_commits: bool = False) -> tuple[set[str], int]:
+    """Object ids named by pointers in scope, and how many revisions were read."""
+    found: set[str] = set()
+    for ptr in targets_mod.collect(repo, targets):
+        found.update(out.oid for out in ptr.outs)
+    revs: list[str] = []
+    if all_branches or all_tags or all_commits:
+        if not repo.has_scm:
+            raise MlvError("--all-branches, --all-tags and --all-commits need a git repository",
+                           hint="leave them out in a repository made with --no-scm")
+        revs = scm.revisions(repo.root, all_branches, all_tags, all_commits)
+        for blob in scm.pointer_blobs(repo.root, revs, SUFFIX):
+            # Read leniently: an old, malformed pointer still protects what it names.
+            found.update(_OID_IN_TEXT.findall(blob.decode("utf-8", "replace")))
+    return found, len(revs)
+
+
+def expand(odb: ObjectStore, oids: set[str]) -> set[str]:
+    """Add the files listed by every directory manifest among `oids` that is cached."""
+    from mlv import manifest
+
+    used = set(oids)
+    for oid in oids:
+        if oid.endswith(".dir"):
+            try:
+                used.update(e.oid for e in manifest.loads(odb.read_bytes(oid), oid))
+            except FileNotFoundError:
+                continue
+    return used

@@ -1,0 +1,59 @@
+"""`mlv fsck`: check that stored objects still hash to their names."""
+
+from __future__ import annotations
+
+import click
+
+from mlv.cli.ui import Progress, plural
+from mlv.errors import MlvError, UsageError
+
+
+def _percent(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        pct = float(value.rstrip("%"))
+    except ValueError:
+        pct = -1
+    if not 0 < pct <= 100:
+        raise UsageError(f"--sample takes a percentage between 0 and 100, like 10%, not {value}")
+    return pct
+
+
+@click.command()
+@click.option("-r", "--remote", "remote_name", help="Check a remote instead of the cache "
+              "(downloads and re-hashes its objects).")
+@click.option("--sample", help="With --remote: check only this share of objects, e.g. 10%.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 1024), help="Downloads in flight at once.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress.")
+def fsck(remote_name: str | None, sample: str | None, jobs: int | None, quiet: bool) -> None:
+    """Re-hash every object and report those whose bytes do not match their name.
+
+    Exit 1 if any object is damaged; each is listed with the pointers that use it.
+
+    \b
+    Example:
+      mlv fsck --remote store --sample 5%
+    """
+    from mlv.api.fsck import fsck as api_fsck
+    from mlv.repo import Repo
+
+    pct = _percent(sample)
+    if pct is not None and remote_name is None:
+        raise UsageError("--sample needs --remote")
+    progress = Progress("checking", quiet)
+    result = api_fsck(Repo.find(), remote_name, pct, jobs, progress.callback)
+    progress.done()
+    for oid, users in sorted(result.bad.items()):
+        click.echo(f"damaged {oid}" + (f" (used by {', '.join(users[:5])})" if users else ""))
+    if result.bad:
+        raise MlvError(f"{plural(len(result.bad), 'damaged object')} in the {result.where} "
+                       f"(of {result.checked} checked)",
+                       hint=("delete the damaged objects on the remote, then `mlv push` from a "
+                             "machine with a good copy" if remote_name else
+                             "delete the damaged objects from the cache, then `mlv fetch` them "
+                             "or `mlv add` the data again"))
+    click.echo(f"{plural(result.checked, 'object')} in the {result.where}: all good")
+
+
+COMMANDS = [fsck]

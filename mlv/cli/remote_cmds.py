@@ -1,0 +1,249 @@
+"""Remotes: `mlv remote …`, `mlv push`, `mlv fetch`, `mlv pull`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from mlv.cli.ui import Progress, human_size, plural
+from mlv.errors import MlvError
+
+if TYPE_CHECKING:
+    from mlv.repo import Repo
+    from mlv.transfer import TransferResult
+
+
+def _repo() -> Repo:
+    from mlv.repo import Repo
+
+    return Repo.find()
+
+
+@click.group()
+def remote() -> None:
+    """Configure remotes: where `mlv push` and `mlv pull` keep shared data.
+
+    \b
+    Example:
+      mlv remote add -d store s3://my-bucket/project
+    """
+
+
+@remote.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("-d", "--default", "default", is_flag=True, help="Make it the default remote.")
+@click.option("--local", is_flag=True, help="Write to .mlv/config.local (this machine only).")
+def remote_add(name: str, url: str, default: bool, local: bool) -> None:
+    """Add a remote: a folder, file:// URL, s3://bucket/path or any fsspec URL.
+
+    \b
+    Example:
+      mlv remote add -d store /mnt/shared/mlv-store
+    """
+    from mlv.api import remote as api
+
+    api.add(_repo(), name, url, default=default, local=local)
+    click.echo(f"added remote '{name}' -> {url}" + (" (default)" if default else ""))
+
+
+@remote.command("list")
+def remote_list() -> None:
+    """List remotes with their options (secrets hidden).
+
+    \b
+    Example:
+      mlv remote list
+    """
+    from mlv.api import remote as api
+
+    infos = api.listing(_repo())
+    if not infos:
+        click.echo("no remotes; add one with `mlv remote add NAME URL`")
+    for info in infos:
+        mark = " (default)" if info.default else ""
+        click.echo(f"{info.name}{mark}\t{info.options.get('url', '')}")
+        for key, value in sorted(info.options.items()):
+            if key != "url":
+                click.echo(f"    {key}: {value}")
+
+
+@remote.command("remove")
+@click.argument("name")
+def remote_remove(name: str) -> None:
+    """Forget a remote (its data is not touched).
+
+    \b
+    Example:
+      mlv remote remove old-store
+    """
+    from mlv.api import remote as api
+
+    api.remove(_repo(), name)
+    click.echo(f"removed remote '{name}'")
+
+
+@remote.command("modify")
+@click.argument("name")
+@click.argument("key")
+@click.argument("value", required=False)
+@click.option("--local", is_flag=True, help="Write to .mlv/config.local (for secrets).")
+@click.option("--unset", is_flag=True, help="Remove KEY.")
+def remote_modify(name: str, key: str, value: str | None, local: bool, unset: bool) -> None:
+    """Set an option: url, endpoint_url, profile, region, jobs, or (with --local)
+    access_key_id, secret_access_key, session_token.
+
+    \b
+    Example:
+      mlv remote modify store endpoint_url http://127.0.0.1:9000
+    """
+    from mlv.api import remote as api
+
+    api.modify(_repo(), name, key, value, local=local, unset=unset)
+
+
+@remote.command("default")
+@click.argument("name", required=False)
+@click.option("--local", is_flag=True, help="Write to .mlv/config.local.")
+def remote_default(name: str | None, local: bool) -> None:
+    """Show or set the default remote.
+
+    \b
+    Example:
+      mlv remote default store
+    """
+    from mlv.api import remote as api
+
+    repo = _repo()
+    if name is None:
+        current = api.default_name(repo)
+        if current is None:
+            raise MlvError("no default remote is set", hint="run `mlv remote default NAME`")
+        click.echo(current)
+        return
+    api.set_default(repo, name, local=local)
+
+
+def _scope_options(func: Any) -> Any:
+    for option in reversed([
+        click.option("-a", "--all-branches", is_flag=True, help="Also every branch tip's data."),
+        click.option("-T", "--all-tags", is_flag=True, help="Also every tag's data."),
+        click.option("-A", "--all-commits", is_flag=True, help="Also every commit's data."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _common(func: Any) -> Any:
+    func = click.option("-q", "--quiet", is_flag=True, help="No progress, only errors.")(func)
+    func = click.option("-j", "--jobs", type=click.IntRange(1, 1024),
+                        help="Transfers in flight at once.")(func)
+    func = click.option("-r", "--remote", "remote_name", help="Remote name (default: the "
+                        "default remote).")(func)
+    return click.argument("targets", nargs=-1, type=click.Path())(func)
+
+
+def _report(verb: str, name: str, result: TransferResult, quiet: bool) -> None:
+    if not quiet:
+        if result.moved:
+            click.echo(f"{verb} {plural(result.moved, 'file')}, {human_size(result.bytes)} "
+                       f"in {result.seconds:.1f} s ({name})")
+        elif not (result.failed or result.missing or result.corrupted):
+            click.echo(f"everything is up to date ({name}: {plural(result.already, 'object')})")
+    problems = []
+    for oid, reason in sorted(result.failed.items())[:10]:
+        click.echo(f"  failed {oid}: {reason}", err=True)
+    if result.failed:
+        problems.append(f"{plural(len(result.failed), 'object')} failed")
+    if result.corrupted:
+        shown = ", ".join(result.corrupted[:5]) + (" …" if len(result.corrupted) > 5 else "")
+        problems.append(f"{plural(len(result.corrupted), 'object')} on '{name}' "
+                        f"failed verification (bytes do not match the name) and "
+                        f"{'was' if len(result.corrupted) == 1 else 'were'} not kept: {shown}")
+    if result.missing:
+        shown = ", ".join(result.missing[:5]) + (" …" if len(result.missing) > 5 else "")
+        where = "the cache" if verb == "pushed" else f"'{name}'"
+        problems.append(f"{plural(len(result.missing), 'object')} missing from {where}: {shown}")
+    if problems:
+        hint = ("run the command again to retry; push missing objects from a machine "
+                "that has them" if result.missing or result.failed else
+                "re-push the data from a machine with a good copy")
+        raise MlvError("; ".join(problems), hint=hint)
+
+
+@click.command()
+@_common
+@_scope_options
+def push(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, quiet: bool,
+         all_branches: bool, all_tags: bool, all_commits: bool) -> None:
+    """Upload tracked data that the remote does not have yet.
+
+    TARGETS are tracked paths or .mlv files (default: every pointer in the workspace).
+
+    \b
+    Example:
+      mlv push -r store data
+    """
+    from mlv.api import transfer as api
+
+    progress = Progress("pushing", quiet)
+    where = api.Scope(list(targets), all_branches, all_tags, all_commits)
+    name, result = api.push(_repo(), where, remote_name, jobs, progress.callback)
+    progress.done()
+    _report("pushed", name, result, quiet)
+
+
+@click.command()
+@_common
+@_scope_options
+def fetch(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, quiet: bool,
+          all_branches: bool, all_tags: bool, all_commits: bool) -> None:
+    """Download tracked data into the cache (the workspace is not changed).
+
+    \b
+    Example:
+      mlv fetch --all-branches
+    """
+    from mlv.api import transfer as api
+
+    progress = Progress("fetching", quiet)
+    where = api.Scope(list(targets), all_branches, all_tags, all_commits)
+    name, result = api.fetch(_repo(), where, remote_name, jobs, progress.callback)
+    progress.done()
+    _report("fetched", name, result, quiet)
+
+
+@click.command()
+@_common
+@click.option("-f", "--force", is_flag=True,
+              help="Overwrite workspace changes that are not in the cache.")
+def pull(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, quiet: bool,
+         force: bool) -> None:
+    """Fetch tracked data and check it out into the workspace.
+
+    \b
+    Example:
+      git clone URL && cd repo && mlv pull
+    """
+    from mlv.api import transfer as api
+    from mlv.cli.data_cmds import report_checkout
+
+    progress = Progress("pulling", quiet)
+    problem = None
+    try:
+        name, fetched, done = api.pull(_repo(), list(targets), remote_name, jobs, force,
+                                       progress.callback)
+    finally:
+        progress.done()
+    try:
+        _report("fetched", name, fetched, quiet)
+    except MlvError as exc:
+        problem = exc
+        click.echo(f"error: {exc.message}", err=True)  # shown now: checkout may fail too
+    report_checkout(done, quiet)
+    if problem:
+        raise problem
+
+
+COMMANDS = [remote, push, fetch, pull]

@@ -1,0 +1,418 @@
+"""Remotes: object stores with the cache's layout, reached through fsspec.
+
+A local folder (or `file://` URL) is handled with plain file operations: temp file
+in the target folder, then rename. Anything else goes through fsspec; asynchronous
+filesystems (s3fs) run many requests at once on their event loop, others run on a
+thread pool. S3 writes need no temp name: an object appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import posixpath
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from mlv import fsio
+from mlv.errors import MlvError
+from mlv.hashing import HASH_NAME, is_oid
+from mlv.workspace import Progress, parallel_map
+
+# Fewer queries than this are asked one by one; more use one listing of the remote.
+EXISTS_ONE_BY_ONE = 64
+SECRET_KEYS = ("access_key_id", "secret_access_key", "session_token")
+REMOTE_KEYS = ("url", "endpoint_url", "profile", "region", "jobs") + SECRET_KEYS
+
+
+class RemoteError(MlvError):
+    """The remote could not be used at all (unreachable, no access, no bucket)."""
+
+
+Failures = dict[str, BaseException]  # oid -> what went wrong
+
+
+class Remote(ABC):
+    """The interface every remote offers; objects are named by their ids."""
+
+    def __init__(self, name: str, url: str, jobs: int) -> None:
+        self.name = name
+        self.url = url
+        self.jobs = jobs
+
+    @abstractmethod
+    def list_oids(self) -> set[str]:
+        """Every object id on the remote, from one listing."""
+
+    def has(self, oids: list[str]) -> set[str]:
+        """Which of `oids` the remote holds: one listing, or one request per object."""
+        if len(oids) > EXISTS_ONE_BY_ONE:
+            return self.list_oids() & set(oids)
+        return self._exist_each(oids)
+
+    @abstractmethod
+    def _exist_each(self, oids: list[str]) -> set[str]:
+        """Which of `oids` exist, asking about each one."""
+
+    @abstractmethod
+    def upload(self, items: list[tuple[str, str]], progress: Progress | None) -> Failures:
+        """Upload (local path, oid) pairs. Returns the failures by oid."""
+
+    @abstractmethod
+    def download(self, items: list[tuple[str, str]], progress: Progress | None) -> Failures:
+        """Download (oid, local temp path) pairs. Returns the failures by oid."""
+
+    @abstractmethod
+    def delete(self, oids: list[str]) -> Failures:
+        """Delete objects (for `gc --cloud`)."""
+
+    @abstractmethod
+    def open(self, oid: str) -> Any:
+        """A binary file object for reading one object (for `fsck`)."""
+
+
+def key_of(oid: str) -> str:
+    return f"{HASH_NAME}/{oid[:2]}/{oid[2:]}"
+
+
+def _oid_from_key(key: str) -> str | None:
+    parts = key.rsplit("/", 2)
+    if len(parts) < 3 or parts[0].rsplit("/", 1)[-1] != HASH_NAME:
+        return None
+    oid = parts[1] + parts[2]
+    return oid if len(parts[1]) == 2 and is_oid(oid) else None
+
+
+class LocalRemote(Remote):
+    """A folder on this machine (another disk, a network mount …)."""
+
+    def __init__(self, name: str, url: str, jobs: int, root: str) -> None:
+        super().__init__(name, url, jobs)
+        self.root = root
+        self.base = os.path.join(root, HASH_NAME)
+        self._made: set[str] = set()
+
+    def path_of(self, oid: str) -> str:
+        return os.path.join(self.base, oid[:2], oid[2:])
+
+    def check(self) -> None:
+        if not os.path.isdir(self.root):
+            raise RemoteError(f"remote '{self.name}': folder {self.root} does not exist",
+                              hint=f"create it (mkdir -p {self.root}) or fix the URL with "
+                                   f"`mlv remote modify {self.name} url …`")
+
+    def list_oids(self) -> set[str]:
+        self.check()
+        found: set[str] = set()
+        try:
+            prefixes = os.listdir(self.base)
+        except FileNotFoundError:
+            return found
+        for prefix in prefixes:
+            if len(prefix) != 2:
+                continue
+            try:
+                names = os.listdir(os.path.join(self.base, prefix))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            found.update(prefix + n for n in names if is_oid(prefix + n))
+        return found
+
+    def _exist_each(self, oids: list[str]) -> set[str]:
+        self.check()
+        return {oid for oid in oids if os.path.exists(self.path_of(oid))}
+
+    def _run(self, fn: Callable[[Any], None], items: list[Any], key: Callable[[Any], str],
+             progress: Progress | None) -> Failures:
+        failures: Failures = {}
+
+        def one(item: Any) -> None:
+            try:
+                fn(item)
+            except (OSError, MlvError) as exc:
+                failures[key(item)] = exc
+            if progress:
+                progress(1)
+
+        parallel_map(one, items, self.jobs)
+        return failures
+
+    def upload(self, items: list[tuple[str, str]], progress: Progress | None) -> Failures:
+        self.check()
+
+        def put(item: tuple[str, str]) -> None:
+            src, oid = item
+            final = self.path_of(oid)
+            folder = os.path.dirname(final)
+            if folder not in self._made:
+                fsio.makedirs(folder)
+                self._made.add(folder)
+            tmp = fsio.tmp_name(final)
+            try:
+                fsio.copy_new(src, tmp, 0o444)
+                fsio.commit(tmp, final)
+            except BaseException:
+                fsio.remove_file(tmp)
+                raise
+
+        return self._run(put, items, lambda item: item[1], progress)
+
+    def download(self, items: list[tuple[str, str]], progress: Progress | None) -> Failures:
+        self.check()
+
+        def get(item: tuple[str, str]) -> None:
+            oid, dst = item
+            fsio.copy_new(self.path_of(oid), dst, 0o444)
+
+        return self._run(get, items, lambda item: item[0], progress)
+
+    def delete(self, oids: list[str]) -> Failures:
+        return self._run(lambda oid: fsio.remove_file(self.path_of(oid)), oids,
+                         lambda oid: oid, None)
+
+    def open(self, oid: str) -> Any:
+        return open(self.path_of(oid), "rb")
+
+
+class FsspecRemote(Remote):
+    """Any fsspec filesystem; asynchronous ones (s3fs) run requests concurrently."""
+
+    def __init__(self, name: str, url: str, jobs: int, fs: Any, root: str,
+                 endpoint: str | None = None) -> None:
+        super().__init__(name, url, jobs)
+        self.fs = fs
+        self.endpoint = endpoint
+        self.root = root.rstrip("/")
+        self.is_async = bool(getattr(fs, "async_impl", False))
+
+    def path_of(self, oid: str) -> str:
+        return f"{self.root}/{key_of(oid)}"
+
+    def list_oids(self) -> set[str]:
+        with self.errors():
+            try:
+                paths = self.fs.find(f"{self.root}/{HASH_NAME}/")
+            except FileNotFoundError:
+                self.check_root()
+                return set()
+            if not paths:
+                self.check_root()
+        found = set()
+        for path in paths:
+            oid = _oid_from_key(path)
+            if oid:
+                found.add(oid)
+        return found
+
+    def check_root(self) -> None:
+        """Raise a clear error when the bucket (or root folder) is missing."""
+        bucket = self.root.split("/", 1)[0]
+        with self.errors():
+            if not self.fs.exists(bucket):
+                raise FileNotFoundError(bucket)
+
+    def _exist_each(self, oids: list[str]) -> set[str]:
+        if not oids:
+            return set()
+        self.check_root()
+
+        if self.is_async:
+            async def one(oid: str) -> None:
+                await self.fs._info(self.path_of(oid))
+
+            failures = self._gather(one, oids, None)
+        else:
+            failures = self._threads(lambda oid: self.fs.info(self.path_of(oid)), oids, None)
+        self._raise_fatal(failures)
+        return {oid for oid in oids if oid not in failures}
+
+    def upload(self, items: list[tuple[str, str]], progress: Progress | None) -> Failures:
+        if self.is_async:
+            async def one(item: tuple[str, str]) -> None:
+                await self.fs._put_file(item[0], self.path_of(item[1]))
+
+            failures = self._gather(one, items, progress, key=lambda item: item[1])
+        else:
+            failures = self._threads(
+                lambda item: self.fs.put_file(item[0], self.path_of(item[1])), items, progress,
+                key=lambda item: item[1])
+        self._raise_fatal(failures)
+        return failures
+
+    def download(self, items: list[tuple[str, str]], progress: Progress | None) -> Failures:
+        if self.is_async:
+            async def one(item: tuple[str, str]) -> None:
+                await self.fs._get_file(self.path_of(item[0]), item[1])
+
+            failures = self._gather(one, items, progress, key=lambda item: item[0])
+        else:
+            failures = self._threads(
+                lambda item: self.fs.get_file(self.path_of(item[0]), item[1]), items, progress,
+                key=lambda item: item[0])
+        self._raise_fatal(failures)
+        if any(isinstance(exc, FileNotFoundError) for exc in failures.values()):
+            self.check_root()  # a missing bucket is one clear error, not N missing objects
+        return failures
+
+    def delete(self, oids: list[str]) -> Failures:
+        if not oids:
+            return {}
+        with self.errors():
+            self.fs.rm([self.path_of(oid) for oid in oids])
+        return {}
+
+    def open(self, oid: str) -> Any:
+        with self.errors():
+            return self.fs.open(self.path_of(oid), "rb")
+
+    # ---- running many requests ---------------------------------------------------------
+
+    def _gather(self, fn: Callable[[Any], Any], items: list[Any], progress: Progress | None,
+                key: Callable[[Any], str] = lambda item: item) -> Failures:
+        from fsspec.asyn import sync
+
+        failures: Failures = {}
+
+        async def run_all() -> None:
+            sem = asyncio.Semaphore(self.jobs)
+
+            async def one(item: Any) -> None:
+                async with sem:
+                    try:
+                        await fn(item)
+                    except Exception as exc:  # noqa: BLE001 - sorted out by the caller
+                        failures[key(item)] = exc
+                if progress:
+                    progress(1)
+
+            await asyncio.gather(*(one(item) for item in items))
+
+        with self.errors():
+            sync(self.fs.loop, run_all)
+        return failures
+
+    def _threads(self, fn: Callable[[Any], Any], items: list[Any], progress: Progress | None,
+                 key: Callable[[Any], str] = lambda item: item) -> Failures:
+        failures: Failures = {}
+
+        def one(item: Any) -> None:
+            try:
+                fn(item)
+            except Exception as exc:  # noqa: BLE001 - sorted out by the caller
+                failures[key(item)] = exc
+            if progress:
+                progress(1)
+
+        parallel_map(one, items, self.jobs)
+        return failures
+
+    def _raise_fatal(self, failures: Failures) -> None:
+        """Errors that doom every request (no access, no endpoint) end the command."""
+        for exc in failures.values():
+            if not isinstance(exc, FileNotFoundError):
+                fatal = self.translate(exc)
+                if fatal is not None:
+                    raise fatal from exc
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        try:
+            yield
+        except MlvError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every remote failure gets one clear line
+            translated = self.translate(exc) or RemoteError(
+                f"remote '{self.name}' ({self.url}): {type(exc).__name__}: {exc}")
+            raise translated from exc
+
+    def translate(self, exc: BaseException) -> RemoteError | None:
+        """A clear error for failures that are about the remote as a whole."""
+        text = f"{type(exc).__name__}: {exc}"
+        where = f"remote '{self.name}' ({self.url})"
+        creds = ("NoCredentialsError", "Unable to locate credentials", "PartialCredentials")
+        if any(c in text for c in creds):
+            return RemoteError(f"{where}: no credentials found",
+                               hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile "
+                                    f"(`mlv remote modify {self.name} profile NAME`), or "
+                                    f"`mlv remote modify --local {self.name} access_key_id …`")
+        denied = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden",
+                  "ExpiredToken")
+        if isinstance(exc, PermissionError) or any(d in text for d in denied):
+            return RemoteError(f"{where}: access denied ({_short(exc)})",
+                               hint="check the credentials and that they may use this bucket")
+        unreachable = ("EndpointConnectionError", "ConnectTimeout", "ClientConnectorError",
+                       "Could not connect", "Connection refused", "ConnectionRefused",
+                       "Name or service not known", "ReadTimeout")
+        if any(u in text for u in unreachable) or isinstance(exc, ConnectionError):
+            return RemoteError(f"{where}: cannot reach {self.endpoint or self.url}",
+                               hint="check the network and the remote's endpoint_url "
+                                    "(`mlv remote list`)")
+        if isinstance(exc, FileNotFoundError) and ("NoSuchBucket" in text or
+                                                   str(exc).strip("'") in self.root):
+            bucket = self.root.split("/", 1)[0]
+            return RemoteError(f"{where}: bucket '{bucket}' does not exist",
+                               hint="create the bucket, or fix the URL with "
+                                    f"`mlv remote modify {self.name} url s3://BUCKET/PATH`")
+        return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+def _s3_options(options: dict[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "skip_instance_cache": True,
+        "config_kwargs": {
+            "connect_timeout": 5,
+            "read_timeout": 60,
+            "retries": {"max_attempts": 4, "mode": "standard"},
+            "max_pool_connections": 64,
+        },
+    }
+    if options.get("access_key_id"):
+        kwargs["key"] = options["access_key_id"]
+        kwargs["secret"] = options.get("secret_access_key")
+        if options.get("session_token"):
+            kwargs["token"] = options["session_token"]
+    elif options.get("profile"):
+        kwargs["profile"] = options["profile"]
+    if options.get("endpoint_url"):
+        kwargs["endpoint_url"] = options["endpoint_url"]
+    if options.get("region"):
+        kwargs["client_kwargs"] = {"region_name": options["region"]}
+    return kwargs
+
+
+def open_remote(name: str, options: dict[str, Any], default_jobs: int,
+                jobs: int | None = None) -> Remote:
+    """Build the Remote for a configured remote's options."""
+    url = str(options.get("url", ""))
+    if not url:
+        raise RemoteError(f"remote '{name}' has no url",
+                          hint=f"set one with `mlv remote modify {name} url URL`")
+    jobs = jobs or int(options.get("jobs") or 0) or default_jobs
+    protocol, _, rest = url.partition("://")
+    if not rest:
+        protocol, rest = "file", url
+    if protocol in ("file", "local"):
+        return LocalRemote(name, url, jobs, os.path.abspath(os.path.expanduser(rest)))
+    import fsspec
+
+    try:
+        if protocol in ("s3", "s3a"):
+            from s3fs import S3FileSystem
+
+            fs: Any = S3FileSystem(**_s3_options(options))
+        else:
+            extra = {k: v for k, v in options.items() if k not in REMOTE_KEYS}
+            fs = fsspec.filesystem(protocol, **extra)
+    except (ImportError, ValueError) as exc:
+        raise RemoteError(f"remote '{name}': protocol {protocol}:// is not available ({exc})",
+                          hint="install the fsspec package for it (e.g. gcsfs, adlfs, sshfs)"
+                          ) from None
+    return FsspecRemote(name, url, jobs, fs, posixpath.normpath(rest),
+                        options.get("endpoint_url"))

@@ -1,0 +1,147 @@
+"""Moving objects between the cache and a remote: only what is missing, verified."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from mlv import fsio, manifest
+from mlv.odb import ObjectStore
+from mlv.remote import Remote
+from mlv.workspace import Progress, parallel_map
+
+
+@dataclass
+class TransferResult:
+    moved: int = 0
+    bytes: int = 0
+    already: int = 0  # objects that were already at the destination
+    failed: dict[str, str] = field(default_factory=dict)  # oid -> reason
+    missing: list[str] = field(default_factory=list)  # in neither the source nor the target
+    corrupted: list[str] = field(default_factory=list)  # downloads whose hash did not match
+    seconds: float = 0.0
+
+
+def _manifest(odb: ObjectStore, oid: str) -> list[manifest.Entry] | None:
+    try:
+        return manifest.loads(odb.read_bytes(oid), oid)
+    except FileNotFoundError:
+        return None
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+def push(odb: ObjectStore, remote: Remote, roots: set[str],
+         progress: Progress | None = None) -> TransferResult:
+    """Upload what the remote lacks. A directory manifest goes up only after every
+    file it lists is on the remote, so a manifest there means its files are there."""
+    start = time.monotonic()
+    result = TransferResult()
+    dirs = sorted(o for o in roots if o.endswith(".dir"))
+    listing = {d: _manifest(odb, d) for d in dirs}
+    files = {o for o in roots if not o.endswith(".dir")}
+    for entries in listing.values():
+        files.update(e.oid for e in entries or [])
+    local = odb.existing(sorted(files | set(dirs)))
+    result.missing = sorted((files | set(dirs)) - local)
+    present = remote.has(sorted(local))
+    result.already = len(present)
+    todo = sorted(o for o in files if o in local and o not in present)
+    failures = remote.upload([(odb.path_of(o), o) for o in todo], progress)
+    result.failed.update({o: _reason(e) for o, e in failures.items()})
+    on_remote = present | (set(todo) - set(failures))
+    ready = []
+    for d in dirs:
+        if d not in local or d in present:
+            continue
+        lacking = [e.oid for e in listing[d] or [] if e.oid not in on_remote]
+        if lacking:
+            result.failed[d] = f"not uploaded: {len(lacking)} of its files are not on the remote"
+        else:
+            ready.append(d)
+    failures = remote.upload([(odb.path_of(d), d) for d in ready], progress)
+    result.failed.update({o: _reason(e) for o, e in failures.items()})
+    moved = [o for o in todo + ready if o not in result.failed]
+    result.moved = len(moved)
+    result.bytes = sum(_size(odb.path_of(o)) for o in moved)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def fetch(odb: ObjectStore, remote: Remote, roots: set[str], jobs: int,
+          progress: Progress | None = None) -> TransferResult:
+    """Download what the cache lacks; every object is verified before it is kept."""
+    start = time.monotonic()
+    result = TransferResult()
+    dirs = sorted(o for o in roots if o.endswith(".dir"))
+    need_dirs = odb_missing(odb, dirs)
+    _download(odb, remote, need_dirs, jobs, progress, result)
+    files = {o for o in roots if not o.endswith(".dir")}
+    for d in dirs:
+        files.update(e.oid for e in _manifest(odb, d) or [])
+    need = odb_missing(odb, sorted(files))
+    result.already = len(files) - len(need) + len(dirs) - len(need_dirs)
+    _download(odb, remote, need, jobs, progress, result)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def odb_missing(odb: ObjectStore, oids: list[str]) -> list[str]:
+    have = odb.existing(oids)
+    return [o for o in oids if o not in have]
+
+
+def _download(odb: ObjectStore, remote: Remote, oids: list[str], jobs: int,
+              progress: Progress | None, result: TransferResult) -> None:
+    if not oids:
+        return
+    temps = {oid: odb.temp_for(oid) for oid in oids}
+    try:
+        failures = remote.download(list(temps.items()), progress)
+        for oid, exc in failures.items():
+            if isinstance(exc, FileNotFoundError):
+                result.missing.append(oid)
+            else:
+                result.failed[oid] = _reason(exc)
+
+        fetched = [o for o in oids if o not in failures]
+        kept = parallel_map(lambda oid: odb.adopt(temps[oid], oid), fetched, jobs)
+        for oid, ok in zip(fetched, kept):
+            if ok:
+                result.moved += 1
+                result.bytes += _size(odb.path_of(oid))
+            else:
+                result.corrupted.append(oid)
+    finally:
+        for tmp in temps.values():
+            if os.path.lexists(tmp):
+                fsio.remove_file(tmp)
+    result.missing.sort()
+    result.corrupted.sort()
+
+
+def entries_anywhere(odb: ObjectStore, remote: Remote, oid: str) -> list[manifest.Entry] | None:
+    """A directory manifest from the cache, else read (and verified) from the remote."""
+    from mlv.hashing import hash_bytes
+
+    found = _manifest(odb, oid)
+    if found is not None:
+        return found
+    try:
+        with remote.open(oid) as fobj:
+            data = fobj.read()
+    except FileNotFoundError:
+        return None
+    if hash_bytes(data) + ".dir" != oid:
+        return None
+    return manifest.loads(data, oid)
