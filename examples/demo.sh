@@ -4,7 +4,7 @@
 set -euo pipefail
 work=$(mktemp -d "${TMPDIR:-/tmp}/mlv-demo-XXXX")
 trap 'rm -rf "$work"' EXIT
-cd "$work"
+mkdir "$work/repo" && cd "$work/repo"
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
 git init -q -b main
@@ -46,4 +46,18 @@ step git checkout -q HEAD~1
 step mlv checkout
 step tail -n 2 data/labels.csv
 step mlv status
-echo; echo "demo finished: the dataset went v1 -> damaged -> restored -> v2 -> v1"
+
+echo; echo "# share it: push to a remote (a local folder here; s3://… works the same way)"
+git checkout -q main && mlv checkout -q
+mkdir "$work/remote"
+step mlv remote add -d store "$work/remote"
+git add .mlv/config && git commit -qm "add remote"
+step mlv push
+step mlv push
+
+echo; echo "# a teammate (or CI) clones the repo and pulls the exact bytes"
+cd "$work" && git clone -q repo teammate && cd teammate
+step mlv pull -q
+step mlv status
+step tail -n 1 data/labels.csv
+echo; echo "demo finished: v1 -> damaged -> restored -> v2 -> v1, then pushed and pulled into a clone"

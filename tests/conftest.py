@@ -121,3 +121,84 @@ def cache_objects(repo: Path) -> dict[str, Path]:
     if not base.exists():
         return {}
     return {p.parent.name + p.name: p for p in base.glob("*/*")}
+
+
+# ---- remotes: a real S3-protocol endpoint (moto's server) on 127.0.0.1 -----------------
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    """moto's threaded S3 server on a free port of 127.0.0.1, for the whole session.
+
+    It must start: a test that needs S3 fails rather than skips when it cannot.
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+              ) -> str:
+    """A fresh, empty bucket for one test; AWS_* variables point at the test endpoint."""
+    import re
+    import uuid
+
+    import boto3
+
+    for key, value in S3_ENV.items():
+        monkeypatch.setenv(key, value)
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    bucket = f"{name}-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    return bucket
+
+
+def add_remote(mlv_repo: Path, kind: str, request: pytest.FixtureRequest,
+               tmp_path: Path, name: str = "store") -> str:
+    """Configure a default remote of `kind` ("local" or "s3") in `mlv_repo`; returns its URL."""
+    if kind == "local":
+        folder = tmp_path / f"remote-{name}"
+        folder.mkdir(exist_ok=True)
+        url = str(folder)
+        res = run_mlv(mlv_repo, "remote", "add", "-d", name, url)
+        assert res.exit_code == 0, res.output
+        return url
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = request.getfixturevalue("s3_bucket")
+    url = f"s3://{bucket}/project"
+    for args in (("remote", "add", "-d", name, url),
+                 ("remote", "modify", name, "endpoint_url", endpoint)):
+        res = run_mlv(mlv_repo, *args)
+        assert res.exit_code == 0, res.output
+    return url
+
+
+@pytest.fixture(params=["local", "s3"])
+def remote_kind(request: pytest.FixtureRequest) -> str:
+    """Parametrizes a test over both remote kinds: a local folder and the S3 endpoint."""
+    return str(request.param)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI (MLV_REQUIRE_S3=1) a skipped S3 test fails the run: S3 must really be tested."""
+    if not os.environ.get("MLV_REQUIRE_S3"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    s3_skips = [r.nodeid for r in skipped if "s3" in r.nodeid.lower()]
+    if s3_skips:
+        print(f"\nS3 tests were skipped in CI: {s3_skips[:5]}")
+        session.exitstatus = 1
