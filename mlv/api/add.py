@@ -58,8 +58,13 @@ def _check_nested(repo: Repo, path: str) -> None:
         for name in files:
             if name.endswith(SUFFIX):
                 inner = repo.rel(os.path.join(folder, name))
-                raise PathError(f"{repo.rel(path)} contains {inner}, which mlv already tracks",
-                                hint=f"run `mlv remove {inner}` first")
+                if os.path.lexists(os.path.join(folder, name[: -len(SUFFIX)])):
+                    raise PathError(f"{repo.rel(path)} contains {inner}, which mlv already "
+                                    "tracks", hint=f"run `mlv remove {inner}` first")
+                raise PathError(f"{repo.rel(path)} contains {inner}; a tracked folder cannot "
+                                "hold .mlv files",
+                                hint=f"run `mlv remove {inner}` first if it is a pointer, or "
+                                     "rename it")
 
 
 def add(repo: Repo, targets: list[str], progress: Progress | None = None) -> list[Added]:

@@ -66,6 +66,7 @@ def _plan(repo: Repo, diff: OutDiff, relink: bool) -> _Plan:
 def checkout(repo: Repo, targets: list[str] | None = None, force: bool = False,
              relink: bool = False, progress: Progress | None = None) -> CheckoutResult:
     result = CheckoutResult()
+    repo.link_types  # noqa: B018 - a bad cache.type is reported before anything changes
     with repo.lock():
         try:
             plans = []

@@ -23,14 +23,15 @@ def all_pointer_files(repo: Repo) -> list[str]:
     return sorted(found)
 
 
-def check_not_in_tracked_folder(repo: Repo, path: str) -> None:
+def check_not_in_tracked_folder(repo: Repo, path: str, hint: str | None = None) -> None:
     """Refuse a path inside a folder that a pointer already tracks."""
     parent = os.path.dirname(path)
     while parent != repo.root and len(parent) > len(repo.root):
         if os.path.isfile(parent + SUFFIX):
             outer, rel = repo.rel(parent), repo.rel(path)
             raise PathError(f"{rel} is inside {outer}, which mlv already tracks ({outer}{SUFFIX})",
-                            hint=f"run `mlv add {outer}` to record changes in the whole folder")
+                            hint=hint or f"run `mlv add {outer}` to record changes in the "
+                                         "whole folder")
         parent = os.path.dirname(parent)
 
 

@@ -45,6 +45,10 @@ def _check_saved(repo: Repo, path: str, out: Out) -> None:
     diff = diff_out(repo.odb, repo.state, repo.jobs, path, out, fast=False)
     if not diff.present:
         return
+    if diff.entries is None:
+        raise PathError(f"the cache does not hold the file list of {repo.rel(path)}, so mlv "
+                        "cannot tell whether deleting it would lose data",
+                        hint="run `mlv pull` first, or delete it by hand")
     unsaved = [f for _, f in diff.modified] + diff.added
     if unsaved:
         oids = workspace.hash_files(unsaved, repo.state, repo.jobs)
@@ -85,7 +89,8 @@ def move(repo: Repo, src: str, dst: str) -> Moved:
                             hint="choose another destination, or remove it first")
         if new_path.startswith(old_path + os.sep):
             raise PathError(f"cannot move {repo.rel(old_path)} into itself")
-        targets_mod.check_not_in_tracked_folder(repo, new_path)
+        targets_mod.check_not_in_tracked_folder(
+            repo, new_path, hint="choose a destination outside tracked folders")
         fsio.makedirs(os.path.dirname(new_path))
         new_file = pointer.pointer_file_for(new_path)
         new_out = Out(os.path.basename(new_path), out.oid, out.size, out.nfiles, out.exec)
