@@ -85,8 +85,20 @@ def execute(cmd: list[str], cwd: Path, env: dict[str, str],
     return elapsed, proc.stdout
 
 
+SETTLE_SECONDS = 2.0
+
+
+def settle() -> None:
+    """Let write-back and discards from earlier steps (copies, deleted repos) finish, so
+    they do not land inside the next timed command, whichever tool it belongs to."""
+    os.sync()
+    time.sleep(SETTLE_SECONDS)
+    os.sync()
+
+
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float | None:
     """Wall-clock seconds of one tool command, or None if it failed or timed out."""
+    settle()
     return execute(cmd, cwd, env)[0]
 
 

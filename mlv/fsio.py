@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import os
 import shutil
 import stat
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import BinaryIO
 
 from mlv.errors import LockError, StorageError
 
@@ -24,10 +22,14 @@ LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 _FICLONE = 0x40049409  # linux/fs.h
 
 
+_RUN = os.urandom(4).hex()  # with the pid and a counter: unique across runs and threads
+_SEQ = itertools.count()
+
+
 def tmp_name(path: str) -> str:
     """A unique temp name next to `path` (same folder, so rename is atomic)."""
     head, tail = os.path.split(path)
-    return os.path.join(head, f".{tail}{TMP_MARK}{os.getpid()}-{os.urandom(4).hex()}")
+    return os.path.join(head, f".{tail}{TMP_MARK}{os.getpid()}-{_RUN}-{next(_SEQ)}")
 
 
 def is_tmp_name(name: str) -> bool:
@@ -61,29 +63,23 @@ def storage_error(exc: OSError, path: str) -> StorageError:
     return StorageError(f"{exc.strerror or exc}: {path}")
 
 
-@contextmanager
-def atomic_file(path: str, mode: int = 0o644) -> Iterator[BinaryIO]:
-    """Yield a binary file; on clean exit it replaces `path`, on error it vanishes."""
+def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write `data` to a temp file beside `path`, then rename it onto `path`."""
     tmp = tmp_name(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except OSError as exc:
-        raise storage_error(exc, path) from exc
-    try:
-        with os.fdopen(fd, "wb") as fobj:
-            yield fobj
-        os.chmod(tmp, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         commit(tmp, path)
     except BaseException as exc:
         _unlink_quiet(tmp)
         if isinstance(exc, OSError):
             raise storage_error(exc, path) from exc
         raise
-
-
-def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
-    with atomic_file(path, mode) as fobj:
-        fobj.write(data)
 
 
 def makedirs(path: str) -> None:

@@ -21,12 +21,11 @@ def hash_bytes(data: bytes) -> str:
 def hash_file(path: str) -> tuple[str, int]:
     """Return (hex digest, size) of a file, reading large files in large blocks."""
     with open(path, "rb", buffering=0) as fobj:
-        data = fobj.read(SMALL + 1)
-        if len(data) <= SMALL:
+        if os.fstat(fobj.fileno()).st_size <= SMALL:
+            data = fobj.readall()
             return hash_bytes(data), len(data)
         hasher = xxhash.xxh3_128()
-        hasher.update(data)
-        size = len(data)
+        size = 0
         buf = bytearray(BLOCK)
         view = memoryview(buf)
         while n := fobj.readinto(buf):

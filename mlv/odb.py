@@ -80,8 +80,8 @@ class ObjectStore:
         """
         try:
             with open(path, "rb", buffering=0) as fobj:
-                data = fobj.read(SMALL + 1)
-            if len(data) <= SMALL:
+                data = fobj.readall() if os.fstat(fobj.fileno()).st_size <= SMALL else None
+            if data is not None and len(data) <= SMALL:
                 return self.add_bytes(data), len(data)
             oid, size = hash_file(path)
             if self.exists(oid):
