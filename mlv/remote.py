@@ -388,18 +388,21 @@ def _s3_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def open_remote(name: str, options: dict[str, Any], default_jobs: int,
-                jobs: int | None = None) -> Remote:
-    """Build the Remote for a configured remote's options."""
+                jobs: int | None = None, local_jobs: int | None = None) -> Remote:
+    """Build the Remote for a configured remote's options. `default_jobs` is for network
+    remotes (many requests in flight); `local_jobs` for folders (disk-bound)."""
     url = str(options.get("url", ""))
     if not url:
         raise RemoteError(f"remote '{name}' has no url",
                           hint=f"set one with `mlv remote modify {name} url URL`")
-    jobs = jobs or int(options.get("jobs") or 0) or default_jobs
+    configured = jobs or int(options.get("jobs") or 0)
     protocol, _, rest = url.partition("://")
     if not rest:
         protocol, rest = "file", url
     if protocol in ("file", "local"):
-        return LocalRemote(name, url, jobs, os.path.abspath(os.path.expanduser(rest)))
+        return LocalRemote(name, url, configured or local_jobs or default_jobs,
+                           os.path.abspath(os.path.expanduser(rest)))
+    jobs = configured or default_jobs
     import fsspec
 
     try:

@@ -17,6 +17,9 @@ from mlv.repo import Repo
 from mlv.workspace import Progress, parallel_map
 
 
+CHUNK = 512  # remote objects downloaded per round
+
+
 @dataclass
 class FsckResult:
     where: str  # "cache" or "remote 'NAME'"
@@ -64,12 +67,19 @@ def fsck(repo: Repo, remote: str | None = None, sample: float | None = None,
         result = FsckResult(f"remote '{source.name}'", len(oids))
         os.makedirs(repo.tmp_dir, exist_ok=True)
         scratch = tempfile.mkdtemp(prefix="fsck-", dir=repo.tmp_dir)
+        bad = []
         try:
-            temps = [(oid, os.path.join(scratch, oid)) for oid in oids]
-            failures = source.download(temps, progress)
-            ok = parallel_map(lambda item: item[0] not in failures and _good(item[1], item[0]),
-                              temps, repo.jobs)
-            bad = [oid for (oid, _), good in zip(temps, ok) if not good]
+            for start in range(0, len(oids), CHUNK):  # bounded scratch space
+                temps = [(oid, os.path.join(scratch, oid)) for oid in oids[start:start + CHUNK]]
+                failures = source.download(temps, progress)
+                ok = parallel_map(
+                    lambda item, failed=failures: item[0] not in failed and _good(item[1],
+                                                                                 item[0]),
+                    temps, repo.jobs)
+                bad += [oid for (oid, _), good in zip(temps, ok) if not good]
+                for _, path in temps:
+                    if os.path.exists(path):
+                        os.unlink(path)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     result.bad = {oid: users.get(oid, []) for oid in bad}

@@ -122,4 +122,5 @@ def resolve(repo: Repo, name: str | None = None, jobs: int | None = None) -> Rem
     url = str(options.get("url", ""))
     if url and "://" not in url and not os.path.isabs(os.path.expanduser(url)):
         options["url"] = os.path.join(repo.root, url)  # relative to the repository
-    return open_remote(name, options, default_jobs=max(16, repo.jobs * 4), jobs=jobs)
+    return open_remote(name, options, default_jobs=max(16, repo.jobs * 4), jobs=jobs,
+                       local_jobs=repo.jobs)
