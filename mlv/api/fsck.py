@@ -16,7 +16,6 @@ from mlv.hashing import hash_file
 from mlv.repo import Repo
 from mlv.workspace import Progress, parallel_map
 
-
 CHUNK = 512  # remote objects downloaded per round
 
 
