@@ -71,11 +71,10 @@ def fsck(repo: Repo, remote: str | None = None, sample: float | None = None,
             for start in range(0, len(oids), CHUNK):  # bounded scratch space
                 temps = [(oid, os.path.join(scratch, oid)) for oid in oids[start:start + CHUNK]]
                 failures = source.download(temps, progress)
-                ok = parallel_map(
-                    lambda item, failed=failures: item[0] not in failed and _good(item[1],
-                                                                                 item[0]),
-                    temps, repo.jobs)
-                bad += [oid for (oid, _), good in zip(temps, ok) if not good]
+                fetched = [(oid, path) for oid, path in temps if oid not in failures]
+                ok = parallel_map(lambda item: _good(item[1], item[0]), fetched, repo.jobs)
+                bad += [oid for oid, _ in temps if oid in failures]
+                bad += [oid for (oid, _), good in zip(fetched, ok) if not good]
                 for _, path in temps:
                     if os.path.exists(path):
                         os.unlink(path)
