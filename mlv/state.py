@@ -53,8 +53,12 @@ class StatCache:
     def tree_matches(self, path: str, oid: str, fingerprint: str) -> bool:
         """True when folder `path` was last seen holding exactly `oid`, and nothing
         about its files (names, inodes, sizes, mtimes) has changed since."""
+        return self.tree_oid(path, fingerprint) == oid
+
+    def tree_oid(self, path: str, fingerprint: str) -> str | None:
+        """The oid recorded for folder `path` if its fingerprint is unchanged."""
         if not os.path.exists(self.path):
-            return False
+            return None
         try:
             with sqlite3.connect(self.path, timeout=10) as conn:
                 row = conn.execute(
@@ -62,8 +66,8 @@ class StatCache:
                 ).fetchone()
             conn.close()
         except sqlite3.Error:
-            return False
-        return row == (oid, fingerprint)
+            return None
+        return str(row[0]) if row and row[1] == fingerprint else None
 
     def set_tree(self, path: str, oid: str, fingerprint: str) -> None:
         self._trees[path] = (oid, fingerprint)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from mlv import manifest, pointer, scm, workspace
+from mlv import manifest, pointer, scm
 from mlv.api.targets import check_not_in_tracked_folder
 from mlv.checkout import is_link_to, materialize, wants_links
 from mlv.diff import fingerprint
 from mlv.errors import PathError
 from mlv.pointer import SUFFIX, Out, Pointer
 from mlv.repo import MLV_DIR, Repo
+from mlv.snapshot import snapshot
 from mlv.workspace import Progress, WFile
 
 
@@ -99,18 +100,9 @@ def add(repo: Repo, targets: list[str], progress: Progress | None = None) -> lis
 def _add_one(repo: Repo, path: str, link_types: list[str],
              progress: Progress | None) -> Added:
     name = os.path.basename(path)
-    if os.path.isdir(path):
-        files = workspace.walk(path)
-        stored = workspace.store_files(files, repo.odb, repo.state, repo.jobs, progress)
-        entries = [manifest.Entry(f.rel, oid, size, f.exec)
-                   for f, (oid, size) in zip(files, stored)]
-        dir_oid = repo.odb.add_bytes(manifest.dumps(entries), ".dir")
-        out = Out(name, dir_oid, sum(e.size for e in entries), len(entries))
-    else:
-        files = [workspace.stat_file(path)]
-        [(oid, size)] = workspace.store_files(files, repo.odb, repo.state, 1, progress)
-        entries = [manifest.Entry("", oid, size, files[0].exec)]
-        out = Out(name, oid, size, None, files[0].exec)
+    snap = snapshot(repo.odb, repo.state, repo.jobs, path, store=True, progress=progress)
+    files, entries = snap.files, snap.entries
+    out = Out(name, snap.oid, snap.size, snap.nfiles, snap.exec)
     # Every object is stored; only now may a pointer reference them.
     file = pointer.pointer_file_for(path)
     new = Pointer(file, (out,))
