@@ -3,12 +3,14 @@ pointers committed at branch tips, tags or every commit (read from git)."""
 
 from __future__ import annotations
 
+import os
 import re
 
 from mlv import scm
 from mlv.api import targets as targets_mod
 from mlv.errors import MlvError
 from mlv.odb import ObjectStore
+from mlv.pipeline.lockfile import LOCK_FILE
 from mlv.pointer import SUFFIX
 from mlv.repo import Repo
 
@@ -21,6 +23,8 @@ def roots(repo: Repo, targets: list[str] | None = None, all_branches: bool = Fal
     found: set[str] = set()
     for ptr in targets_mod.collect(repo, targets):
         found.update(out.oid for out in ptr.outs)
+    if not targets:
+        found.update(_lock_outs(repo))
     revs: list[str] = []
     if all_branches or all_tags or all_commits:
         if not repo.has_scm:
@@ -30,7 +34,29 @@ def roots(repo: Repo, targets: list[str] | None = None, all_branches: bool = Fal
         for blob in scm.pointer_blobs(repo.root, revs, SUFFIX):
             # Read leniently: an old, malformed pointer still protects what it names.
             found.update(_OID_IN_TEXT.findall(blob.decode("utf-8", "replace")))
+        for blob in scm.pointer_blobs(repo.root, revs, LOCK_FILE):
+            found.update(_outs_in_lock_text(blob.decode("utf-8", "replace")))
     return found, len(revs)
+
+
+def _lock_outs(repo: Repo) -> set[str]:
+    try:
+        with open(os.path.join(repo.root, LOCK_FILE), encoding="utf-8") as fobj:
+            return _outs_in_lock_text(fobj.read())
+    except FileNotFoundError:
+        return set()
+
+
+def _outs_in_lock_text(text: str) -> set[str]:
+    """Stage outputs named in an mlv.lock; if it cannot be parsed, every id in it (so a
+    damaged lock never lets gc delete what it names)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+        return {out["xxh128"] for body in data["stages"].values() for out in body.get("outs", [])}
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return set(_OID_IN_TEXT.findall(text))
 
 
 def expand(odb: ObjectStore, oids: set[str]) -> set[str]:

@@ -10,7 +10,7 @@ import traceback
 import click
 
 from mlv import __version__
-from mlv.cli import data_cmds, fsck_cmd, gc_cmd, remote_cmds, repo_cmds
+from mlv.cli import data_cmds, fsck_cmd, gc_cmd, pipeline_cmds, remote_cmds, repo_cmds
 from mlv.errors import MlvError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -31,7 +31,7 @@ def cli() -> None:
     """
 
 
-for module in (repo_cmds, data_cmds, remote_cmds, gc_cmd, fsck_cmd):
+for module in (repo_cmds, data_cmds, pipeline_cmds, remote_cmds, gc_cmd, fsck_cmd):
     for command in module.COMMANDS:
         cli.add_command(command)
 

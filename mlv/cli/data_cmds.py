@@ -91,19 +91,36 @@ def status(targets: tuple[str, ...], as_json: bool, quiet: bool, cloud: bool,
         _cloud_status(list(targets), as_json, quiet, remote_name)
         return
 
-    report = api_status(_repo(), list(targets))
+    repo = _repo()
+    report = api_status(repo, list(targets))
     result = report.changed
+    stale: list[tuple[str, list[str]]] = []
+    pipeline = False
+    if not targets:
+        from mlv.api.repro import has_pipeline, stale_stages
+
+        pipeline = has_pipeline(repo)
+        if pipeline:
+            stale = stale_stages(repo)
     if quiet:
-        raise click.exceptions.Exit(1 if result else 0)
+        raise click.exceptions.Exit(1 if result or stale else 0)
     if as_json:
-        click.echo(json.dumps({s.path: s.as_dict() for s in result}, indent=2,
-                              ensure_ascii=False))
+        shown: dict[str, object] = {s.path: s.as_dict() for s in result}
+        if pipeline:
+            shown["stages"] = {name: why for name, why in stale}
+        click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
         return
-    if not report.tracked:
+    for name, why in stale:
+        click.echo(f"stage {name}: {'; '.join(why)}")
+    if stale:
+        click.echo("run `mlv repro` to bring the stale stages up to date")
+    if not report.tracked and not pipeline:
         click.echo("nothing is tracked yet; run `mlv add PATH` to start")
         return
-    if not result:
+    if not result and not stale:
         click.echo("everything is up to date")
+        return
+    if not result:
         return
     for s in result:
         click.echo(f"{s.path} ({s.pointer}): {', '.join(s.changes)}")

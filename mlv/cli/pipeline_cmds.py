@@ -1,0 +1,253 @@
+"""Pipelines: `mlv stage`, `repro`, `commit`, `dag`, `params show`, `metrics show`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from mlv.errors import MlvError
+
+if TYPE_CHECKING:
+    from mlv.repo import Repo
+
+
+def _repo() -> Repo:
+    from mlv.repo import Repo
+
+    return Repo.find()
+
+
+@click.group()
+def stage() -> None:
+    """Define pipeline stages in mlv.yaml.
+
+    \b
+    Example:
+      mlv stage add -n train -d src/train.py -d data -o model.pkl python src/train.py
+    """
+
+
+@stage.command("add", context_settings={"ignore_unknown_options": True})
+@click.option("-n", "--name", required=True, help="Stage name.")
+@click.option("-d", "--deps", multiple=True, help="A dependency (file or folder).")
+@click.option("-o", "--outs", multiple=True, help="An output, cached and git-ignored.")
+@click.option("-O", "--outs-no-cache", multiple=True, help="An output kept in git, not cached.")
+@click.option("-p", "--params", multiple=True,
+              help="Param keys: train.lr, or file.yaml:key (comma-separated allowed).")
+@click.option("-m", "--metrics", multiple=True, help="A metrics file, cached.")
+@click.option("-M", "--metrics-no-cache", multiple=True, help="A metrics file kept in git.")
+@click.option("--plots", multiple=True, help="A plots file.")
+@click.option("-w", "--wdir", help="Working folder of the command (relative to the repo).")
+@click.option("--always-changed", is_flag=True, help="Run the stage on every repro.")
+@click.option("-f", "--force", is_flag=True, help="Replace a stage of the same name.")
+@click.argument("command", nargs=-1, required=True)
+def stage_add(name: str, deps: tuple[str, ...], outs: tuple[str, ...],
+              outs_no_cache: tuple[str, ...], params: tuple[str, ...],
+              metrics: tuple[str, ...], metrics_no_cache: tuple[str, ...],
+              plots: tuple[str, ...], wdir: str | None, always_changed: bool, force: bool,
+              command: tuple[str, ...]) -> None:
+    """Add a stage to mlv.yaml (comments and order in the file are kept).
+
+    \b
+    Example:
+      mlv stage add -n prepare -d raw -o prepared python prepare.py
+    """
+    from mlv.api.stage import NewStage, add_stage
+
+    keys = []
+    for item in params:
+        file, sep, rest = item.rpartition(":")
+        keys += [f"{file}:{k}" if sep else k for k in rest.split(",") if k]
+    new = NewStage(name, " ".join(command), list(deps), list(outs), list(outs_no_cache), keys,
+                   list(metrics), list(metrics_no_cache), list(plots), wdir, always_changed)
+    add_stage(_repo(), new, force=force)
+    click.echo(f"added stage {name} to mlv.yaml; run `mlv repro {name}` to run it")
+
+
+@stage.command("list")
+def stage_list() -> None:
+    """List the stages with their commands.
+
+    \b
+    Example:
+      mlv stage list
+    """
+    from mlv.api.stage import list_stages
+
+    stages = list_stages(_repo())
+    if not stages:
+        click.echo("no stages; add one with `mlv stage add`")
+    for st in stages:
+        outs = ", ".join(o.path for o in st.outs)
+        click.echo(f"{st.name}\t{st.cmd}" + (f"\t-> {outs}" if outs else ""))
+
+
+class _Printer:
+    """Stage output arrives from several threads: print whole lines, one at a time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def __call__(self, line: str) -> None:
+        with self.lock:
+            click.echo(line)
+            sys.stdout.flush()
+
+
+@click.command()
+@click.argument("targets", nargs=-1)
+@click.option("--dry", is_flag=True, help="Print what would run and why; run nothing.")
+@click.option("-f", "--force", is_flag=True, help="Run the selected stages even if up to date.")
+@click.option("-s", "--single-item", is_flag=True, help="Only the named stages, not upstream.")
+@click.option("--downstream", is_flag=True, help="The named stages and everything after them.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Independent stages run in parallel.")
+@click.option("-k", "--keep-going", is_flag=True, help="Run what does not depend on a failure.")
+@click.option("--pull", is_flag=True, help="Fetch cached outputs from the default remote first.")
+@click.option("--no-run-cache", is_flag=True, help="Always run; never restore from the "
+              "run-cache.")
+def repro(targets: tuple[str, ...], dry: bool, force: bool, single_item: bool, downstream: bool,
+          jobs: int, keep_going: bool, pull: bool, no_run_cache: bool) -> None:
+    """Run the stages whose inputs changed, and everything downstream of them.
+
+    TARGETS are stage names (default: every stage).
+
+    \b
+    Example:
+      mlv repro -j 4
+    """
+    from mlv.api.repro import ReproOptions
+    from mlv.api.repro import repro as api_repro
+
+    options = ReproOptions(list(targets), dry, force, single_item, downstream, jobs,
+                           keep_going, pull, not no_run_cache)
+    the_plan, result = api_repro(_repo(), options, _Printer())
+    if dry:
+        if not the_plan.order:
+            click.echo("everything is up to date; nothing would run")
+        for name in the_plan.order:
+            click.echo(f"would run {name}: {'; '.join(the_plan.reasons[name])}")
+        return
+    if result is None:
+        click.echo("everything is up to date")
+        return
+    for name, why in result.failed.items():
+        click.echo(f"error: stage {name} failed: {why}", err=True)
+    if result.skipped:
+        click.echo(f"not run because an upstream stage failed: {', '.join(result.skipped)}",
+                   err=True)
+    done = len(result.ran) + len(result.restored)
+    summary = f"{done} stage(s) done"
+    if result.restored:
+        summary += f" ({len(result.restored)} restored from the run-cache)"
+    click.echo(summary)
+    if result.failed:
+        names = ", ".join(result.failed)
+        raise MlvError(f"stage{'s' if len(result.failed) > 1 else ''} {names} failed",
+                       hint="fix the command, then run `mlv repro` again (finished stages "
+                            "are kept)")
+
+
+@click.command()
+@click.argument("targets", nargs=-1)
+def commit(targets: tuple[str, ...]) -> None:
+    """Record the current deps and outs of stages in mlv.lock without running them.
+
+    \b
+    Example:
+      mlv commit train
+    """
+    from mlv.api.repro import commit as api_commit
+
+    for name in api_commit(_repo(), list(targets)):
+        click.echo(f"committed stage {name}")
+
+
+@click.command()
+@click.option("--dot", "fmt", flag_value="dot", help="Graphviz DOT.")
+@click.option("--mermaid", "fmt", flag_value="mermaid", help="Mermaid flowchart.")
+@click.option("--outs", is_flag=True, help="Show outputs instead of stages.")
+def dag(fmt: str | None, outs: bool) -> None:
+    """Show the pipeline graph.
+
+    \b
+    Example:
+      mlv dag --mermaid
+    """
+    from mlv.api.stage import dag_text
+
+    click.echo(dag_text(_repo(), fmt or "text", outs))
+
+
+def _table(data: dict[str, dict[str, Any]], as_json: bool, md: bool, what: str) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    rows = [(file, key, value) for file, values in data.items() for key, value in values.items()]
+    if not rows:
+        click.echo(f"no {what} found")
+        return
+    if md:
+        click.echo("| file | key | value |\n|---|---|---|")
+        for row in rows:
+            click.echo(f"| {row[0]} | {row[1]} | {row[2]} |")
+        return
+    width = [max(len(str(r[i])) for r in rows) for i in range(2)]
+    for file, key, value in rows:
+        click.echo(f"{file:<{width[0]}}  {key:<{width[1]}}  {value}")
+
+
+@click.group()
+def params() -> None:
+    """Show the params stages use.
+
+    \b
+    Example:
+      mlv params show
+    """
+
+
+@params.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def params_show(as_json: bool) -> None:
+    """Show every param a stage declares, with its current value.
+
+    \b
+    Example:
+      mlv params show --json
+    """
+    from mlv.api.stage import params_show as api_params
+
+    _table(api_params(_repo()), as_json, False, "params")
+
+
+@click.group()
+def metrics() -> None:
+    """Show metrics written by stages.
+
+    \b
+    Example:
+      mlv metrics show --md
+    """
+
+
+@metrics.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--md", is_flag=True, help="Print a Markdown table.")
+def metrics_show(as_json: bool, md: bool) -> None:
+    """Show every metric from the stages' metric files, as dotted keys.
+
+    \b
+    Example:
+      mlv metrics show
+    """
+    from mlv.api.stage import metrics_show as api_metrics
+
+    _table(api_metrics(_repo()), as_json, md, "metrics")
+
+
+COMMANDS = [stage, repro, commit, dag, params, metrics]

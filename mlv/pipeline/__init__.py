@@ -1,0 +1,1 @@
+"""Pipelines: stages in mlv.yaml, their graph, mlv.lock, and reproduction."""

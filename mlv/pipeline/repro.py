@@ -1,0 +1,275 @@
+"""Running stages: plan what is stale, run it in dependency order (in parallel where
+the graph allows), cache the outputs and record them in `mlv.lock`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from mlv import fsio
+from mlv.checkout import materialize, wants_links
+from mlv.pipeline import lockfile, runcache
+from mlv.pipeline.lockfile import Hashed
+from mlv.pipeline.stage import PipelineError, Stage
+from mlv.pipeline.status import Pipeline
+from mlv.snapshot import snapshot
+
+Emit = Callable[[str], None]
+
+
+@dataclass
+class Plan:
+    order: list[str]  # stages to run, in order
+    reasons: dict[str, list[str]]
+
+
+@dataclass
+class ReproResult:
+    ran: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)  # from the run-cache
+    failed: dict[str, str] = field(default_factory=dict)  # stage -> why
+    skipped: list[str] = field(default_factory=list)  # downstream of a failure
+
+
+class StageFailed(Exception):
+    pass
+
+
+def select(pipe: Pipeline, targets: list[str], single: bool, downstream: bool) -> list[str]:
+    """The stages a command is about, in dependency order."""
+    dag = pipe.dag
+    if not targets:
+        return list(dag.order)
+    names: set[str] = set()
+    for target in targets:
+        matched = [n for n in dag.stages if n == target or n.startswith(target + "@")]
+        if not matched:
+            raise PipelineError(f"no stage named {target!r} in mlv.yaml",
+                                hint="see `mlv stage list`")
+        names.update(matched)
+    if not single:
+        names = dag.closure(names, dag.downstream if downstream else dag.upstream)
+    return [n for n in dag.order if n in names]
+
+
+def plan(pipe: Pipeline, selected: list[str], force: bool, forced: set[str]) -> Plan:
+    """Stale stages among `selected`, and everything downstream of them."""
+    reasons: dict[str, list[str]] = {}
+    chosen = set(selected)
+    for name in selected:
+        stage = pipe.dag.stages[name]
+        why = pipe.reasons(stage)
+        if force and (not forced or name in forced):
+            why = why or ["forced"]
+        ups = [u for u in pipe.dag.upstream[name] if u in reasons and u in chosen]
+        if ups and not why:
+            why = [f"upstream stage {sorted(ups)[0]} will run"]
+        if why:
+            reasons[name] = why
+    check_deps(pipe, selected)
+    return Plan([n for n in selected if n in reasons], reasons)
+
+
+def check_deps(pipe: Pipeline, selected: list[str]) -> None:
+    for name in selected:
+        for dep in pipe.dag.stages[name].deps:
+            if not os.path.exists(pipe.abspath(dep)) and pipe.dag.producer_of(dep) is None:
+                raise PipelineError(f"stage {name}: dep {dep} does not exist and no stage "
+                                    "produces it", hint=f"create {dep}, or fix the stage's deps")
+
+
+class Runner:
+    def __init__(self, pipe: Pipeline, link_types: list[str], link_skip: set[str],
+                 emit: Emit, jobs: int, keep_going: bool, use_run_cache: bool,
+                 runs_dir: str) -> None:
+        self.pipe = pipe
+        self.link_types = link_types
+        self.link_skip = link_skip
+        self.emit = emit
+        self.jobs = max(1, jobs)
+        self.keep_going = keep_going
+        self.use_run_cache = use_run_cache
+        self.runs_dir = runs_dir
+        self.write_lock = threading.Lock()
+        self.procs: set[subprocess.Popen[bytes]] = set()
+
+    def run(self, the_plan: Plan) -> ReproResult:
+        result = ReproResult()
+        todo = list(the_plan.order)
+        upstream = {n: {u for u in self.pipe.dag.upstream[n] if u in todo} for n in todo}
+        done: set[str] = set()
+        running: dict[Future[str], str] = {}
+        pool = ThreadPoolExecutor(max_workers=self.jobs)
+        try:
+            while todo or running:
+                stop = bool(result.failed) and not self.keep_going
+                for name in list(todo):
+                    if stop:
+                        break
+                    if len(running) >= self.jobs:
+                        break
+                    if upstream[name] & set(result.failed) | upstream[name] & set(
+                            result.skipped):
+                        todo.remove(name)
+                        result.skipped.append(name)
+                        continue
+                    if upstream[name] <= done:
+                        todo.remove(name)
+                        running[pool.submit(self.run_stage, self.pipe.dag.stages[name],
+                                            the_plan.reasons[name])] = name
+                if not running:
+                    result.skipped += todo
+                    break
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    name = running.pop(future)
+                    try:
+                        how = future.result()
+                    except StageFailed as exc:
+                        result.failed[name] = str(exc)
+                        continue
+                    done.add(name)
+                    (result.restored if how == "restored" else result.ran).append(name)
+        except KeyboardInterrupt:
+            self.kill_all()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return result
+
+    def kill_all(self) -> None:
+        for proc in list(self.procs):
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except OSError:
+                pass
+
+    # ---- one stage ------------------------------------------------------------------------
+
+    def run_stage(self, stage: Stage, reasons: list[str]) -> str:
+        pipe = self.pipe
+        deps = {}
+        for dep in stage.deps:
+            hashed = pipe.hash_path(dep, fresh=True)
+            if hashed is None:
+                raise StageFailed(f"dep {dep} does not exist")
+            deps[dep] = hashed
+        params = pipe.params_of(stage)
+        key = runcache.key(stage.name, stage.cmd, deps, params)
+        if self.use_run_cache and "forced" not in reasons:
+            hit = runcache.lookup(self.runs_dir, key)
+            if hit is not None and self._restore(stage, hit):
+                self.emit(f"stage {stage.name}: restored outputs from the run-cache")
+                self._record(stage, deps)
+                return "restored"
+        self.emit(f"running stage {stage.name} ({'; '.join(reasons)})")
+        self._clear_outs(stage)
+        self._execute(stage)
+        entry = self._record(stage, deps)
+        if self.use_run_cache:
+            runcache.save(self.runs_dir, key, entry.outs)
+        return "ran"
+
+    def _clear_outs(self, stage: Stage) -> None:
+        """Remove cached outs (after making sure their bytes are in the cache)."""
+        for out in stage.outs:
+            path = self.pipe.abspath(out.path)
+            if out.persist or not out.cache or not os.path.lexists(path):
+                continue
+            snapshot(self.pipe.odb, self.pipe.state, self.pipe.jobs, path, store=True)
+            fsio.remove_tree(path)
+        for out in stage.outs:
+            fsio.makedirs(os.path.dirname(self.pipe.abspath(out.path)))
+
+    def _execute(self, stage: Stage) -> None:
+        cwd = self.pipe.abspath(stage.wdir)
+        prefix = f"[{stage.name}] " if self.jobs > 1 else ""
+        tail: deque[str] = deque(maxlen=10)
+        try:
+            proc = subprocess.Popen(stage.cmd, shell=True, cwd=cwd, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            raise StageFailed(f"cannot start: {exc}") from None
+        self.procs.add(proc)
+
+        def pump(stream: object, keep: bool) -> None:
+            for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                if keep:
+                    tail.append(line)
+                self.emit(prefix + line)
+
+        readers = [threading.Thread(target=pump, args=(proc.stdout, False)),
+                   threading.Thread(target=pump, args=(proc.stderr, True))]
+        for reader in readers:
+            reader.start()
+        code = proc.wait()
+        for reader in readers:
+            reader.join()
+        self.procs.discard(proc)
+        if code != 0:
+            last = "\n".join(f"    {line}" for line in tail)
+            raise StageFailed(f"`{stage.cmd}` exited with code {code}"
+                              + (f"; its last lines of stderr:\n{last}" if last else ""))
+
+    def _record(self, stage: Stage, deps: dict[str, Hashed]) -> lockfile.LockEntry:
+        """Store cached outs, link them, and write the stage's lock entry."""
+        pipe = self.pipe
+        for out in stage.outs:
+            path = pipe.abspath(out.path)
+            if not os.path.lexists(path):
+                raise StageFailed(f"it did not create its output {out.path}")
+            # Every out is stored (so the run-cache can restore it); only cached outs
+            # are git-ignored and linked from the cache.
+            snap = snapshot(pipe.odb, pipe.state, pipe.jobs, path, store=True)
+            if out.cache:
+                if wants_links(self.link_types):
+                    for f, e in zip(snap.files, snap.entries):
+                        st = materialize(pipe.odb, e.oid, f.path, self.link_types, e.exec,
+                                         self.link_skip)
+                        pipe.state.set(st, e.oid)
+            pipe.forget(out.path)
+        try:
+            entry = pipe.entry_now(stage, deps)
+        except PipelineError as exc:
+            raise StageFailed(exc.message) from None
+        with self.write_lock:
+            pipe.lock[stage.name] = entry
+            lockfile.write(pipe.root, pipe.lock, pipe.dag.order_in_file)
+            pipe.state.save()
+        return entry
+
+    def _restore(self, stage: Stage, outs: dict[str, Hashed]) -> bool:
+        pipe = self.pipe
+        if set(outs) != {o.path for o in stage.outs}:
+            return False
+        from mlv.diff import load_entries
+        from mlv.pointer import Out
+
+        wanted = []
+        for path, hashed in outs.items():
+            out = Out(os.path.basename(path), hashed.oid, hashed.size, hashed.nfiles)
+            entries = load_entries(pipe.odb, out)
+            if entries is None or pipe.odb.existing([e.oid for e in entries]) != {
+                    e.oid for e in entries}:
+                return False
+            wanted.append((path, entries))
+        self._clear_outs(stage)
+        for path, entries in wanted:
+            base = pipe.abspath(path)
+            if len(entries) == 1 and entries[0].path == "":
+                targets = [(base, entries[0])]
+            else:
+                fsio.makedirs(base)
+                targets = [(os.path.join(base, *e.path.split("/")), e) for e in entries]
+            for dst, e in targets:
+                st = materialize(pipe.odb, e.oid, dst, self.link_types, e.exec, self.link_skip)
+                pipe.state.set(st, e.oid)
+            pipe.forget(path)
+        return True

@@ -1,0 +1,331 @@
+"""Stages as written in `mlv.yaml`: parsing, validation, `foreach`/`do` and `${…}`.
+
+Every path is stored relative to the repository root, POSIX-style, after `wdir`
+is applied; a path that would leave the repository is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlv import yamlio
+from mlv.errors import MlvError
+
+PIPELINE_FILE = "mlv.yaml"
+DEFAULT_PARAMS = "params.yaml"
+STAGE_KEYS = {"cmd", "wdir", "deps", "params", "outs", "metrics", "plots", "always_changed",
+              "desc", "foreach", "do"}
+OUT_FLAGS = {"cache", "persist"}
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+_VAR = re.compile(r"\$\{\s*([^}]+?)\s*\}")
+
+
+class PipelineError(MlvError):
+    """A problem in mlv.yaml (or a params file it reads)."""
+
+
+@dataclass(frozen=True)
+class Output:
+    path: str  # repo-relative, POSIX
+    kind: str  # "out", "metric" or "plot"
+    cache: bool = True
+    persist: bool = False
+
+
+@dataclass
+class Stage:
+    name: str
+    cmd: str
+    wdir: str = "."  # repo-relative
+    deps: list[str] = field(default_factory=list)  # repo-relative
+    params: dict[str, list[str]] = field(default_factory=dict)  # params file -> keys
+    outs: list[Output] = field(default_factory=list)
+    always_changed: bool = False
+    line: int | None = None
+
+    @property
+    def cached_outs(self) -> list[Output]:
+        return [o for o in self.outs if o.cache]
+
+
+class Loc:
+    """Builds `mlv.yaml:LINE: stages.NAME.FIELD: …` messages."""
+
+    def __init__(self, filename: str, lines: yamlio.Lines) -> None:
+        self.filename = filename
+        self.lines = lines
+
+    def error(self, where: tuple[Any, ...], what: str, hint: str | None = None) -> PipelineError:
+        line = yamlio.line_of(self.lines, where)
+        loc = f"{self.filename}:{line}" if line else self.filename
+        dotted = ".".join(str(p) for p in where)
+        return PipelineError(f"{loc}: {dotted + ': ' if dotted else ''}{what}",
+                             hint=hint or f"fix {self.filename}")
+
+
+def load_text(root: str, text: str, filename: str = PIPELINE_FILE) -> list[Stage]:
+    data, lines = yamlio.load(text, filename, PipelineError)
+    loc = Loc(filename, lines)
+    if data is None:
+        return []
+    if not isinstance(data, dict):
+        raise loc.error((), "expected a mapping with `stages:`")
+    unknown = set(data) - {"stages", "vars"}
+    if unknown:
+        raise loc.error((sorted(unknown)[0],), "unknown top-level key (expected `stages:`)")
+    stages_data = data.get("stages") or {}
+    if not isinstance(stages_data, dict):
+        raise loc.error(("stages",), "expected a mapping of stage names to stages")
+    params_cache: dict[str, Any] = {}
+    context = {"root": root, "params": params_cache}
+    stages: list[Stage] = []
+    for name, body in stages_data.items():
+        where = ("stages", name)
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise loc.error(where, "stage names use letters, digits, '_', '-' and '.'")
+        if not isinstance(body, dict):
+            raise loc.error(where, "a stage must be a mapping with at least `cmd:`")
+        if "foreach" in body or "do" in body:
+            stages += _expand_foreach(name, body, where, loc, context)
+        else:
+            stages.append(_stage(name, body, where, loc, context, {}))
+    _check_unique(stages, loc)
+    return stages
+
+
+def load(root: str) -> list[Stage]:
+    """The stages of `<root>/mlv.yaml` (none when there is no such file)."""
+    path = os.path.join(root, PIPELINE_FILE)
+    try:
+        with open(path, encoding="utf-8") as fobj:
+            text = fobj.read()
+    except FileNotFoundError:
+        return []
+    return load_text(root, text)
+
+
+def _expand_foreach(name: str, body: dict[str, Any], where: tuple[Any, ...], loc: Loc,
+                    context: dict[str, Any]) -> list[Stage]:
+    if "foreach" not in body or "do" not in body or set(body) - {"foreach", "do"}:
+        raise loc.error(where, "a foreach stage has exactly two keys: `foreach:` and `do:`")
+    items = body["foreach"]
+    if isinstance(items, str):
+        items = _interpolate(items, where + ("foreach",), loc, context, {})
+    template = body["do"]
+    if not isinstance(template, dict):
+        raise loc.error(where + ("do",), "must be a stage mapping")
+    if isinstance(items, list):
+        pairs = [(str(item) if not isinstance(item, (dict, list)) else str(i), item, None)
+                 for i, item in enumerate(items)]
+    elif isinstance(items, dict):
+        pairs = [(str(k), v, k) for k, v in items.items()]
+    else:
+        raise loc.error(where + ("foreach",), "must be a list, a mapping, or ${…} naming one")
+    return [_stage(f"{name}@{label}", template, where + ("do",), loc, context,
+                   {"item": item, "key": key})
+            for label, item, key in pairs]
+
+
+def _stage(name: str, body: dict[str, Any], where: tuple[Any, ...], loc: Loc,
+           context: dict[str, Any], local: dict[str, Any]) -> Stage:
+    for key in body:
+        if key not in STAGE_KEYS - {"foreach", "do"}:
+            raise loc.error(where + (key,), "unknown key",
+                            hint=f"stage keys are: {', '.join(sorted(STAGE_KEYS))}")
+    body = {k: _interpolate(v, where + (k,), loc, context, local) for k, v in body.items()}
+    cmd = body.get("cmd")
+    if isinstance(cmd, list) and all(isinstance(c, str) for c in cmd) and cmd:
+        cmd = " && ".join(cmd)
+    if not isinstance(cmd, str) or not cmd.strip():
+        raise loc.error(where + ("cmd",), "every stage needs a `cmd:` string")
+    root = context["root"]
+    wdir_raw = body.get("wdir", ".")
+    if not isinstance(wdir_raw, str):
+        raise loc.error(where + ("wdir",), "must be a path")
+    wdir = _repo_path(root, ".", wdir_raw, where + ("wdir",), loc)
+    stage = Stage(name, cmd, wdir, line=yamlio.line_of(loc.lines, where))
+    stage.deps = [_repo_path(root, wdir, d, where + ("deps", i), loc)
+                  for i, d in enumerate(_str_list(body.get("deps"), where + ("deps",), loc))]
+    stage.params = _params(body.get("params"), where + ("params",), loc, wdir)
+    for kind, field_name, cached in (("out", "outs", True), ("metric", "metrics", True),
+                                     ("plot", "plots", True)):
+        stage.outs += _outs(root, wdir, body.get(field_name), kind, cached,
+                            where + (field_name,), loc)
+    always = body.get("always_changed", False)
+    if not isinstance(always, bool):
+        raise loc.error(where + ("always_changed",), "must be true or false")
+    stage.always_changed = always
+    return stage
+
+
+def _str_list(value: Any, where: tuple[Any, ...], loc: Loc) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise loc.error(where, "must be a list of paths")
+    return value
+
+
+def _outs(root: str, wdir: str, value: Any, kind: str, cached: bool, where: tuple[Any, ...],
+          loc: Loc) -> list[Output]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise loc.error(where, "must be a list")
+    result = []
+    for i, item in enumerate(value):
+        flags: dict[str, Any] = {}
+        if isinstance(item, dict) and len(item) == 1:
+            item, flags = next(iter(item.items()))
+            flags = flags or {}
+            if not isinstance(flags, dict) or set(flags) - OUT_FLAGS or not all(
+                    isinstance(v, bool) for v in flags.values()):
+                raise loc.error(where + (i,), "options are `cache: true|false` and "
+                                              "`persist: true|false`")
+        if not isinstance(item, str):
+            raise loc.error(where + (i,), "must be a path, or {path: {cache: false}}")
+        path = _repo_path(root, wdir, item, where + (i,), loc)
+        result.append(Output(path, kind, flags.get("cache", cached), flags.get("persist", False)))
+    return result
+
+
+def _params(value: Any, where: tuple[Any, ...], loc: Loc, wdir: str) -> dict[str, list[str]]:
+    default = DEFAULT_PARAMS if wdir == "." else f"{wdir}/{DEFAULT_PARAMS}"
+    result: dict[str, list[str]] = {}
+    if value is None:
+        return result
+    if not isinstance(value, list):
+        raise loc.error(where, "must be a list of keys (or {file: [keys]})")
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            file, sep, key = item.rpartition(":")
+            if sep and file:
+                result.setdefault(_join(wdir, file), []).append(key)
+            else:
+                result.setdefault(default, []).append(item)
+        elif isinstance(item, dict):
+            for file, keys in item.items():
+                if not isinstance(file, str) or not (
+                        isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
+                    raise loc.error(where + (i,), "must be {params-file: [key, …]}")
+                result.setdefault(_join(wdir, file), []).extend(keys)
+        else:
+            raise loc.error(where + (i,), "must be a key like train.lr, or {file: [keys]}")
+    return result
+
+
+def _join(wdir: str, path: str) -> str:
+    return os.path.normpath(os.path.join(wdir, path)).replace(os.sep, "/")
+
+
+def _repo_path(root: str, wdir: str, path: str, where: tuple[Any, ...], loc: Loc) -> str:
+    """A path from mlv.yaml as repo-relative POSIX; refused if it leaves the repository."""
+    if not path or "\0" in path:
+        raise loc.error(where, "empty path")
+    if os.path.isabs(path):
+        raise loc.error(where, f"absolute path {path!r}; use a path inside the repository")
+    rel = _join(wdir, path)
+    if rel == ".." or rel.startswith("../"):
+        raise loc.error(where, f"{path!r} is outside the repository")
+    top = rel.split("/")[0]
+    if top in (".git", ".mlv"):
+        raise loc.error(where, f"{path!r} points into {top}/")
+    real_parent = os.path.realpath(os.path.join(root, os.path.dirname(rel)))
+    real_root = os.path.realpath(root)
+    if real_parent != real_root and not real_parent.startswith(real_root + os.sep):
+        raise loc.error(where, f"{path!r} resolves through a symlink to outside the repository")
+    return rel
+
+
+# ---- ${…} interpolation ----------------------------------------------------------------
+
+def _lookup(expr: str, where: tuple[Any, ...], loc: Loc, context: dict[str, Any],
+            local: dict[str, Any]) -> Any:
+    head, _, rest = expr.partition(".")
+    if head in ("item", "key") and head in local:
+        value = local[head]
+        parts = rest.split(".") if rest else []
+    else:
+        value = params_file(context, DEFAULT_PARAMS, loc)
+        parts = expr.split(".")
+    for part in parts:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise loc.error(where, f"${{{expr}}} is not defined",
+                            hint=f"define {expr} in {DEFAULT_PARAMS}, or fix the name")
+    return value
+
+
+def _interpolate(value: Any, where: tuple[Any, ...], loc: Loc, context: dict[str, Any],
+                 local: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        whole = _VAR.fullmatch(value)
+        if whole:
+            return _lookup(whole.group(1), where, loc, context, local)
+
+        def text(match: re.Match[str]) -> str:
+            found = _lookup(match.group(1), where, loc, context, local)
+            if isinstance(found, (dict, list)):
+                raise loc.error(where, f"${{{match.group(1)}}} is a {type(found).__name__}, "
+                                       "not a value that fits in a string")
+            return str(found)
+
+        return _VAR.sub(text, value)
+    if isinstance(value, list):
+        return [_interpolate(v, where + (i,), loc, context, local) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {_interpolate(k, where, loc, context, local): _interpolate(v, where + (k,), loc,
+                                                                        context, local)
+                for k, v in value.items()}
+    return value
+
+
+def params_file(context: dict[str, Any], name: str, loc: Loc | None = None) -> Any:
+    """Parsed contents of a params file (YAML, JSON or TOML), cached per load."""
+    cache = context["params"]
+    if name not in cache:
+        cache[name] = read_params(os.path.join(context["root"], name), name)
+    return cache[name]
+
+
+def read_params(path: str, name: str) -> Any:
+    try:
+        with open(path, "rb") as fobj:
+            raw = fobj.read()
+    except FileNotFoundError:
+        raise PipelineError(f"params file {name} does not exist",
+                            hint=f"create {name}, or fix the params of the stage") from None
+    if name.endswith(".toml"):
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            raise PipelineError(f"{name}: TOML params files need Python 3.11 or newer") from None
+        try:
+            return tomllib.loads(raw.decode())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise PipelineError(f"{name}: invalid TOML: {exc}") from None
+    if name.endswith(".json"):
+        import json
+
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise PipelineError(f"{name}: invalid JSON: {exc}") from None
+    data, _ = yamlio.load(raw.decode("utf-8", "replace"), name, PipelineError)
+    return data if data is not None else {}
+
+
+def _check_unique(stages: list[Stage], loc: Loc) -> None:
+    seen: dict[str, str] = {}
+    for stage in stages:
+        if stage.name in seen:
+            raise loc.error(("stages", stage.name), "two stages have this name")
+        seen[stage.name] = stage.name
