@@ -9,6 +9,7 @@ thread pool. S3 writes need no temp name: an object appears whole or not at all.
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import posixpath
 from abc import ABC, abstractmethod
@@ -41,6 +42,17 @@ class Remote(ABC):
         self.name = name
         self.url = url
         self.jobs = jobs
+        self.namespace = HASH_NAME  # the top folder: objects, or "runs" for the run-cache
+
+    def with_namespace(self, namespace: str) -> Remote:
+        """The same remote, looking at another top folder (e.g. the run-cache's)."""
+        other = copy.copy(self)
+        other.namespace = namespace
+        other.__dict__.pop("_made", None)
+        if isinstance(other, LocalRemote):
+            other.base = os.path.join(other.root, namespace)
+            other._made = set()
+        return other
 
     @abstractmethod
     def list_oids(self) -> set[str]:
@@ -73,13 +85,13 @@ class Remote(ABC):
         """A binary file object for reading one object (for `fsck`)."""
 
 
-def key_of(oid: str) -> str:
-    return f"{HASH_NAME}/{oid[:2]}/{oid[2:]}"
+def key_of(oid: str, namespace: str = HASH_NAME) -> str:
+    return f"{namespace}/{oid[:2]}/{oid[2:]}"
 
 
-def _oid_from_key(key: str) -> str | None:
+def _oid_from_key(key: str, namespace: str = HASH_NAME) -> str | None:
     parts = key.rsplit("/", 2)
-    if len(parts) < 3 or parts[0].rsplit("/", 1)[-1] != HASH_NAME:
+    if len(parts) < 3 or parts[0].rsplit("/", 1)[-1] != namespace:
         return None
     oid = parts[1] + parts[2]
     return oid if len(parts[1]) == 2 and is_oid(oid) else None
@@ -188,12 +200,12 @@ class FsspecRemote(Remote):
         self.is_async = bool(getattr(fs, "async_impl", False))
 
     def path_of(self, oid: str) -> str:
-        return f"{self.root}/{key_of(oid)}"
+        return f"{self.root}/{key_of(oid, self.namespace)}"
 
     def list_oids(self) -> set[str]:
         with self.errors():
             try:
-                paths = self.fs.find(f"{self.root}/{HASH_NAME}/")
+                paths = self.fs.find(f"{self.root}/{self.namespace}/")
             except FileNotFoundError:
                 self.check_root()
                 return set()
@@ -201,7 +213,7 @@ class FsspecRemote(Remote):
                 self.check_root()
         found = set()
         for path in paths:
-            oid = _oid_from_key(path)
+            oid = _oid_from_key(path, self.namespace)
             if oid:
                 found.add(oid)
         return found

@@ -70,7 +70,10 @@ def checkout(repo: Repo, targets: list[str] | None = None, force: bool = False,
     with repo.lock():
         try:
             plans = []
-            for ptr in targets_mod.collect(repo, targets):
+            pointers = targets_mod.collect(repo, targets)
+            if not targets:
+                pointers += targets_mod.stage_outputs(repo)
+            for ptr in pointers:
                 for out in ptr.outs:
                     diff = diff_out(repo.odb, repo.state, repo.jobs, ptr.out_path(out), out,
                                     fast=not relink)

@@ -51,6 +51,29 @@ def pointer_file_of(repo: Repo, target: str) -> str:
                     hint="run `mlv add` first, or name a `.mlv` file")
 
 
+def stage_outputs(repo: Repo) -> list[Pointer]:
+    """Cached stage outputs recorded in mlv.lock, as pointers (so checkout and pull can
+    restore them like tracked data)."""
+    from mlv.pipeline import lockfile
+    from mlv.pipeline.stage import PIPELINE_FILE, load
+    from mlv.pointer import Out
+
+    if not os.path.exists(os.path.join(repo.root, PIPELINE_FILE)):
+        return []
+    lock = lockfile.read(repo.root)
+    found = []
+    for stage in load(repo.root):
+        entry = lock.get(stage.name)
+        for out in stage.cached_outs:
+            hashed = entry.outs.get(out.path) if entry else None
+            if hashed is not None:
+                out_path = os.path.join(repo.root, *out.path.split("/"))
+                # The "pointer file" is the output itself: mlv.lock is where it is recorded.
+                found.append(Pointer(out_path, (Out(os.path.basename(out_path), hashed.oid,
+                                                    hashed.size, hashed.nfiles),)))
+    return found
+
+
 def collect(repo: Repo, targets: list[str] | None) -> list[Pointer]:
     if targets:
         files = sorted(dict.fromkeys(pointer_file_of(repo, t) for t in targets))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-from mlv import transfer
+from mlv import fsio, transfer
 from mlv.api import checkout as checkout_api
 from mlv.api import remote as remote_api
 from mlv.api import scope
 from mlv.api.checkout import CheckoutResult
+from mlv.pipeline import runcache
 from mlv.repo import Repo
 from mlv.transfer import TransferResult
 from mlv.workspace import Progress
@@ -49,3 +51,59 @@ def pull(repo: Repo, targets: list[str] | None, remote: str | None = None,
     name, fetched = fetch(repo, Scope(targets), remote, jobs, progress)
     done = checkout_api.checkout(repo, targets, force=force)
     return name, fetched, done
+
+
+# ---- the run-cache ------------------------------------------------------------------------
+
+def _runs_dir(repo: Repo) -> str:
+    return os.path.join(repo.cache_dir, runcache.RUNS)
+
+
+def _run_objects(runs_dir: str, keys: list[str]) -> set[str]:
+    objects: set[str] = set()
+    for key in keys:
+        outs = runcache.lookup(runs_dir, key) or {}
+        objects.update(h.oid for h in outs.values())
+    return objects
+
+
+def push_run_cache(repo: Repo, remote: str | None = None, jobs: int | None = None
+                   ) -> tuple[str, TransferResult]:
+    """Upload run-cache entries (after the outputs they name) that the remote lacks."""
+    target = remote_api.resolve(repo, remote, jobs)
+    runs_dir = _runs_dir(repo)
+    with repo.lock():
+        keys = runcache.entries(runs_dir)
+        result = transfer.push(repo.odb, target, _run_objects(runs_dir, keys))
+        if result.failed or result.missing:
+            return target.name, result  # entries only go up once their outputs are there
+        runs = target.with_namespace(runcache.RUNS)
+        todo = sorted(set(keys) - runs.has(keys))
+        failures = runs.upload([(runcache.path_of(runs_dir, k), k) for k in todo], None)
+        result.failed.update({k: str(e) for k, e in failures.items()})
+        result.moved += len(todo) - len(failures)
+        return target.name, result
+
+
+def fetch_run_cache(repo: Repo, remote: str | None = None, jobs: int | None = None
+                    ) -> tuple[str, TransferResult]:
+    """Download the remote's run-cache entries and the outputs they name."""
+    source = remote_api.resolve(repo, remote, jobs)
+    runs_dir = _runs_dir(repo)
+    with repo.lock():
+        runs = source.with_namespace(runcache.RUNS)
+        todo = sorted(runs.list_oids() - set(runcache.entries(runs_dir)))
+        temps = {}
+        for key in todo:
+            final = runcache.path_of(runs_dir, key)
+            fsio.makedirs(os.path.dirname(final))
+            temps[key] = fsio.tmp_name(final)
+        failures = runs.download(list(temps.items()), None)
+        for key, tmp in temps.items():
+            if key not in failures and runcache.read(tmp) is not None:
+                fsio.commit(tmp, runcache.path_of(runs_dir, key))
+            elif os.path.lexists(tmp):
+                fsio.remove_file(tmp)
+        result = transfer.fetch(repo.odb, source, _run_objects(runs_dir, todo), repo.jobs)
+        result.moved += len(todo) - len(failures)
+        return source.name, result

@@ -175,8 +175,9 @@ def _report(verb: str, name: str, result: TransferResult, quiet: bool) -> None:
 @click.command()
 @_common
 @_scope_options
+@click.option("--run-cache", is_flag=True, help="Also upload the run-cache (past stage runs).")
 def push(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, quiet: bool,
-         all_branches: bool, all_tags: bool, all_commits: bool) -> None:
+         all_branches: bool, all_tags: bool, all_commits: bool, run_cache: bool) -> None:
     """Upload tracked data that the remote does not have yet.
 
     TARGETS are tracked paths or .mlv files (default: every pointer in the workspace).
@@ -192,6 +193,9 @@ def push(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, qu
     name, result = api.push(_repo(), where, remote_name, jobs, progress.callback)
     progress.done()
     _report("pushed", name, result, quiet)
+    if run_cache:
+        name, result = api.push_run_cache(_repo(), remote_name, jobs)
+        _report("pushed run-cache:", name, result, quiet)
 
 
 @click.command()
@@ -218,8 +222,10 @@ def fetch(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, q
 @_common
 @click.option("-f", "--force", is_flag=True,
               help="Overwrite workspace changes that are not in the cache.")
+@click.option("--run-cache", is_flag=True, help="Also download the run-cache (past stage "
+              "runs), so `mlv repro` can skip work done elsewhere.")
 def pull(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, quiet: bool,
-         force: bool) -> None:
+         force: bool, run_cache: bool) -> None:
     """Fetch tracked data and check it out into the workspace.
 
     \b
@@ -229,6 +235,9 @@ def pull(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, qu
     from mlv.api import transfer as api
     from mlv.cli.data_cmds import report_checkout
 
+    if run_cache:
+        run_name, runs = api.fetch_run_cache(_repo(), remote_name, jobs)
+        _report("fetched run-cache:", run_name, runs, quiet)
     progress = Progress("pulling", quiet)
     problem = None
     try:

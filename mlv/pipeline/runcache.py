@@ -24,20 +24,25 @@ def key(name: str, cmd: str, deps: dict[str, Hashed], params: dict[str, Any]) ->
     return hash_bytes(json.dumps(material, sort_keys=True, default=str).encode())
 
 
-def _path(runs_dir: str, run_key: str) -> str:
+def path_of(runs_dir: str, run_key: str) -> str:
     return os.path.join(runs_dir, run_key[:2], run_key[2:])
 
 
 def save(runs_dir: str, run_key: str, outs: dict[str, Hashed]) -> None:
     data = {"outs": [h.as_dict(p) for p, h in sorted(outs.items())]}
-    path = _path(runs_dir, run_key)
+    path = path_of(runs_dir, run_key)
     fsio.makedirs(os.path.dirname(path))
     fsio.atomic_write(path, json.dumps(data, sort_keys=True).encode())
 
 
 def lookup(runs_dir: str, run_key: str) -> dict[str, Hashed] | None:
+    return read(path_of(runs_dir, run_key))
+
+
+def read(path: str) -> dict[str, Hashed] | None:
+    """The outputs recorded in one run-cache file (None if missing or damaged)."""
     try:
-        with open(_path(runs_dir, run_key), encoding="utf-8") as fobj:
+        with open(path, encoding="utf-8") as fobj:
             data = json.load(fobj)
         return {o["path"]: Hashed(o["xxh128"], o["size"], o.get("nfiles")) for o in data["outs"]}
     except (OSError, ValueError, KeyError, TypeError):
