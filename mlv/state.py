@@ -22,7 +22,8 @@ class StatCache:
         self.path = path
         self._rows: dict[int, tuple[int, int, str]] | None = None
         self._dirty: dict[int, tuple[int, int, str]] = {}
-        self._trees: dict[str, tuple[str, str]] = {}
+        self._trees: dict[str, tuple[str, str]] = {}  # new rows, not yet saved
+        self._tree_rows: dict[str, tuple[str, str]] | None = None  # rows on disk
 
     def _load(self) -> dict[int, tuple[int, int, str]]:
         if self._rows is None:
@@ -57,17 +58,18 @@ class StatCache:
 
     def tree_oid(self, path: str, fingerprint: str) -> str | None:
         """The oid recorded for folder `path` if its fingerprint is unchanged."""
-        if not os.path.exists(self.path):
-            return None
-        try:
-            with sqlite3.connect(self.path, timeout=10) as conn:
-                row = conn.execute(
-                    "SELECT oid, fingerprint FROM trees WHERE path = ?", (path,)
-                ).fetchone()
-            conn.close()
-        except sqlite3.Error:
-            return None
-        return str(row[0]) if row and row[1] == fingerprint else None
+        if self._tree_rows is None:
+            self._tree_rows = {}
+            if os.path.exists(self.path):
+                try:
+                    with sqlite3.connect(self.path, timeout=10) as conn:
+                        cur = conn.execute("SELECT path, oid, fingerprint FROM trees")
+                        self._tree_rows = {r[0]: (r[1], r[2]) for r in cur}
+                    conn.close()
+                except sqlite3.Error:
+                    self._tree_rows = {}
+        row = self._trees.get(path) or self._tree_rows.get(path)
+        return row[0] if row and row[1] == fingerprint else None
 
     def set_tree(self, path: str, oid: str, fingerprint: str) -> None:
         self._trees[path] = (oid, fingerprint)

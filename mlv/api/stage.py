@@ -93,7 +93,8 @@ def add_stage(repo: Repo, new: NewStage, force: bool = False) -> str:
         added = next(s for s in stages_now if s.name == new.name)
         for out in added.cached_outs:
             full = os.path.join(repo.root, *out.path.split("/"))
-            scm.add_ignore(os.path.dirname(full), os.path.basename(full))
+            if os.path.isdir(os.path.dirname(full)):  # else `mlv repro` adds it after the run
+                scm.add_ignore(os.path.dirname(full), os.path.basename(full))
     return new.name
 
 

@@ -135,7 +135,10 @@ class Runner:
                         result.failed[name] = str(exc)
                         continue
                     done.add(name)
-                    (result.restored if how == "restored" else result.ran).append(name)
+                    if how == "restored":
+                        result.restored.append(name)
+                    elif how == "ran":
+                        result.ran.append(name)
         except KeyboardInterrupt:
             self.kill_all()
             raise
@@ -154,6 +157,14 @@ class Runner:
 
     def run_stage(self, stage: Stage, reasons: list[str]) -> str:
         pipe = self.pipe
+        if all(r.startswith("upstream stage ") for r in reasons):
+            # Its upstream stages have run now: if they produced the same bytes, and
+            # nothing else changed, this stage is up to date.
+            for dep in stage.deps:
+                pipe.forget(dep)
+            if not pipe.reasons(stage):
+                self.emit(f"stage {stage.name} is up to date (its inputs did not change)")
+                return "unchanged"
         deps = {}
         for dep in stage.deps:
             hashed = pipe.hash_path(dep, fresh=True)
