@@ -33,6 +33,7 @@ class RemoteError(MlvError):
 
 
 Failures = dict[str, BaseException]  # oid -> what went wrong
+After = Callable[[str, str], None]  # called with (oid, local path) after each download
 
 
 class Remote(ABC):
@@ -73,8 +74,10 @@ class Remote(ABC):
         """Upload (local path, oid) pairs. Returns the failures by oid."""
 
     @abstractmethod
-    def download(self, items: list[tuple[str, str]], progress: Progress | None) -> Failures:
-        """Download (oid, local temp path) pairs. Returns the failures by oid."""
+    def download(self, items: list[tuple[str, str]], progress: Progress | None,
+                 after: After | None = None) -> Failures:
+        """Download (oid, local temp path) pairs. `after(oid, path)` runs as soon as each
+        one has arrived (to verify and keep it). Returns the failures by oid."""
 
     @abstractmethod
     def delete(self, oids: list[str]) -> Failures:
@@ -171,12 +174,15 @@ class LocalRemote(Remote):
 
         return self._run(put, items, lambda item: item[1], progress)
 
-    def download(self, items: list[tuple[str, str]], progress: Progress | None) -> Failures:
+    def download(self, items: list[tuple[str, str]], progress: Progress | None,
+                 after: After | None = None) -> Failures:
         self.check()
 
         def get(item: tuple[str, str]) -> None:
             oid, dst = item
             fsio.copy_new(self.path_of(oid), dst, 0o444)
+            if after:
+                after(oid, dst)
 
         return self._run(get, items, lambda item: item[0], progress)
 
@@ -222,8 +228,20 @@ class FsspecRemote(Remote):
         """Raise a clear error when the bucket (or root folder) is missing."""
         bucket = self.root.split("/", 1)[0]
         with self.errors():
-            if not self.fs.exists(bucket):
-                raise FileNotFoundError(bucket)
+            try:
+                self.fs.info(bucket)  # raises the real cause: no access, no endpoint …
+            except FileNotFoundError:
+                raise self._missing_root() from None
+
+    def _missing_root(self) -> RemoteError:
+        bucket = self.root.split("/", 1)[0]
+        if self.url.split("://")[0] in ("s3", "s3a", "gs", "gcs", "az", "abfs"):
+            return RemoteError(f"remote '{self.name}' ({self.url}): bucket '{bucket}' does "
+                               "not exist", hint="create the bucket, or fix the URL with "
+                               f"`mlv remote modify {self.name} url s3://BUCKET/PATH`")
+        return RemoteError(f"remote '{self.name}' ({self.url}): {bucket} does not exist",
+                           hint=f"create it, or fix the URL with `mlv remote modify {self.name} "
+                                "url URL`")
 
     def _exist_each(self, oids: list[str]) -> set[str]:
         if not oids:
@@ -253,16 +271,22 @@ class FsspecRemote(Remote):
         self._raise_fatal(failures)
         return failures
 
-    def download(self, items: list[tuple[str, str]], progress: Progress | None) -> Failures:
+    def download(self, items: list[tuple[str, str]], progress: Progress | None,
+                 after: After | None = None) -> Failures:
         if self.is_async:
             async def one(item: tuple[str, str]) -> None:
                 await self.fs._get_file(self.path_of(item[0]), item[1])
+                if after:
+                    after(*item)
 
             failures = self._gather(one, items, progress, key=lambda item: item[0])
         else:
-            failures = self._threads(
-                lambda item: self.fs.get_file(self.path_of(item[0]), item[1]), items, progress,
-                key=lambda item: item[0])
+            def get(item: tuple[str, str]) -> None:
+                self.fs.get_file(self.path_of(item[0]), item[1])
+                if after:
+                    after(*item)
+
+            failures = self._threads(get, items, progress, key=lambda item: item[0])
         self._raise_fatal(failures)
         if any(isinstance(exc, FileNotFoundError) for exc in failures.values()):
             self.check_root()  # a missing bucket is one clear error, not N missing objects
@@ -273,7 +297,8 @@ class FsspecRemote(Remote):
             return {}
         with self.errors():
             self.fs.rm([self.path_of(oid) for oid in oids])
-        return {}
+        gone = self.has(oids)  # what is still there did not go
+        return {oid: OSError("still present after delete") for oid in gone}
 
     def open(self, oid: str) -> Any:
         with self.errors():
@@ -335,7 +360,10 @@ class FsspecRemote(Remote):
         except MlvError:
             raise
         except Exception as exc:  # noqa: BLE001 - every remote failure gets one clear line
-            translated = self.translate(exc) or RemoteError(
+            translated = self.translate(exc)
+            if translated is None and isinstance(exc, FileNotFoundError):
+                raise  # one object is missing: the caller decides what that means
+            translated = translated or RemoteError(
                 f"remote '{self.name}' ({self.url}): {type(exc).__name__}: {exc}")
             raise translated from exc
 
@@ -362,11 +390,8 @@ class FsspecRemote(Remote):
                                hint="check the network and the remote's endpoint_url "
                                     "(`mlv remote list`)")
         if isinstance(exc, FileNotFoundError) and ("NoSuchBucket" in text or
-                                                   str(exc).strip("'") in self.root):
-            bucket = self.root.split("/", 1)[0]
-            return RemoteError(f"{where}: bucket '{bucket}' does not exist",
-                               hint="create the bucket, or fix the URL with "
-                                    f"`mlv remote modify {self.name} url s3://BUCKET/PATH`")
+                                                   "bucket does not exist" in text.lower()):
+            return self._missing_root()
         return None
 
 
@@ -379,9 +404,9 @@ def _s3_options(options: dict[str, Any]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "skip_instance_cache": True,
         "config_kwargs": {
-            "connect_timeout": 5,
+            "connect_timeout": 3,
             "read_timeout": 60,
-            "retries": {"max_attempts": 4, "mode": "standard"},
+            "retries": {"max_attempts": 3, "mode": "standard"},
             "max_pool_connections": 64,
         },
     }

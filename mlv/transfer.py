@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from mlv import fsio, manifest
 from mlv.odb import ObjectStore
 from mlv.remote import Remote
-from mlv.workspace import Progress, parallel_map
+from mlv.workspace import Progress
 
 
 @dataclass
@@ -45,9 +45,10 @@ def push(odb: ObjectStore, remote: Remote, roots: set[str],
     files = {o for o in roots if not o.endswith(".dir")}
     for entries in listing.values():
         files.update(e.oid for e in entries or [])
-    local = odb.existing(sorted(files | set(dirs)))
-    result.missing = sorted((files | set(dirs)) - local)
-    present = remote.has(sorted(local))
+    wanted = files | set(dirs)
+    local = odb.existing(sorted(wanted))
+    present = remote.has(sorted(wanted))
+    result.missing = sorted(wanted - local - present)  # nowhere to push them from
     result.already = len(present)
     todo = sorted(o for o in files if o in local and o not in present)
     failures = remote.upload([(odb.path_of(o), o) for o in todo], progress)
@@ -106,22 +107,24 @@ def _download(odb: ObjectStore, remote: Remote, oids: list[str], jobs: int,
     if not oids:
         return
     temps = {oid: odb.temp_for(oid) for oid in oids}
+    kept: list[str] = []
+    bad: list[str] = []
+
+    def verify(oid: str, path: str) -> None:
+        # Each object is checked and kept as soon as it arrives, so an interrupted
+        # fetch keeps everything that was complete.
+        (kept if odb.adopt(path, oid) else bad).append(oid)
+
     try:
-        failures = remote.download(list(temps.items()), progress)
+        failures = remote.download(list(temps.items()), progress, after=verify)
         for oid, exc in failures.items():
             if isinstance(exc, FileNotFoundError):
                 result.missing.append(oid)
             else:
                 result.failed[oid] = _reason(exc)
-
-        fetched = [o for o in oids if o not in failures]
-        kept = parallel_map(lambda oid: odb.adopt(temps[oid], oid), fetched, jobs)
-        for oid, ok in zip(fetched, kept):
-            if ok:
-                result.moved += 1
-                result.bytes += _size(odb.path_of(oid))
-            else:
-                result.corrupted.append(oid)
+        result.moved += len(kept)
+        result.bytes += sum(_size(odb.path_of(oid)) for oid in kept)
+        result.corrupted += bad
     finally:
         for tmp in temps.values():
             if os.path.lexists(tmp):

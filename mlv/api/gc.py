@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from mlv import fsio
 from mlv.api import scope
+from mlv.errors import MlvError
 from mlv.repo import Repo
 
 STALE_TMP_SECONDS = 24 * 3600
@@ -66,14 +67,26 @@ def gc_cloud(repo: Repo, remote: str | None, all_branches: bool = False,
     with repo.lock():
         roots, nrevs = scope.roots(repo, None, all_branches, all_tags, all_commits)
         used = set(roots)
-        for oid in roots:
+        unreadable = []
+        for oid in sorted(roots):
             if oid.endswith(".dir"):
                 entries = entries_anywhere(repo.odb, target, oid)
+                if entries is None:
+                    unreadable.append(oid)
                 used.update(e.oid for e in entries or [])
+        if unreadable:
+            raise MlvError(f"cannot read the file list {unreadable[0]} (in neither the cache nor "
+                           f"'{target.name}', or damaged), so mlv cannot tell which files it "
+                           "still needs; nothing was deleted",
+                           hint="run `mlv fsck --remote` and repair it, or gc a narrower scope")
         stored = target.list_oids()
         result = GcResult(revisions=nrevs, kept=len(stored & used))
         doomed = sorted(stored - used)
-        result.removed = [(oid, 0) for oid in doomed]
         if not dry:
-            target.delete(doomed)
+            failed = target.delete(doomed)
+            if failed:
+                raise MlvError(f"{len(failed)} of {len(doomed)} objects could not be deleted "
+                               f"from '{target.name}' (e.g. {next(iter(failed))})",
+                               hint="check the remote's permissions, then run gc again")
+        result.removed = [(oid, 0) for oid in doomed]
     return target.name, result

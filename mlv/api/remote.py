@@ -120,7 +120,8 @@ def resolve(repo: Repo, name: str | None = None, jobs: int | None = None) -> Rem
                               hint="pass -r NAME, or set one with `mlv remote add -d NAME URL`")
     options = dict(_known(repo, name))
     url = str(options.get("url", ""))
-    if url and "://" not in url and not os.path.isabs(os.path.expanduser(url)):
-        options["url"] = os.path.join(repo.root, url)  # relative to the repository
+    local = url.removeprefix("file://") if url.startswith("file://") else url
+    if local and "://" not in local and not os.path.isabs(os.path.expanduser(local)):
+        options["url"] = os.path.join(repo.root, local)  # relative to the repository
     return open_remote(name, options, default_jobs=max(16, repo.jobs * 4), jobs=jobs,
                        local_jobs=repo.jobs)

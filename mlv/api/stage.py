@@ -51,9 +51,17 @@ def _body(new: NewStage) -> dict[str, Any]:
     return body
 
 
-def _stage_block(name: str, body: dict[str, Any]) -> list[str]:
+def _stage_block(name: str, body: dict[str, Any], indent: str = "  ") -> list[str]:
     text = yamlio.dump({name: body})
-    return ["  " + line if line else line for line in text.splitlines()]
+    return [indent + line if line else line for line in text.splitlines()]
+
+
+def _stage_indent(lines: list[str], lines_map: yamlio.Lines, stages: dict[str, Any]) -> str:
+    """The indentation the file already uses for stage names (two spaces if none)."""
+    for name in stages:
+        line = lines[lines_map[("stages", name)] - 1]
+        return line[: len(line) - len(line.lstrip())] or "  "
+    return "  "
 
 
 def add_stage(repo: Repo, new: NewStage, force: bool = False) -> str:
@@ -69,7 +77,7 @@ def add_stage(repo: Repo, new: NewStage, force: bool = False) -> str:
     data = data or {}
     lines = text.splitlines()
     stages = data.get("stages") or {}
-    block = _stage_block(new.name, _body(new))
+    block = _stage_block(new.name, _body(new), _stage_indent(lines, lines_map, stages))
     if new.name in stages:
         if not force:
             raise PipelineError(f"stage {new.name} already exists in {PIPELINE_FILE}",
@@ -99,7 +107,8 @@ def add_stage(repo: Repo, new: NewStage, force: bool = False) -> str:
 
 
 def _block_end(lines: list[str], start: int) -> int:
-    """The line after the block that begins at `start` (its more-indented lines)."""
+    """The line after the block that begins at `start` (its more-indented lines).
+    Trailing comments indented like the block's key belong to what follows."""
     indent = len(lines[start]) - len(lines[start].lstrip())
     end = start + 1
     while end < len(lines):
@@ -108,6 +117,10 @@ def _block_end(lines: list[str], start: int) -> int:
                 len(line) - len(line.lstrip())) <= indent:
             break
         end += 1
+    while end > start + 1 and (not lines[end - 1].strip() or (
+            lines[end - 1].lstrip().startswith("#")
+            and len(lines[end - 1]) - len(lines[end - 1].lstrip()) <= indent)):
+        end -= 1
     return end
 
 

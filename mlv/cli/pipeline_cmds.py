@@ -31,7 +31,8 @@ def stage() -> None:
     """
 
 
-@stage.command("add", context_settings={"ignore_unknown_options": True})
+@stage.command("add", context_settings={"ignore_unknown_options": True,
+                                        "allow_interspersed_args": False})
 @click.option("-n", "--name", required=True, help="Stage name.")
 @click.option("-d", "--deps", multiple=True, help="A dependency (file or folder).")
 @click.option("-o", "--outs", multiple=True, help="An output, cached and git-ignored.")
@@ -62,7 +63,10 @@ def stage_add(name: str, deps: tuple[str, ...], outs: tuple[str, ...],
     for item in params:
         file, sep, rest = item.rpartition(":")
         keys += [f"{file}:{k}" if sep else k for k in rest.split(",") if k]
-    new = NewStage(name, " ".join(command), list(deps), list(outs), list(outs_no_cache), keys,
+    import shlex
+
+    cmd = command[0] if len(command) == 1 else shlex.join(command)
+    new = NewStage(name, cmd, list(deps), list(outs), list(outs_no_cache), keys,
                    list(metrics), list(metrics_no_cache), list(plots), wdir, always_changed)
     add_stage(_repo(), new, force=force)
     click.echo(f"added stage {name} to mlv.yaml; run `mlv repro {name}` to run it")

@@ -168,7 +168,8 @@ def _report(verb: str, name: str, result: TransferResult, quiet: bool) -> None:
     if problems:
         hint = ("run the command again to retry; push missing objects from a machine "
                 "that has them" if result.missing or result.failed else
-                "re-push the data from a machine with a good copy")
+                "delete the damaged objects on the remote (`mlv fsck --remote` lists them), "
+                "then `mlv push` from a machine with a good copy")
         raise MlvError("; ".join(problems), hint=hint)
 
 
@@ -249,8 +250,13 @@ def pull(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, qu
         _report("fetched", name, fetched, quiet)
     except MlvError as exc:
         problem = exc
-        click.echo(f"error: {exc.message}", err=True)  # shown now: checkout may fail too
-    report_checkout(done, quiet)
+    try:
+        report_checkout(done, quiet)
+    except MlvError as checkout_problem:
+        if problem:  # both: the fetch problem explains the checkout one
+            raise MlvError(f"{problem.message}; so {checkout_problem.message}",
+                           hint=problem.hint) from None
+        raise
     if problem:
         raise problem
 

@@ -39,7 +39,7 @@ def init(force: bool, no_scm: bool) -> None:
 @click.option("--global", "level", flag_value="global", help="Use ~/.config/mlv/config.")
 @click.option("--unset", is_flag=True, help="Remove KEY.")
 def config(key: str, value: str | None, level: str | None, unset: bool) -> None:
-    """Show or set a config value (cache.type, cache.dir, core.jobs).
+    """Show or set a config value (cache.type, cache.dir, core.jobs, core.remote).
 
     Without VALUE, prints the effective value. Writes go to .mlv/config (committed)
     unless --local or --global is given.
@@ -59,7 +59,9 @@ def config(key: str, value: str | None, level: str | None, unset: bool) -> None:
     if value is None:
         shown = api.get(key, level)
         if shown is None:
-            raise ConfigError(f"{key} is not set in the {level} config")
+            where = f"the {level} config" if level else "any config"
+            raise ConfigError(f"{key} is not set in {where}",
+                              hint=f"set it with `mlv config {key} VALUE`")
         click.echo(shown)
         return
     api.set_value(key, value, level or "repo")

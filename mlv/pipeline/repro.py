@@ -173,7 +173,8 @@ class Runner:
             deps[dep] = hashed
         params = pipe.params_of(stage)
         key = runcache.key(stage.name, stage.cmd, deps, params)
-        if self.use_run_cache and "forced" not in reasons:
+        use_cache = self.use_run_cache and not stage.always_changed
+        if use_cache and "forced" not in reasons:
             hit = runcache.lookup(self.runs_dir, key)
             if hit is not None and self._restore(stage, hit):
                 self.emit(f"stage {stage.name}: restored outputs from the run-cache")
@@ -183,7 +184,7 @@ class Runner:
         self._clear_outs(stage)
         self._execute(stage)
         entry = self._record(stage, deps)
-        if self.use_run_cache:
+        if use_cache:
             runcache.save(self.runs_dir, key, entry.outs)
         return "ran"
 
@@ -191,6 +192,8 @@ class Runner:
         """Remove cached outs (after making sure their bytes are in the cache)."""
         for out in stage.outs:
             path = self.pipe.abspath(out.path)
+            if out.persist and os.path.lexists(path):
+                _unlink_from_cache(path)  # the stage may write to it: never into the cache
             if out.persist or not out.cache or not os.path.lexists(path):
                 continue
             snapshot(self.pipe.odb, self.pipe.state, self.pipe.jobs, path, store=True)
@@ -284,3 +287,21 @@ class Runner:
                 pipe.state.set(st, e.oid)
             pipe.forget(path)
         return True
+
+
+def _unlink_from_cache(path: str) -> None:
+    """Replace hard links and symlinks (into the cache) with private copies."""
+    import stat as stat_mod
+
+    files = []
+    if os.path.isdir(path) and not os.path.islink(path):
+        for folder, _dirs, names in os.walk(path):
+            files += [os.path.join(folder, n) for n in names]
+    else:
+        files = [path]
+    for file in files:
+        st = os.lstat(file)
+        if stat_mod.S_ISLNK(st.st_mode) or st.st_nlink > 1:
+            tmp = fsio.tmp_name(file)
+            fsio.copy_new(os.path.realpath(file), tmp, 0o644)
+            fsio.commit(tmp, file)

@@ -52,7 +52,11 @@ class Pipeline:
         values: dict[str, dict[str, Any]] = {}
         for file, keys in stage.params.items():
             if file not in self._params:
-                self._params[file] = read_params(self.abspath(file), file)
+                try:
+                    self._params[file] = read_params(self.abspath(file), file)
+                except PipelineError as exc:
+                    raise PipelineError(f"stage {stage.name}: {exc.message}",
+                                        hint=exc.hint) from None
             data = self._params[file]
             for key in keys:
                 value = lookup(data, key)
