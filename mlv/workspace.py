@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mlv import fsio
@@ -80,6 +79,8 @@ def parallel_map(fn: Callable[[Any], Any], items: list[Any], jobs: int,
             if progress:
                 progress(1)
         return results
+    from concurrent.futures import ThreadPoolExecutor  # only when there is work to share
+
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
         results = []

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mlv.pipeline import lockfile
-from mlv.pipeline.repro import Emit, Plan, ReproResult, Runner, plan, select
-from mlv.pipeline.runcache import RUNS
 from mlv.pipeline.stage import PIPELINE_FILE
 from mlv.pipeline.status import Pipeline
 from mlv.repo import Repo
 from mlv.snapshot import snapshot
+
+if TYPE_CHECKING:
+    from mlv.pipeline.repro import Emit, Plan, ReproResult
 
 
 def has_pipeline(repo: Repo) -> bool:
@@ -37,6 +39,9 @@ class ReproOptions:
 
 def repro(repo: Repo, options: ReproOptions, emit: Emit) -> tuple[Plan, ReproResult | None]:
     """Run the stale stages among the selected ones (nothing with `dry`)."""
+    from mlv.pipeline.repro import Runner, plan, select
+    from mlv.pipeline.runcache import RUNS
+
     link_types = repo.link_types
     if options.pull:
         from mlv.api import remote as remote_api
@@ -92,6 +97,8 @@ def stale_stages(repo: Repo) -> list[tuple[str, list[str]]]:
 
 def commit(repo: Repo, targets: list[str]) -> list[str]:
     """Record the workspace state of stages' deps and outs in mlv.lock without running."""
+    from mlv.pipeline.repro import select
+
     with repo.lock():
         pipe = open_pipeline(repo)
         names = select(pipe, targets, single=True, downstream=False)
