@@ -91,8 +91,8 @@ def revisions(root: str, all_branches: bool, all_tags: bool, all_commits: bool) 
     if all_commits:
         out = _git(root, "rev-list", "--all")
         return sorted(set(out.decode().split()))
-    if all_branches:
-        out = _git(root, "for-each-ref", "--format=%(objectname)", "refs/heads")
+    if all_branches:  # local branches and the remote-tracking ones (a fresh clone has those)
+        out = _git(root, "for-each-ref", "--format=%(objectname)", "refs/heads", "refs/remotes")
         revs += out.decode().split()
     if all_tags:
         out = _git(root, "for-each-ref", "--format=%(*objectname) %(objectname)", "refs/tags")

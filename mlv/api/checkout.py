@@ -85,7 +85,8 @@ def checkout(repo: Repo, targets: list[str] | None = None, force: bool = False,
                     f"checkout would overwrite or delete {len(conflicts)} file(s) whose changes "
                     f"are not in the cache: {shown}",
                     conflicts,
-                    hint="run `mlv add` to keep them, or `mlv checkout --force` to discard them",
+                    hint="run `mlv add` to keep them, or run the command again with --force "
+                         "to discard them",
                 )
             for plan in plans:
                 _apply(repo, plan, result, progress)

@@ -101,6 +101,10 @@ def remote_modify(name: str, key: str, value: str | None, local: bool, unset: bo
     from mlv.api import remote as api
 
     api.modify(_repo(), name, key, value, local=local, unset=unset)
+    from mlv.remote import SECRET_KEYS
+
+    shown = "***" if key in SECRET_KEYS else value
+    click.echo(f"remote '{name}': " + (f"unset {key}" if unset else f"{key} = {shown}"))
 
 
 @remote.command("default")
