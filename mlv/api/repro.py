@@ -44,13 +44,12 @@ def repro(repo: Repo, options: ReproOptions, emit: Emit) -> tuple[Plan, ReproRes
 
     link_types = repo.link_types
     if options.pull:
-        from mlv.api import remote as remote_api
-        from mlv.transfer import fetch
+        # Tracked data and recorded stage outputs come from the remote, so stages whose
+        # inputs are unchanged need not run.
+        from mlv.api.transfer import pull
 
-        source = remote_api.resolve(repo)
-        wanted = lock_objects(repo)
-        fetched = fetch(repo.odb, source, wanted, repo.jobs)
-        emit(f"fetched {fetched.moved} objects from '{source.name}' for the pipeline")
+        name, fetched, _ = pull(repo, None)
+        emit(f"pulled {fetched.moved} objects from '{name}' for the pipeline")
     with repo.lock():
         pipe = open_pipeline(repo)
         selected = select(pipe, options.targets, options.single, options.downstream)
@@ -113,11 +112,3 @@ def commit(repo: Repo, targets: list[str]) -> list[str]:
         repo.state.save()
         _ignore_outs(repo, pipe)
         return names
-
-
-def lock_objects(repo: Repo) -> set[str]:
-    """Object ids of every stage output recorded in the workspace's mlv.lock."""
-    found: set[str] = set()
-    for entry in lockfile.read(repo.root).values():
-        found.update(h.oid for h in entry.outs.values())
-    return found

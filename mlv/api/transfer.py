@@ -73,7 +73,10 @@ def push_run_cache(repo: Repo, remote: str | None = None, jobs: int | None = Non
     target = remote_api.resolve(repo, remote, jobs)
     runs_dir = _runs_dir(repo)
     with repo.lock():
-        keys = runcache.entries(runs_dir)
+        # Entries whose outputs are gone from the cache (after `mlv gc`) stay local.
+        keys = [k for k in runcache.entries(runs_dir)
+                if len(repo.odb.existing(sorted(_run_objects(runs_dir, [k])))) ==
+                len(_run_objects(runs_dir, [k]))]
         result = transfer.push(repo.odb, target, _run_objects(runs_dir, keys))
         if result.failed or result.missing:
             return target.name, result  # entries only go up once their outputs are there

@@ -144,6 +144,9 @@ def repro(targets: tuple[str, ...], dry: bool, force: bool, single_item: bool, d
     if result.skipped:
         click.echo(f"not run because an upstream stage failed: {', '.join(result.skipped)}",
                    err=True)
+    if result.stopped:
+        click.echo(f"not started after the failure (use -k to keep going): "
+                   f"{', '.join(result.stopped)}", err=True)
     done = len(result.ran) + len(result.restored)
     summary = f"{done} stage(s) done"
     if result.restored:

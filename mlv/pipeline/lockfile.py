@@ -89,7 +89,8 @@ def read(root: str) -> dict[str, LockEntry]:
 
 
 def write(root: str, entries: dict[str, LockEntry], order: list[str]) -> None:
-    """Write every entry (in pipeline order) atomically."""
-    names = [n for n in order if n in entries] + sorted(set(entries) - set(order))
+    """Write the entries of the stages in `order` (the pipeline's), atomically; entries of
+    stages no longer in mlv.yaml are dropped."""
+    names = [n for n in order if n in entries]
     data = {"schema": SCHEMA, "stages": {n: entries[n].as_dict() for n in names}}
     fsio.atomic_write(os.path.join(root, LOCK_FILE), yamlio.dump(data).encode())

@@ -35,6 +35,7 @@ class ReproResult:
     restored: list[str] = field(default_factory=list)  # from the run-cache
     failed: dict[str, str] = field(default_factory=dict)  # stage -> why
     skipped: list[str] = field(default_factory=list)  # downstream of a failure
+    stopped: list[str] = field(default_factory=list)  # not started: a failure ended the run
 
 
 class StageFailed(Exception):
@@ -124,7 +125,7 @@ class Runner:
                         running[pool.submit(self.run_stage, self.pipe.dag.stages[name],
                                             the_plan.reasons[name])] = name
                 if not running:
-                    result.skipped += todo
+                    result.stopped += todo
                     break
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for future in finished:
@@ -173,7 +174,7 @@ class Runner:
             deps[dep] = hashed
         params = pipe.params_of(stage)
         key = runcache.key(stage.name, stage.cmd, deps, params)
-        use_cache = self.use_run_cache and not stage.always_changed
+        use_cache = self.use_run_cache and not stage.always_changed and bool(stage.outs)
         if use_cache and "forced" not in reasons:
             hit = runcache.lookup(self.runs_dir, key)
             if hit is not None and self._restore(stage, hit):

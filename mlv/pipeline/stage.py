@@ -247,7 +247,7 @@ def _repo_path(root: str, wdir: str, path: str, where: tuple[Any, ...], loc: Loc
 def _lookup(expr: str, where: tuple[Any, ...], loc: Loc, context: dict[str, Any],
             local: dict[str, Any]) -> Any:
     head, _, rest = expr.partition(".")
-    if head in ("item", "key") and head in local:
+    if head in ("item", "key") and local.get(head) is not None:
         value = local[head]
         parts = rest.split(".") if rest else []
     else:

@@ -86,7 +86,8 @@ class Pipeline:
             elif now.oid != then.oid:
                 found.append(f"dep {dep} modified")
         found += [f"dep {d} removed" for d in sorted(set(entry.deps) - set(stage.deps))]
-        for file, values in self.params_of(stage).items():
+        current = self.params_of(stage)
+        for file, values in current.items():
             old = entry.params.get(file, {})
             for key, value in values.items():
                 before = old.get(key, _MISSING)
@@ -94,6 +95,8 @@ class Pipeline:
                     found.append(f"new param {key}")
                 elif before != value:
                     found.append(f"param {key}: {_show(before)} -> {_show(value)}")
+        for file, old in entry.params.items():
+            found += [f"param {k} removed" for k in sorted(old) if k not in current.get(file, {})]
         for out in stage.outs:
             now, then = self.hash_path(out.path), entry.outs.get(out.path)
             if now is None:
@@ -102,6 +105,8 @@ class Pipeline:
                 found.append(f"new out {out.path}")
             elif now.oid != then.oid:
                 found.append(f"out {out.path} modified")
+        declared = {o.path for o in stage.outs}
+        found += [f"out {p} removed" for p in sorted(set(entry.outs) - declared)]
         return found
 
     def entry_now(self, stage: Stage, deps: dict[str, Hashed] | None = None) -> LockEntry:
