@@ -127,7 +127,9 @@ class Runner:
                 if not running:
                     result.stopped += todo
                     break
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                # A timeout, so the main thread wakes up to handle Ctrl-C even when the
+                # signal was delivered to one of the output-reading threads.
+                finished, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
                 for future in finished:
                     name = running.pop(future)
                     try:
