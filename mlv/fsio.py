@@ -36,6 +36,34 @@ def is_tmp_name(name: str) -> bool:
     return TMP_MARK in name
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(path: str) -> list[str]:
+    """Delete temp files and folders left beside `path` by mlv processes that died
+    (kill -9, power loss). Temps of running processes are left alone."""
+    folder, name = os.path.split(path)
+    prefix = f".{name}{TMP_MARK}"
+    removed: list[str] = []
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix)]
+    except OSError:
+        return removed
+    for leftover in names:
+        pid = leftover[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            remove_tree(os.path.join(folder, leftover))
+            removed.append(leftover)
+    return removed
+
+
 def commit(tmp: str, final: str) -> None:
     """Move a complete temp file onto its final name (atomic on POSIX)."""
     os.replace(tmp, final)

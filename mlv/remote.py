@@ -129,15 +129,16 @@ class LocalRemote(Remote):
             if len(prefix) != 2:
                 continue
             try:
-                names = os.listdir(os.path.join(self.base, prefix))
+                with os.scandir(os.path.join(self.base, prefix)) as entries:
+                    found.update(prefix + e.name for e in entries
+                                 if is_oid(prefix + e.name) and not e.is_dir())
             except (FileNotFoundError, NotADirectoryError):
                 continue
-            found.update(prefix + n for n in names if is_oid(prefix + n))
         return found
 
     def _exist_each(self, oids: list[str]) -> set[str]:
         self.check()
-        return {oid for oid in oids if os.path.exists(self.path_of(oid))}
+        return {oid for oid in oids if os.path.isfile(self.path_of(oid))}
 
     def _run(self, fn: Callable[[Any], None], items: list[Any], key: Callable[[Any], str],
              progress: Progress | None) -> Failures:

@@ -97,6 +97,7 @@ def checkout(repo: Repo, targets: list[str] | None = None, force: bool = False,
 
 def _apply(repo: Repo, plan: _Plan, result: CheckoutResult, progress: Progress | None) -> None:
     diff = plan.diff
+    fsio.remove_stale_temps(diff.path)  # a half-built folder from a killed checkout
     if diff.same_tree:
         return
     if diff.entries is None:
