@@ -3,7 +3,7 @@
 
 Standard library only; see benchmarks/README.md for usage.
 
-To add a scenario group (e.g. push/pull, pipelines): write ``group_xxx(bench, tool)``
+To add a scenario group (e.g. pipelines): write ``group_xxx(bench, tool)``
 that makes a repo with ``fresh_repo``, copies a dataset in with ``copy_tree``, times
 commands with ``timed`` and stores each result with ``bench.record``; register it with
 ``@group("xxx", datasets=(...))``. New datasets go in ``DATASETS``.
@@ -20,11 +20,14 @@ import platform
 import random
 import shlex
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -33,6 +36,10 @@ KIB = 1024
 MIB = 1024 * KIB
 TIMEOUT = 3600.0  # seconds per tool command; set from --timeout
 FALLBACK_DVC = "/work/dvcvenv/bin/dvc"
+FALLBACK_MOTO = "/work/devvenv/bin/moto_server"
+# moto accepts any credentials; both tools read these (boto3/botocore through fsspec).
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+          "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 # --------------------------------------------------------------------- tools
@@ -42,6 +49,8 @@ class Tool:
     exe: str | None  # absolute path, None when not found
     setup: tuple[tuple[str, ...], ...]  # untimed tool commands right after `git init`
     pointer_suffix: str  # pointer file written next to a tracked path: data -> data.dvc
+    config_file: str  # repo config that `remote add` writes; committed so clones see the remote
+    endpoint_option: str  # `remote modify` option for an S3 endpoint URL
     version: str = "?"
 
     def cmd(self, *args: str) -> list[str]:
@@ -56,8 +65,8 @@ def make_tools(args: argparse.Namespace) -> list[Tool]:
 
     dvc = args.dvc or shutil.which("dvc") or (FALLBACK_DVC if os.access(FALLBACK_DVC, os.X_OK) else None)
     dvc_setup = (("init",), ("config", "core.analytics", "false"), ("config", "core.check_update", "false"))
-    return [Tool("mlv", resolve(args.mlv or "mlv"), (("init",),), ".mlv"),
-            Tool("dvc", resolve(dvc), dvc_setup, ".dvc")]
+    return [Tool("mlv", resolve(args.mlv or "mlv"), (("init",),), ".mlv", ".mlv/config", "endpoint_url"),
+            Tool("dvc", resolve(dvc), dvc_setup, ".dvc", ".dvc/config", "endpointurl")]
 
 
 # ------------------------------------------------------------ running things
@@ -170,15 +179,15 @@ def fingerprint(root: Path) -> tuple[int, int, str]:
     return count, total, h.hexdigest()
 
 
-def make_small(args: argparse.Namespace, dest: Path) -> Dataset:
+def make_small(name: str, dest: Path, seed: int, count: int) -> Dataset:
     """dNN/sN/fNNN.bin with 100 files per leaf; every s9 leaf is two levels deeper."""
-    rng = random.Random(args.seed)
-    for i in range(args.small_files):
+    rng = random.Random(seed)
+    for i in range(count):
         top, sub = i // 1000, (i // 100) % 10
         folder = dest / f"d{top:02d}" / f"s{sub}" / ("deep/er" if sub == 9 else "")
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"f{i % 100:03d}.bin").write_bytes(rng.randbytes(rng.randint(1 * KIB, 8 * KIB)))
-    return Dataset.scan("small", dest)
+    return Dataset.scan(name, dest)
 
 
 def flat_files(name: str, dest: Path, seed: int, count: int, size: int, block: int) -> Dataset:
@@ -193,7 +202,9 @@ def flat_files(name: str, dest: Path, seed: int, count: int, size: int, block: i
 
 
 DATASETS: dict[str, Callable[[argparse.Namespace, Path], Dataset]] = {
-    "small": make_small,
+    "small": lambda a, d: make_small("small", d, a.seed, a.small_files),
+    # only made when --s3-small-files differs from --small-files (see s3_small_name)
+    "s3-small": lambda a, d: make_small("s3-small", d, a.seed, a.s3_small_files),
     "large": lambda a, d: flat_files("large", d, a.seed + 1, a.large_files, a.large_mb * MIB, MIB),
     "tiny": lambda a, d: flat_files("tiny", d, a.seed + 2, 10, KIB, KIB),
 }
@@ -204,6 +215,65 @@ def copy_tree(src: Path, dst: Path) -> bool:
     ok = subprocess.run(["cp", "-a", str(src), str(dst)]).returncode == 0
     os.sync()  # so write-back of the copy does not land inside the timed step
     return ok
+
+
+# ---------------------------------------------------------------- S3 (moto)
+class SetupError(Exception):
+    """Something the benchmark needs (not a timed tool command) could not be set up."""
+
+
+class MotoServer:
+    """moto's S3 server, run as its own process on a free port. It accepts unsigned
+    requests, so buckets are made with a plain HTTP PUT (no boto3 needed here)."""
+
+    def __init__(self, exe: str, log_path: Path, env: dict[str, str]):
+        with socket.socket() as s:  # a free port; moto binds it right after
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.exe, self.endpoint, self.log_path = exe, f"http://127.0.0.1:{port}", log_path
+        self._log = open(log_path, "wb")  # moto logs every request: keep it off our stderr
+        self.proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], env=env,
+                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        # no proxies for 127.0.0.1, whatever the calling environment says
+        self._http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.request("GET", "/"):  # ListBuckets
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                why = (f"exited {self.proc.returncode}" if self.proc.poll() is not None
+                       else f"no answer in {timeout:g}s")
+                tail = self.log_path.read_text(errors="replace").strip().splitlines()[-10:]
+                raise SetupError(f"moto server {self.exe} did not start on {self.endpoint} ({why})"
+                                 + "".join(f"\n  log: {line}" for line in tail or ["(empty)"]))
+            time.sleep(0.2)
+
+    def request(self, method: str, path: str) -> bool:
+        req = urllib.request.Request(self.endpoint + path, method=method,
+                                     data=None if method == "GET" else b"")
+        try:
+            with self._http.open(req, timeout=30) as resp:
+                return 200 <= resp.status < 300
+        except OSError:  # URLError, HTTPError, connection refused, timeout
+            return False
+
+    def create_bucket(self, name: str) -> None:
+        if not self.request("PUT", f"/{name}"):
+            raise SetupError(f"could not create bucket {name} on {self.endpoint}")
+
+    def reset(self) -> None:
+        """Drop all buckets and objects (moto keeps them in memory and temp files)."""
+        self.request("POST", "/moto-api/reset")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
 
 
 # --------------------------------------------------------------------- bench
@@ -218,6 +288,20 @@ class Bench:
     notes: list[str] = field(default_factory=list)
     repos_made: int = 0
     rep: int = 0  # current repetition, 0-based
+    moto: MotoServer | None = None  # started by s3() on first use, stopped by close()
+
+    def s3(self) -> MotoServer:
+        if self.moto is None:
+            exe = self.args.moto_server or shutil.which("moto_server") or FALLBACK_MOTO
+            log(f"starting moto server: {exe}")
+            self.moto = MotoServer(exe, self.root / "moto.log", self.env)
+            self.moto.wait_ready()
+            log(f"moto server answers on {self.moto.endpoint}")
+        return self.moto
+
+    def close(self) -> None:
+        if self.moto is not None:
+            self.moto.stop()
 
     def record(self, scenario: str, tool: Tool, seconds: float | None, flag: str = "") -> None:
         self.timings.setdefault(scenario, {}).setdefault(tool.name, []).append(seconds)
@@ -235,24 +319,31 @@ class Bench:
 
 
 @contextlib.contextmanager
-def fresh_repo(bench: Bench, tool: Tool, name: str) -> Iterator[Path | None]:
-    """New git repo with `<tool> init` done and committed; None if setup failed. Removed after."""
+def scratch_path(bench: Bench, tool: Tool, name: str) -> Iterator[Path]:
+    """A new, not yet existing path in the scratch folder; removed after (unless --keep)."""
     bench.repos_made += 1
-    repo = bench.root / "repos" / f"{bench.repos_made:03d}-{tool.name}-{name}"
-    repo.mkdir(parents=True)
-    env = bench.env
-    ok = (run(["git", "-c", "init.defaultBranch=main", "init", "-q"], repo, env)
-          and run(["git", "config", "user.name", "Bench"], repo, env)
-          and run(["git", "config", "user.email", "bench@example.invalid"], repo, env)
-          and all(run(tool.cmd(*step), repo, env) for step in tool.setup))
-    if ok:
-        run(["git", "add", "-A"], repo, env, quiet=True)
-        run(["git", "commit", "-q", "-m", f"{tool.name} init"], repo, env, quiet=True)
+    path = bench.root / "repos" / f"{bench.repos_made:03d}-{tool.name}-{name}"
     try:
-        yield repo if ok else None
+        yield path
     finally:
         if not bench.args.keep:
-            shutil.rmtree(repo, ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def fresh_repo(bench: Bench, tool: Tool, name: str) -> Iterator[Path | None]:
+    """New git repo with `<tool> init` done and committed; None if setup failed. Removed after."""
+    with scratch_path(bench, tool, name) as repo:
+        repo.mkdir(parents=True)
+        env = bench.env
+        ok = (run(["git", "-c", "init.defaultBranch=main", "init", "-q"], repo, env)
+              and run(["git", "config", "user.name", "Bench"], repo, env)
+              and run(["git", "config", "user.email", "bench@example.invalid"], repo, env)
+              and all(run(tool.cmd(*step), repo, env) for step in tool.setup))
+        if ok:
+            run(["git", "add", "-A"], repo, env, quiet=True)
+            run(["git", "commit", "-q", "-m", f"{tool.name} init"], repo, env, quiet=True)
+        yield repo if ok else None
 
 
 def commit_pointer(bench: Bench, tool: Tool, repo: Path, target: str) -> None:
@@ -263,20 +354,42 @@ def commit_pointer(bench: Bench, tool: Tool, repo: Path, target: str) -> None:
         run(["git", "commit", "-q", "-m", f"track {target}"], repo, bench.env, quiet=True)
 
 
+def check_tree(bench: Bench, tool: Tool, action: str, path: Path, ds: Dataset) -> str:
+    """Untimed: compare a restored tree with its dataset. "" if identical, else warn and "!"."""
+    got = fingerprint(path) if path.is_dir() else (0, 0, "")
+    if got == (ds.files, ds.total_bytes, ds.fingerprint):
+        return ""
+    bench.warn(f"{tool.name} {action} restored a DIFFERENT tree: {got[0]} files, "
+               f"{got[1]} bytes (expected {ds.files} files, {ds.total_bytes} bytes"
+               f"{', same counts but different names or content' if got[:2] == (ds.files, ds.total_bytes) else ''})")
+    return "!"
+
+
+def size_label(ds: Dataset) -> str:
+    return f"{ds.files} x {ds.total_bytes / ds.files / MIB:g} MiB files"
+
+
 # ------------------------------------------------------------ scenario groups
 GroupFn = Callable[[Bench, Tool], None]
 
 
+DatasetNames = tuple[str, ...] | Callable[[argparse.Namespace], tuple[str, ...]]
+
+
 @dataclass(frozen=True)
 class Group:
-    datasets: tuple[str, ...]  # generated once per run, before the first rep
+    datasets: DatasetNames  # generated once per run, before the first rep
     run: GroupFn
+
+    def needs(self, args: argparse.Namespace) -> tuple[str, ...]:
+        return self.datasets(args) if callable(self.datasets) else self.datasets
 
 
 GROUPS: dict[str, Group] = {}
+DEFAULT_GROUPS = "small,large,startup"
 
 
-def group(name: str, datasets: tuple[str, ...]) -> Callable[[GroupFn], GroupFn]:
+def group(name: str, datasets: DatasetNames) -> Callable[[GroupFn], GroupFn]:
     def register(fn: GroupFn) -> GroupFn:
         GROUPS[name] = Group(datasets, fn)
         return fn
@@ -303,21 +416,14 @@ def group_small(bench: Bench, tool: Tool) -> None:
 
         shutil.rmtree(repo / "data")
         t = timed(tool.cmd("checkout"), repo, env)
-        flag = ""
-        if t is not None:
-            got = fingerprint(repo / "data") if (repo / "data").is_dir() else (0, 0, "")
-            if got != (ds.files, ds.total_bytes, ds.fingerprint):
-                flag = "!"
-                bench.warn(f"{tool.name} checkout restored a DIFFERENT tree: {got[0]} files, "
-                           f"{got[1]} bytes (expected {ds.files} files, {ds.total_bytes} bytes"
-                           f"{', same counts but different names or content' if got[:2] == (ds.files, ds.total_bytes) else ''})")
-        bench.record(s_checkout, tool, t, flag)
+        bench.record(s_checkout, tool, t,
+                     "" if t is None else check_tree(bench, tool, "checkout", repo / "data", ds))
 
 
 @group("large", datasets=("large",))
 def group_large(bench: Bench, tool: Tool) -> None:
     ds = bench.datasets["large"]
-    s_add = f"add {ds.files} x {ds.total_bytes / ds.files / MIB:g} MiB files"
+    s_add = f"add {size_label(ds)}"
     with fresh_repo(bench, tool, "large") as repo:
         if repo is None or not copy_tree(ds.path, repo / "big"):
             return bench.fail(tool, s_add)
@@ -339,6 +445,69 @@ def group_startup(bench: Bench, tool: Tool) -> None:
         bench.record(s_status, tool, timed(tool.cmd("status"), repo, env))
 
 
+def push_pull(bench: Bench, tool: Tool, ds: Dataset, what: str, where: str, noop: bool,
+              url: str, options: dict[str, str], env: dict[str, str]) -> None:
+    """Repo with `ds` added (untimed) and remote `store` (default, committed). Timed: first
+    `push`, then (if `noop`) a second `push` with nothing to send, then `pull` in a fresh
+    `git clone`, whose tree is checked against the dataset (untimed)."""
+    s_push, s_noop, s_pull = (f"push {what} ({where})", f"push no-op ({what}, {where})",
+                              f"pull {what} ({where})")
+    scenarios = (s_push, s_noop, s_pull) if noop else (s_push, s_pull)
+    with fresh_repo(bench, tool, f"push-{ds.name}") as repo, \
+            scratch_path(bench, tool, f"clone-{ds.name}") as clone:
+        if repo is None or not (copy_tree(ds.path, repo / "data")
+                                and run(tool.cmd("add", "data"), repo, env)):
+            return bench.fail(tool, *scenarios)
+        commit_pointer(bench, tool, repo, "data")
+        if not (run(tool.cmd("remote", "add", "-d", "store", url), repo, env)
+                and all(run(tool.cmd("remote", "modify", "store", k, v), repo, env)
+                        for k, v in options.items())
+                and run(["git", "add", "--", tool.config_file], repo, env)
+                and run(["git", "commit", "-q", "-m", "remote store"], repo, env)):
+            return bench.fail(tool, *scenarios)
+
+        t = timed(tool.cmd("push"), repo, env)
+        bench.record(s_push, tool, t)
+        if t is None:
+            return bench.fail(tool, *scenarios[1:])
+        if noop:
+            bench.record(s_noop, tool, timed(tool.cmd("push"), repo, env))
+
+        if not run(["git", "clone", "-q", str(repo), str(clone)], bench.root, env):
+            return bench.fail(tool, s_pull)
+        t = timed(tool.cmd("pull"), clone, env)
+        bench.record(s_pull, tool, t,
+                     "" if t is None else check_tree(bench, tool, "pull", clone / "data", ds))
+
+
+@group("push-local", datasets=("small", "large"))
+def group_push_local(bench: Bench, tool: Tool) -> None:
+    small, large = bench.datasets["small"], bench.datasets["large"]
+    for ds, what, noop in ((small, f"{small.files} small files", True), (large, size_label(large), False)):
+        with scratch_path(bench, tool, f"remote-{ds.name}") as remote:
+            remote.mkdir(parents=True)  # a fresh, empty local folder
+            push_pull(bench, tool, ds, what, "local", noop, str(remote), {}, bench.env)
+
+
+def s3_small_name(args: argparse.Namespace) -> str:
+    """The S3 group reuses the small dataset unless --s3-small-files asks for another size."""
+    return "small" if args.s3_small_files == args.small_files else "s3-small"
+
+
+@group("push-s3", datasets=lambda a: (s3_small_name(a), "large"))
+def group_push_s3(bench: Bench, tool: Tool) -> None:
+    small, large = bench.datasets[s3_small_name(bench.args)], bench.datasets["large"]
+    moto = bench.s3()  # one server for the whole run, started on first use
+    bucket = f"bench-r{bench.rep + 1}-{tool.name}"  # fresh bucket per tool per rep
+    moto.create_bucket(bucket)
+    try:
+        for ds, what, noop in ((small, f"{small.files} small files", True), (large, size_label(large), False)):
+            push_pull(bench, tool, ds, what, "S3", noop, f"s3://{bucket}/{ds.name}",
+                      {tool.endpoint_option: moto.endpoint}, {**bench.env, **S3_ENV})
+    finally:
+        moto.reset()  # free moto's memory and temp files before the next tool runs
+
+
 # -------------------------------------------------------------------- report
 def nproc() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
@@ -357,7 +526,7 @@ def cell(bench: Bench, scenario: str, tool: Tool) -> tuple[str, float | None]:
     return (f"{med:.3f}" if med < 1 else f"{med:.2f}") + flags, (None if flags else med)
 
 
-def report(bench: Bench, tools: list[Tool], command: str, interrupted: bool) -> str:
+def report(bench: Bench, tools: list[Tool], command: str, stopped: str) -> str:
     a = bench.args
     lines = [f"$ {command}", "",
              f"- machine: {platform.system()} {platform.release()} {platform.machine()}, "
@@ -365,9 +534,12 @@ def report(bench: Bench, tools: list[Tool], command: str, interrupted: bool) -> 
     lines += [f"- {t.name}: {t.version}" + (f" ({t.exe})" if t.exe else "") for t in tools]
     lines += [f"- datasets: {'; '.join(d.describe() for d in bench.datasets.values())} (seed {a.seed})",
               f"- reps: {a.reps} (tool order alternates per rep); groups: {a.only}; "
-              "cells: median seconds, `!` = checkout restored wrong data", ""]
-    if interrupted:
-        lines += ["**Interrupted: partial results.**", ""]
+              "cells: median seconds, `!` = checkout/pull restored wrong data"]
+    if bench.moto is not None:
+        lines.append(f"- S3: moto server `{bench.moto.exe}` on 127.0.0.1 (a fresh bucket per tool per rep)")
+    lines.append("")
+    if stopped:
+        lines += [f"**{stopped}: partial results.**", ""]
     lines += ["| scenario | mlv (s) | dvc (s) | mlv/dvc |", "|---|---|---|---|"]
     mlv, dvc = tools
     for scenario in bench.timings:
@@ -381,6 +553,7 @@ def write_json(bench: Bench, tools: list[Tool], command: str, path: Path) -> Non
     path.write_text(json.dumps({
         "command": command, "python": platform.python_version(), "nproc": nproc(),
         "reps": bench.args.reps,
+        "moto_server": bench.moto.exe if bench.moto is not None else None,
         "tools": {t.name: {"exe": t.exe, "version": t.version} for t in tools},
         "datasets": {d.name: {"files": d.files, "bytes": d.total_bytes, "sha256": d.fingerprint}
                      for d in bench.datasets.values()},
@@ -396,9 +569,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--mlv", help="mlv executable (default: mlv on PATH)")
     p.add_argument("--dvc", help=f"dvc executable (default: dvc on PATH, else {FALLBACK_DVC})")
     p.add_argument("--reps", type=int, default=3, help="repetitions per cell (default 3)")
-    p.add_argument("--only", default=",".join(GROUPS),
-                   help=f"comma-separated scenario groups (default {','.join(GROUPS)})")
+    p.add_argument("--only", default=DEFAULT_GROUPS,
+                   help=f"comma-separated scenario groups: {', '.join(GROUPS)} (default {DEFAULT_GROUPS})")
     p.add_argument("--small-files", type=int, default=20000, help="files in the small dataset")
+    p.add_argument("--s3-small-files", type=int,
+                   help="files in the small dataset of push-s3 (default: --small-files)")
     p.add_argument("--large-files", type=int, default=4, help="files in the large dataset")
     p.add_argument("--large-mb", type=int, default=256, help="MiB per large file")
     p.add_argument("--seed", type=int, default=1234, help="dataset seed")
@@ -406,12 +581,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (data, repos)")
     p.add_argument("--json", type=Path, help="write raw timings of all reps to this file")
     p.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds allowed per command")
+    p.add_argument("--moto-server", help="moto S3 server executable for push-s3 "
+                   f"(default: moto_server on PATH, else {FALLBACK_MOTO})")
     args = p.parse_args(argv)
     groups = [g.strip() for g in args.only.split(",") if g.strip()]
     if not groups or any(g not in GROUPS for g in groups):
         p.error(f"--only: choose from {', '.join(GROUPS)}")
-    if min(args.reps, args.small_files, args.large_files, args.large_mb) < 1:
-        p.error("--reps, --small-files, --large-files and --large-mb must be >= 1")
+    if args.s3_small_files is None:
+        args.s3_small_files = args.small_files
+    if min(args.reps, args.small_files, args.s3_small_files, args.large_files, args.large_mb) < 1:
+        p.error("--reps, --small-files, --s3-small-files, --large-files and --large-mb must be >= 1")
     args.only = ",".join(groups)
     return args
 
@@ -430,9 +609,9 @@ def main(argv: list[str]) -> int:
     log(f"workdir: {root}")
     for t in tools:
         log(f"{t.name}: {t.exe or 'not found'} -> {t.version}")
-    interrupted = False
+    stopped = ""  # why the run ended early, if it did
     try:
-        for name in dict.fromkeys(d for g in groups for d in GROUPS[g].datasets):
+        for name in dict.fromkeys(d for g in groups for d in GROUPS[g].needs(args)):
             start = time.perf_counter()
             bench.datasets[name] = DATASETS[name](args, root / "datasets" / name)
             log(f"dataset {bench.datasets[name].describe()} made in {time.perf_counter() - start:.1f}s")
@@ -444,18 +623,27 @@ def main(argv: list[str]) -> int:
                         log(f"rep {rep + 1}/{args.reps}, group {g}: {tool.name}")
                         GROUPS[g].run(bench, tool)
     except KeyboardInterrupt:
-        interrupted = True
+        stopped = "Interrupted"
+    except SetupError as exc:
+        log(f"error: {exc}")
+        stopped = f"Aborted ({str(exc).splitlines()[0]})"
     finally:
+        bench.close()  # stops the moto server, if one was started
         if args.keep:
             log(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    print(report(bench, tools, command, interrupted))
+    print(report(bench, tools, command, stopped))
     if args.json:
         write_json(bench, tools, command, args.json)
     failed = any(v is None for per_tool in bench.timings.values() for vs in per_tool.values() for v in vs)
-    return 130 if interrupted else int(failed or bool(bench.notes))
+    return 130 if stopped == "Interrupted" else int(failed or bool(bench.notes) or bool(stopped))
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # clean up (moto server, scratch folder) as for Ctrl-C
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, on_sigterm)
     sys.exit(main(sys.argv[1:]))
