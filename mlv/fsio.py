@@ -143,8 +143,9 @@ def copy_new(src: str, dst: str, mode: int) -> None:
             except OSError as exc:
                 if exc.errno not in _UNSUPPORTED and exc.errno != errno.EXDEV:
                     raise
-            while sent := os.sendfile(fout, fin, offset, 1 << 30):
-                offset += sent
+            if offset < size:  # copy_file_range unsupported here, or the file grew
+                while sent := os.sendfile(fout, fin, offset, 1 << 30):
+                    offset += sent
         finally:
             os.close(fout)
     finally:
