@@ -17,8 +17,7 @@ def materialize(odb: ObjectStore, oid: str, dst: str, link_types: list[str],
         if os.path.lexists(folder):
             fsio.remove_file(folder)
         fsio.makedirs(folder)
-    fsio.place_first_working(odb.path_of(oid), dst, link_types, mode, skip=skip)
-    return os.stat(dst)
+    return fsio.place_first_working(odb.path_of(oid), dst, link_types, mode, skip=skip)
 
 
 def is_link_to(dst: str, odb: ObjectStore, oid: str, kind: str) -> bool:

@@ -74,6 +74,8 @@ def _read(path: str) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    if text.strip() in ("", "{}"):
+        return {}  # the default config: no need to load a YAML parser
     data, _ = yamlio.load(text, path, ConfigError)
     if data is None:
         return {}

@@ -126,8 +126,9 @@ _UNSUPPORTED = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno
                 errno.EMLINK, errno.ENOSYS}
 
 
-def copy_new(src: str, dst: str, mode: int) -> None:
-    """Copy `src` to a new file `dst` inside the kernel (copy_file_range, else sendfile)."""
+def copy_new(src: str, dst: str, mode: int) -> os.stat_result:
+    """Copy `src` to a new file `dst` inside the kernel (copy_file_range, else sendfile).
+    Returns the new file's stat (its inode and mtime survive a later rename)."""
     fin = os.open(src, os.O_RDONLY)
     try:
         fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -143,15 +144,17 @@ def copy_new(src: str, dst: str, mode: int) -> None:
             except OSError as exc:
                 if exc.errno not in _UNSUPPORTED and exc.errno != errno.EXDEV:
                     raise
-            while sent := os.sendfile(fout, fin, offset, 1 << 30):
-                offset += sent
+            if offset < size:  # copy_file_range unsupported here, or the file grew
+                while sent := os.sendfile(fout, fin, offset, 1 << 30):
+                    offset += sent
+            return os.fstat(fout)
         finally:
             os.close(fout)
     finally:
         os.close(fin)
 
 
-def _make(src: str, dst: str, link_type: str, mode: int) -> None:
+def _make(src: str, dst: str, link_type: str, mode: int) -> os.stat_result | None:
     if link_type == "hardlink":
         os.link(src, dst)
     elif link_type == "symlink":
@@ -160,10 +163,12 @@ def _make(src: str, dst: str, link_type: str, mode: int) -> None:
         _reflink(src, dst)
         os.chmod(dst, mode)
     else:
-        copy_new(src, dst, mode)
+        return copy_new(src, dst, mode)
+    return None
 
 
-def place(src: str, dst: str, link_type: str, mode: int, fresh: bool = False) -> None:
+def place(src: str, dst: str, link_type: str, mode: int,
+          fresh: bool = False) -> os.stat_result | None:
     """Make `dst` hold the bytes of `src` (a cache object), replacing any file atomically.
 
     `mode` applies to reflinks and copies (less the umask); hard links share the
@@ -172,17 +177,17 @@ def place(src: str, dst: str, link_type: str, mode: int, fresh: bool = False) ->
     """
     if fresh:
         try:
-            _make(src, dst, link_type, mode)
+            return _make(src, dst, link_type, mode)
         except BaseException as exc:
             _unlink_quiet(dst)
             if isinstance(exc, OSError):
                 raise storage_error(exc, dst) from exc
             raise
-        return
     tmp = tmp_name(dst)
     try:
-        _make(src, tmp, link_type, mode)
+        st = _make(src, tmp, link_type, mode)
         commit(tmp, dst)
+        return st
     except BaseException as exc:
         _unlink_quiet(tmp)
         if isinstance(exc, OSError):
@@ -191,8 +196,8 @@ def place(src: str, dst: str, link_type: str, mode: int, fresh: bool = False) ->
 
 
 def place_first_working(src: str, dst: str, link_types: list[str], mode: int,
-                        fresh: bool = False, skip: set[str] | None = None) -> str:
-    """Try each link type in order; return the one that worked.
+                        fresh: bool = False, skip: set[str] | None = None) -> os.stat_result:
+    """Try each link type in order; return the stat of what was placed.
 
     A type the filesystem does not support (reflink on ext4, hard links across
     disks) is added to `skip`, so the caller's later calls do not try it again.
@@ -202,8 +207,8 @@ def place_first_working(src: str, dst: str, link_types: list[str], mode: int,
     kinds = [k for k in link_types if k not in skip] or link_types[-1:]
     for i, kind in enumerate(kinds):
         try:
-            place(src, dst, kind, mode, fresh)
-            return kind
+            st = place(src, dst, kind, mode, fresh)
+            return st if st is not None else os.stat(dst)
         except StorageError as exc:
             cause = exc.__cause__
             last = i == len(kinds) - 1

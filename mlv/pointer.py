@@ -7,6 +7,7 @@ that could leave the repository is refused before anything on disk changes.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,8 +76,36 @@ def load(file: str, root: str, display: str | None = None,
                            hint=f"restore it with `git checkout -- {name}`") from None
     except OSError as exc:
         raise PointerError(f"{name}: cannot read ({exc.strerror})") from None
-    data, lines = yamlio.load(text, name, PointerError)
+    data, lines = _fast_parse(text) or yamlio.load(text, name, PointerError)
     return _validate(file, name, (root, cache_root or root), data, lines)
+
+
+# The exact text `dumps` writes for a plain path: read without a YAML parser (fast
+# start-up). Anything else -- hand edits, quoted names -- goes through PyYAML.
+_CANONICAL = re.compile(
+    r"((?:#[^\n]*\n)*)outs:\n- path: ([A-Za-z_][A-Za-z0-9_.-]*)\n"
+    r"  xxh128: ([0-9a-f]{32}(?:\.dir)?)\n  size: (0|[1-9][0-9]*)\n"
+    r"(?:  nfiles: (0|[1-9][0-9]*)\n)?(  exec: true\n)?\Z")
+_YAML_WORDS = {"yes", "no", "true", "false", "on", "off", "null"}  # not plain strings in YAML
+
+
+def _fast_parse(text: str) -> tuple[dict[str, Any], yamlio.Lines] | None:
+    match = _CANONICAL.match(text)
+    if match is None or match.group(2).lower() in _YAML_WORDS:
+        return None
+    header, path, oid, size, nfiles, exec_bit = match.groups()
+    first = header.count("\n") + 1  # line of `outs:`
+    item: dict[str, Any] = {"path": path, "xxh128": oid, "size": int(size)}
+    at = ("outs", 0)
+    lines: yamlio.Lines = {(): first, ("outs",): first, at: first + 1, at + ("path",): first + 1,
+                           at + ("xxh128",): first + 2, at + ("size",): first + 3}
+    if nfiles is not None:
+        item["nfiles"] = int(nfiles)
+        lines[at + ("nfiles",)] = first + 4
+    if exec_bit:
+        item["exec"] = True
+        lines[at + ("exec",)] = first + 4 + (nfiles is not None)
+    return {"outs": [item]}, lines
 
 
 def _fail(name: str, lines: yamlio.Lines, where: tuple[Any, ...], what: str) -> PointerError:

@@ -409,6 +409,9 @@ def _s3_options(options: dict[str, Any]) -> dict[str, Any]:
             "read_timeout": 60,
             "retries": {"max_attempts": 3, "mode": "standard"},
             "max_pool_connections": 64,
+            # mlv verifies every object by its own hash; skip botocore's extra checksums.
+            "request_checksum_calculation": "when_required",
+            "response_checksum_validation": "when_required",
         },
     }
     if options.get("access_key_id"):

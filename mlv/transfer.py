@@ -41,19 +41,25 @@ def push(odb: ObjectStore, remote: Remote, roots: set[str],
     start = time.monotonic()
     result = TransferResult()
     dirs = sorted(o for o in roots if o.endswith(".dir"))
+    # Ask about the manifests first: one that is on the remote vouches for its files,
+    # so an up-to-date folder costs one request, not one listing of the whole remote.
+    dirs_there = remote.has(dirs) if dirs else set()
     listing = {d: _manifest(odb, d) for d in dirs}
+    vouched = {e.oid for d in dirs_there for e in listing[d] or []}
     files = {o for o in roots if not o.endswith(".dir")}
-    for entries in listing.values():
-        files.update(e.oid for e in entries or [])
-    wanted = files | set(dirs)
+    for d in dirs:
+        if d not in dirs_there:
+            files.update(e.oid for e in listing[d] or [])
+    files -= vouched
+    wanted = files | (set(dirs) - dirs_there)
     local = odb.existing(sorted(wanted))
-    present = remote.has(sorted(wanted))
+    present = remote.has(sorted(wanted)) | dirs_there
     result.missing = sorted(wanted - local - present)  # nowhere to push them from
-    result.already = len(present)
+    result.already = len(present) + len(vouched)
     todo = sorted(o for o in files if o in local and o not in present)
     failures = remote.upload([(odb.path_of(o), o) for o in todo], progress)
     result.failed.update({o: _reason(e) for o, e in failures.items()})
-    on_remote = present | (set(todo) - set(failures))
+    on_remote = present | vouched | (set(todo) - set(failures))
     ready = []
     for d in dirs:
         if d not in local or d in present:

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from mlv.errors import MlvError
-
-try:
-    _Loader: Any = yaml.CSafeLoader
-    _Dumper: Any = yaml.CSafeDumper
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
-    _Dumper = yaml.SafeDumper
 
 Lines = dict[tuple[Any, ...], int]
 
 
+def _yaml() -> tuple[Any, Any, Any]:
+    """PyYAML with its C loader and dumper, imported only when a file needs parsing."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml, loader, dumper
+
+
 def load(text: str, filename: str, error: type[MlvError] = MlvError) -> tuple[Any, Lines]:
     """Parse YAML; return the data and a map from key path to 1-based line number."""
+    yaml, loader_class, _ = _yaml()
     try:
-        loader = _Loader(text)
+        loader = loader_class(text)
         try:
             node = loader.get_single_node()
             data = loader.construct_document(node) if node is not None else None
@@ -40,6 +41,8 @@ def load(text: str, filename: str, error: type[MlvError] = MlvError) -> tuple[An
 
 
 def _walk(node: Any, path: tuple[Any, ...], lines: Lines) -> None:
+    import yaml
+
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
@@ -60,5 +63,6 @@ def line_of(lines: Lines, path: tuple[Any, ...]) -> int | None:
 
 def dump(data: Any) -> str:
     """Deterministic YAML: keys in the order given, block style, trailing newline."""
-    return str(yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+    yaml, _, dumper = _yaml()
+    return str(yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=False,
                          allow_unicode=True, width=1000))

@@ -115,3 +115,22 @@ def test_status_rereads_only_files_whose_stat_changed(mlv, mlv_repo: Path,
     res = mlv("status", cwd=mlv_repo)
     assert "everything is up to date" in res.stdout
     assert read == ["f3"]
+
+
+@pytest.mark.parametrize("out", [
+    pointer.Out("data", "ab" * 16 + ".dir", 10, 3),
+    pointer.Out("model.pkl", "cd" * 16, 0),
+    pointer.Out("run.sh", "ef" * 16, 5, None, True),
+    pointer.Out("été 2024", "01" * 16, 7),
+    pointer.Out("true", "23" * 16, 1),
+    pointer.Out("-x", "45" * 16, 1),
+])
+def test_pointer_reads_the_same_with_and_without_the_fast_parser(
+        tmp_path: Path, out: pointer.Out, monkeypatch: pytest.MonkeyPatch) -> None:
+    file = tmp_path / f"{out.path}.mlv"
+    file.write_text(pointer.dumps([out]), encoding="utf-8")
+    fast = pointer.load(str(file), str(tmp_path))
+    monkeypatch.setattr(pointer, "_fast_parse", lambda text: None)
+    slow = pointer.load(str(file), str(tmp_path))
+    assert fast == slow
+    assert fast.outs == (out,)

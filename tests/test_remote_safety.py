@@ -245,17 +245,20 @@ def test_pull_refuses_objects_that_fail_verification(
     assert not (work / "models").exists()
     assert no_temps(work) == []
 
-    # The repair the hint describes: fsck --remote lists the damaged objects; once they
-    # are deleted there, a push from a good copy restores them and the pull completes.
+    # The repair the hint describes: fsck --remote lists the damaged objects and the
+    # manifests that vouch for them (push trusts a manifest on the remote to mean its
+    # files are there); once those are deleted, a push from a good copy restores them.
     res = mlv("fsck", "--remote", "store", cwd=work)
     assert res.exit_code == 1, res.output
     damaged = set(re.findall(r"^damaged (\S+)", res.stdout, re.M))
     assert damaged == {changed, truncated, models_dir}, res.output
-    for oid in damaged:
+    vouching = set(re.findall(r"^lists-damaged (\S+)", res.stdout, re.M))
+    assert vouching == {data_dir}, res.output
+    for oid in damaged | vouching:
         remote.delete(oid)
     res = mlv("push", cwd=repo)
     assert res.exit_code == 0, res.output
-    assert res.stdout.startswith("pushed 3 files, "), res.output
+    assert res.stdout.startswith("pushed 4 files, "), res.output
     res = mlv("pull", cwd=work)
     assert res.exit_code == 0, res.output
     assert read_tree(work / "data") == files

@@ -151,9 +151,8 @@ def _write_all(repo: Repo, base: str, entries: list[Entry], fresh: bool,
         dst = _join(base, e.path)
         mode = 0o755 if e.exec else 0o644
         if fresh:
-            fsio.place_first_working(repo.odb.path_of(e.oid), dst, link_types, mode,
-                                     fresh=True, skip=repo.link_skip)
-            st = os.stat(dst)
+            st = fsio.place_first_working(repo.odb.path_of(e.oid), dst, link_types, mode,
+                                          fresh=True, skip=repo.link_skip)
         else:
             st = materialize(repo.odb, e.oid, dst, link_types, e.exec, repo.link_skip)
         repo.state.set(st, e.oid)

@@ -24,6 +24,9 @@ class FsckResult:
     where: str  # "cache" or "remote 'NAME'"
     checked: int = 0
     bad: dict[str, list[str]] = field(default_factory=dict)  # oid -> pointers using it
+    # Remote manifests that list a damaged object: push trusts a manifest on the remote to
+    # mean its files are there, so these must go too before a push can repair the data.
+    vouching: list[str] = field(default_factory=list)
 
 
 def _users(repo: Repo) -> dict[str, list[str]]:
@@ -80,5 +83,14 @@ def fsck(repo: Repo, remote: str | None = None, sample: float | None = None,
                         os.unlink(path)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        damaged = set(bad)
+        if damaged:
+            from mlv.transfer import entries_anywhere
+
+            for oid in sorted(source.list_oids()):
+                if oid.endswith(".dir") and oid not in damaged:
+                    entries = entries_anywhere(repo.odb, source, oid) or []
+                    if any(e.oid in damaged for e in entries):
+                        result.vouching.append(oid)
     result.bad = {oid: users.get(oid, []) for oid in bad}
     return result

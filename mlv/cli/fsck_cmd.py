@@ -46,11 +46,14 @@ def fsck(remote_name: str | None, sample: str | None, jobs: int | None, quiet: b
     progress.done()
     for oid, users in sorted(result.bad.items()):
         click.echo(f"damaged {oid}" + (f" (used by {', '.join(users[:5])})" if users else ""))
+    for oid in result.vouching:
+        click.echo(f"lists-damaged {oid} (a folder manifest that lists a damaged object)")
     if result.bad:
         raise MlvError(f"{plural(len(result.bad), 'damaged object')} in the {result.where} "
                        f"(of {result.checked} checked)",
-                       hint=("delete the damaged objects on the remote, then `mlv push` from a "
-                             "machine with a good copy" if remote_name else
+                       hint=("delete the damaged objects and the manifests that list them "
+                             "(`lists-damaged`) on the remote, then `mlv push` from a machine "
+                             "with a good copy" if remote_name else
                              "delete the damaged objects from the cache, then `mlv fetch` them "
                              "or `mlv add` the data again"))
     click.echo(f"{plural(result.checked, 'object')} in the {result.where}: all good")
