@@ -487,8 +487,12 @@ def test_ctrl_c_stops_the_stage_and_keeps_the_lock(mlv, mlv_repo: Path) -> None:
     ok(mlv("stage", "add", "-n", "slow", "-d", "quick.txt", "-o", "slow.txt",
            "echo $$ > slow.pid && echo sleeping && sleep 30 && echo s > slow.txt",
            cwd=mlv_repo))
+    # As from a terminal: SIGINT at its default even when this test runs in the
+    # background (a non-interactive shell starts background jobs with SIGINT ignored).
     proc = subprocess.Popen(MLV + ["repro"], cwd=mlv_repo, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                             signal.SIG_DFL))
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
     try:
