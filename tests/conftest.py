@@ -116,6 +116,23 @@ def read_tree(root: Path) -> dict[str, bytes]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def xxh(data: bytes) -> str:
+    """The object id mlv gives these bytes."""
+    import xxhash
+
+    return str(xxhash.xxh3_128_hexdigest(data))
+
+
+def file_xxh(path: Path) -> str:
+    import xxhash
+
+    hasher = xxhash.xxh3_128()
+    with open(path, "rb") as fobj:
+        while block := fobj.read(1 << 22):
+            hasher.update(block)
+    return str(hasher.hexdigest())
+
+
 def cache_objects(repo: Path) -> dict[str, Path]:
     base = repo / ".mlv" / "cache" / "xxh128"
     if not base.exists():

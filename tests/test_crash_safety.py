@@ -21,28 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import xxhash
 import yaml
 
 from mlv import fsio
-from tests.conftest import MLV, git, make_tree, read_tree, run_mlv
+from tests.conftest import MLV, file_xxh, git, make_tree, read_tree, run_mlv, xxh
 
 TMP_MARK = ".mlvtmp-"
 
 
 # ---- checks shared by every test ------------------------------------------------------
-
-def xxh(data: bytes) -> str:
-    return xxhash.xxh3_128_hexdigest(data)
-
-
-def file_xxh(path: Path) -> str:
-    hasher = xxhash.xxh3_128()
-    with open(path, "rb") as fobj:
-        while block := fobj.read(1 << 22):
-            hasher.update(block)
-    return hasher.hexdigest()
-
 
 def store_objects(repo: Path) -> dict[str, Path]:
     """Every object in the local cache under its final name; checks what the store holds:

@@ -24,26 +24,22 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import xxhash
 
-from tests.conftest import MLV, add_remote, git, make_tree, read_tree, run_mlv
+from tests.conftest import (
+    MLV,
+    add_remote,
+    file_xxh,
+    git,
+    make_tree,
+    read_tree,
+    run_mlv,
+    xxh,
+)
 
 TMP_MARK = ".mlvtmp-"
 
 
 # ---- helpers ---------------------------------------------------------------------------
-
-def xxh(data: bytes) -> str:
-    return xxhash.xxh3_128_hexdigest(data)
-
-
-def file_xxh(path: Path) -> str:
-    hasher = xxhash.xxh3_128()
-    with open(path, "rb") as fobj:
-        while block := fobj.read(1 << 22):
-            hasher.update(block)
-    return hasher.hexdigest()
-
 
 def pointer_oid(pointer: Path) -> str:
     [oid] = re.findall(r"xxh128: (\S+)", pointer.read_text())
