@@ -12,7 +12,6 @@ import fcntl
 import itertools
 import os
 import shutil
-import stat
 import time
 
 from mlv.errors import LockError, StorageError
@@ -216,13 +215,6 @@ def place_first_working(src: str, dst: str, link_types: list[str], mode: int,
                 raise
             skip.add(kind)
     raise AssertionError("unreachable")
-
-
-def make_readonly(path: str) -> None:
-    st = os.lstat(path)
-    ro = stat.S_IMODE(st.st_mode) & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
-    if ro != stat.S_IMODE(st.st_mode):
-        os.chmod(path, ro)
 
 
 def remove_file(path: str) -> None:

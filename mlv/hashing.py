@@ -38,8 +38,9 @@ def is_oid(value: str) -> bool:
     return bool(OID_RE.match(value))
 
 
-def is_dir_oid(oid: str) -> bool:
-    return oid.endswith(".dir")
+def intact(path: str, oid: str) -> bool:
+    """True when the file's bytes hash to `oid` (a manifest's id is its hash + ".dir")."""
+    return hash_file(path)[0] == oid.removesuffix(".dir")
 
 
 def default_jobs() -> int:

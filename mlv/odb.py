@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from mlv import fsio
 from mlv.errors import StorageError
-from mlv.hashing import HASH_NAME, SMALL, hash_bytes, hash_file, is_oid
+from mlv.hashing import HASH_NAME, SMALL, hash_bytes, hash_file, intact, is_oid
 
 OBJECT_MODE = 0o444
 
@@ -110,8 +110,7 @@ class ObjectStore:
         """Verify a downloaded temp file and rename it into place. False (and the temp
         removed) when its bytes do not hash to `oid`."""
         try:
-            digest, _ = hash_file(tmp)
-            if digest != oid.removesuffix(".dir"):
+            if not intact(tmp, oid):
                 fsio.remove_file(tmp)
                 return False
             os.chmod(tmp, OBJECT_MODE)
@@ -148,11 +147,3 @@ class ObjectStore:
                 oid = prefix + name
                 path = os.path.join(folder, name)
                 yield (oid if is_oid(oid) else ""), path
-
-    def check(self, oid: str) -> bool:
-        """Re-hash an object; True when its bytes match its name."""
-        try:
-            digest, _ = hash_file(self.path_of(oid))
-        except OSError as exc:
-            raise StorageError(f"cannot read object {oid}: {exc}") from exc
-        return digest == oid.removesuffix(".dir")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from mlv import manifest
 from mlv.api import remote as remote_api
 from mlv.api import targets as targets_mod
-from mlv.hashing import hash_file
+from mlv.hashing import intact
 from mlv.repo import Repo
 from mlv.workspace import Progress, parallel_map
 
@@ -48,7 +48,7 @@ def _users(repo: Repo) -> dict[str, list[str]]:
 
 def _good(path: str, oid: str) -> bool:
     try:
-        return hash_file(path)[0] == oid.removesuffix(".dir")
+        return intact(path, oid)
     except OSError:
         return False
 

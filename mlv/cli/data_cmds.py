@@ -9,15 +9,8 @@ import click
 
 if TYPE_CHECKING:
     from mlv.api.checkout import CheckoutResult
-    from mlv.repo import Repo
 
-from mlv.cli.ui import Progress, human_size, listing, plural
-
-
-def _repo() -> Repo:
-    from mlv.repo import Repo
-
-    return Repo.find()
+from mlv.cli.ui import Progress, find_repo, human_size, listing, plural
 
 
 @click.command()
@@ -35,7 +28,7 @@ def add(paths: tuple[str, ...], quiet: bool) -> None:
     """
     from mlv.api.add import add as api_add
 
-    repo = _repo()
+    repo = find_repo()
     progress = Progress("hashing", quiet)
     results = api_add(repo, list(paths), progress.callback)
     progress.done()
@@ -91,7 +84,7 @@ def status(targets: tuple[str, ...], as_json: bool, quiet: bool, cloud: bool,
         _cloud_status(list(targets), as_json, quiet, remote_name)
         return
 
-    repo = _repo()
+    repo = find_repo()
     report = api_status(repo, list(targets))
     result = report.changed
     stale: list[tuple[str, list[str]]] = []
@@ -154,7 +147,7 @@ def checkout(targets: tuple[str, ...], force: bool, relink: bool, quiet: bool) -
     from mlv.api.checkout import checkout as api_checkout
 
     progress = Progress("checking out", quiet)
-    result = api_checkout(_repo(), list(targets), force=force, relink=relink,
+    result = api_checkout(find_repo(), list(targets), force=force, relink=relink,
                           progress=progress.callback)
     progress.done()
     report_checkout(result, quiet)
@@ -164,7 +157,7 @@ def _cloud_status(targets: list[str], as_json: bool, quiet: bool,
                   remote_name: str | None) -> None:
     from mlv.api.status import cloud_status
 
-    report = cloud_status(_repo(), targets, remote_name)
+    report = cloud_status(find_repo(), targets, remote_name)
     if quiet:
         raise click.exceptions.Exit(1 if report.changed else 0)
     if as_json:
@@ -226,7 +219,7 @@ def remove(targets: tuple[str, ...], outs: bool) -> None:
     """
     from mlv.api.track import remove as api_remove
 
-    for r in api_remove(_repo(), list(targets), outs=outs):
+    for r in api_remove(find_repo(), list(targets), outs=outs):
         extra = f" and {', '.join(r.outs_removed)}" if r.outs_removed else ""
         click.echo(f"removed {r.pointer}{extra}")
 
@@ -243,7 +236,7 @@ def move(src: str, dst: str) -> None:
     """
     from mlv.api.track import move as api_move
 
-    moved = api_move(_repo(), src, dst)
+    moved = api_move(find_repo(), src, dst)
     click.echo(f"moved {moved.src} -> {moved.dst} ({moved.pointer})")
 
 

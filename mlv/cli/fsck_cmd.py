@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mlv.cli.ui import Progress, plural
+from mlv.cli.ui import Progress, find_repo, plural
 from mlv.errors import MlvError, UsageError
 
 
@@ -36,13 +36,12 @@ def fsck(remote_name: str | None, sample: str | None, jobs: int | None, quiet: b
       mlv fsck --remote store --sample 5%
     """
     from mlv.api.fsck import fsck as api_fsck
-    from mlv.repo import Repo
 
     pct = _percent(sample)
     if pct is not None and remote_name is None:
         raise UsageError("--sample needs --remote")
     progress = Progress("checking", quiet)
-    result = api_fsck(Repo.find(), remote_name, pct, jobs, progress.callback)
+    result = api_fsck(find_repo(), remote_name, pct, jobs, progress.callback)
     progress.done()
     for oid, users in sorted(result.bad.items()):
         click.echo(f"damaged {oid}" + (f" (used by {', '.join(users[:5])})" if users else ""))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mlv.cli.ui import human_size, plural
+from mlv.cli.ui import find_repo, human_size, plural
 from mlv.errors import UsageError
 
 
@@ -29,7 +29,6 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
       mlv gc --all-branches --dry
     """
     from mlv.api.gc import gc as api_gc
-    from mlv.repo import Repo
 
     if not (workspace or all_branches or all_tags or all_commits):
         raise UsageError("choose what to keep: --workspace, --all-branches, --all-tags "
@@ -38,7 +37,7 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
     if cloud or remote_name:
         from mlv.api.gc import gc_cloud
 
-        name, result = gc_cloud(Repo.find(), remote_name, all_branches, all_tags, all_commits,
+        name, result = gc_cloud(find_repo(), remote_name, all_branches, all_tags, all_commits,
                                 dry)
         for oid, _ in result.removed if dry else []:
             click.echo(f"would delete {oid}")
@@ -46,7 +45,7 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
         click.echo(f"{verb} {plural(len(result.removed), 'object')} on remote '{name}'; "
                    f"{result.kept} kept")
         return
-    result = api_gc(Repo.find(), all_branches, all_tags, all_commits, dry)
+    result = api_gc(find_repo(), all_branches, all_tags, all_commits, dry)
     if dry:
         for oid, size in result.removed:
             click.echo(f"would delete {oid} ({human_size(size)})")

@@ -5,20 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from mlv.cli.ui import find_repo
 from mlv.errors import MlvError
-
-if TYPE_CHECKING:
-    from mlv.repo import Repo
-
-
-def _repo() -> Repo:
-    from mlv.repo import Repo
-
-    return Repo.find()
 
 
 @click.group()
@@ -68,7 +60,7 @@ def stage_add(name: str, deps: tuple[str, ...], outs: tuple[str, ...],
     cmd = command[0] if len(command) == 1 else shlex.join(command)
     new = NewStage(name, cmd, list(deps), list(outs), list(outs_no_cache), keys,
                    list(metrics), list(metrics_no_cache), list(plots), wdir, always_changed)
-    add_stage(_repo(), new, force=force)
+    add_stage(find_repo(), new, force=force)
     click.echo(f"added stage {name} to mlv.yaml; run `mlv repro {name}` to run it")
 
 
@@ -82,7 +74,7 @@ def stage_list() -> None:
     """
     from mlv.api.stage import list_stages
 
-    stages = list_stages(_repo())
+    stages = list_stages(find_repo())
     if not stages:
         click.echo("no stages; add one with `mlv stage add`")
     for st in stages:
@@ -129,7 +121,7 @@ def repro(targets: tuple[str, ...], dry: bool, force: bool, single_item: bool, d
 
     options = ReproOptions(list(targets), dry, force, single_item, downstream, jobs,
                            keep_going, pull, not no_run_cache)
-    the_plan, result = api_repro(_repo(), options, _Printer())
+    the_plan, result = api_repro(find_repo(), options, _Printer())
     if dry:
         if not the_plan.order:
             click.echo("everything is up to date; nothing would run")
@@ -170,7 +162,7 @@ def commit(targets: tuple[str, ...]) -> None:
     """
     from mlv.api.repro import commit as api_commit
 
-    for name in api_commit(_repo(), list(targets)):
+    for name in api_commit(find_repo(), list(targets)):
         click.echo(f"committed stage {name}")
 
 
@@ -187,7 +179,7 @@ def dag(fmt: str | None, outs: bool) -> None:
     """
     from mlv.api.stage import dag_text
 
-    click.echo(dag_text(_repo(), fmt or "text", outs))
+    click.echo(dag_text(find_repo(), fmt or "text", outs))
 
 
 def _table(data: dict[str, dict[str, Any]], as_json: bool, md: bool, what: str) -> None:
@@ -229,7 +221,7 @@ def params_show(as_json: bool) -> None:
     """
     from mlv.api.stage import params_show as api_params
 
-    _table(api_params(_repo()), as_json, False, "params")
+    _table(api_params(find_repo()), as_json, False, "params")
 
 
 @click.group()
@@ -254,7 +246,7 @@ def metrics_show(as_json: bool, md: bool) -> None:
     """
     from mlv.api.stage import metrics_show as api_metrics
 
-    _table(api_metrics(_repo()), as_json, md, "metrics")
+    _table(api_metrics(find_repo()), as_json, md, "metrics")
 
 
 COMMANDS = [stage, repro, commit, dag, params, metrics]

@@ -6,18 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mlv.cli.ui import Progress, human_size, plural
+from mlv.cli.ui import Progress, find_repo, human_size, plural
 from mlv.errors import MlvError
 
 if TYPE_CHECKING:
-    from mlv.repo import Repo
     from mlv.transfer import TransferResult
-
-
-def _repo() -> Repo:
-    from mlv.repo import Repo
-
-    return Repo.find()
 
 
 @click.group()
@@ -44,7 +37,7 @@ def remote_add(name: str, url: str, default: bool, local: bool) -> None:
     """
     from mlv.api import remote as api
 
-    api.add(_repo(), name, url, default=default, local=local)
+    api.add(find_repo(), name, url, default=default, local=local)
     click.echo(f"added remote '{name}' -> {url}" + (" (default)" if default else ""))
 
 
@@ -58,7 +51,7 @@ def remote_list() -> None:
     """
     from mlv.api import remote as api
 
-    infos = api.listing(_repo())
+    infos = api.listing(find_repo())
     if not infos:
         click.echo("no remotes; add one with `mlv remote add NAME URL`")
     for info in infos:
@@ -80,7 +73,7 @@ def remote_remove(name: str) -> None:
     """
     from mlv.api import remote as api
 
-    api.remove(_repo(), name)
+    api.remove(find_repo(), name)
     click.echo(f"removed remote '{name}'")
 
 
@@ -100,7 +93,7 @@ def remote_modify(name: str, key: str, value: str | None, local: bool, unset: bo
     """
     from mlv.api import remote as api
 
-    api.modify(_repo(), name, key, value, local=local, unset=unset)
+    api.modify(find_repo(), name, key, value, local=local, unset=unset)
     from mlv.remote import SECRET_KEYS
 
     shown = "***" if key in SECRET_KEYS else value
@@ -119,7 +112,7 @@ def remote_default(name: str | None, local: bool) -> None:
     """
     from mlv.api import remote as api
 
-    repo = _repo()
+    repo = find_repo()
     if name is None:
         current = api.default_name(repo)
         if current is None:
@@ -195,11 +188,11 @@ def push(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, qu
 
     progress = Progress("pushing", quiet)
     where = api.Scope(list(targets), all_branches, all_tags, all_commits)
-    name, result = api.push(_repo(), where, remote_name, jobs, progress.callback)
+    name, result = api.push(find_repo(), where, remote_name, jobs, progress.callback)
     progress.done()
     _report("pushed", name, result, quiet)
     if run_cache:
-        name, result = api.push_run_cache(_repo(), remote_name, jobs)
+        name, result = api.push_run_cache(find_repo(), remote_name, jobs)
         _report("pushed run-cache:", name, result, quiet)
 
 
@@ -218,7 +211,7 @@ def fetch(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, q
 
     progress = Progress("fetching", quiet)
     where = api.Scope(list(targets), all_branches, all_tags, all_commits)
-    name, result = api.fetch(_repo(), where, remote_name, jobs, progress.callback)
+    name, result = api.fetch(find_repo(), where, remote_name, jobs, progress.callback)
     progress.done()
     _report("fetched", name, result, quiet)
 
@@ -241,12 +234,12 @@ def pull(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, qu
     from mlv.cli.data_cmds import report_checkout
 
     if run_cache:
-        run_name, runs = api.fetch_run_cache(_repo(), remote_name, jobs)
+        run_name, runs = api.fetch_run_cache(find_repo(), remote_name, jobs)
         _report("fetched run-cache:", run_name, runs, quiet)
     progress = Progress("pulling", quiet)
     problem = None
     try:
-        name, fetched, done = api.pull(_repo(), list(targets), remote_name, jobs, force,
+        name, fetched, done = api.pull(find_repo(), list(targets), remote_name, jobs, force,
                                        progress.callback)
     finally:
         progress.done()

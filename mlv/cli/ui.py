@@ -5,8 +5,19 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from mlv.repo import Repo
+
+
+def find_repo() -> Repo:
+    """The repository around the current folder (imported only when a command runs)."""
+    from mlv.repo import Repo
+
+    return Repo.find()
 
 
 def human_size(size: float) -> str:

@@ -168,12 +168,10 @@ class Runner:
             if not pipe.reasons(stage):
                 self.emit(f"stage {stage.name} is up to date (its inputs did not change)")
                 return "unchanged"
-        deps = {}
-        for dep in stage.deps:
-            hashed = pipe.hash_path(dep, fresh=True)
-            if hashed is None:
-                raise StageFailed(f"dep {dep} does not exist")
-            deps[dep] = hashed
+        try:
+            deps = pipe.hash_deps(stage)
+        except PipelineError as exc:
+            raise StageFailed(exc.message) from None
         params = pipe.params_of(stage)
         key = runcache.key(stage.name, stage.cmd, deps, params)
         use_cache = self.use_run_cache and not stage.always_changed and bool(stage.outs)

@@ -109,15 +109,20 @@ class Pipeline:
         found += [f"out {p} removed" for p in sorted(set(entry.outs) - declared)]
         return found
 
+    def hash_deps(self, stage: Stage) -> dict[str, Hashed]:
+        """Every dependency's current content id, read afresh."""
+        deps = {}
+        for dep in stage.deps:
+            hashed = self.hash_path(dep, fresh=True)
+            if hashed is None:
+                raise PipelineError(f"stage {stage.name}: dep {dep} does not exist")
+            deps[dep] = hashed
+        return deps
+
     def entry_now(self, stage: Stage, deps: dict[str, Hashed] | None = None) -> LockEntry:
         """A lock entry from the workspace as it is now."""
         if deps is None:
-            deps = {}
-            for dep in stage.deps:
-                hashed = self.hash_path(dep, fresh=True)
-                if hashed is None:
-                    raise PipelineError(f"stage {stage.name}: dep {dep} does not exist")
-                deps[dep] = hashed
+            deps = self.hash_deps(stage)
         outs = {}
         for out in stage.outs:
             hashed = self.hash_path(out.path, fresh=True)
