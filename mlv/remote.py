@@ -12,9 +12,10 @@ import asyncio
 import copy
 import os
 import posixpath
+from collections import deque
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from mlv import fsio
@@ -26,6 +27,14 @@ from mlv.workspace import Progress, parallel_map
 EXISTS_ONE_BY_ONE = 64
 SECRET_KEYS = ("access_key_id", "secret_access_key", "session_token")
 REMOTE_KEYS = ("url", "endpoint_url", "profile", "region", "jobs") + SECRET_KEYS
+# S3 objects up to this size move in one request each; bigger ones in parallel parts.
+# One request is the least work for the endpoint, and with many objects in flight the
+# connections are busy anyway; parts pay off only when one stream would be the
+# bottleneck (rclone switches to multi-stream downloads at the same size).
+WHOLE_OBJECT_MAX = 256 * 2**20
+PART_SIZE = 64 * 2**20  # bigger objects move in parts of this size, 10 at a time
+# Uploads hold what they send in memory: the bytes in flight stay under this.
+UPLOAD_BUFFER_MAX = 2**30
 
 
 class RemoteError(MlvError):
@@ -75,9 +84,11 @@ class Remote(ABC):
 
     @abstractmethod
     def download(self, items: list[tuple[str, str]], progress: Progress | None,
-                 after: After | None = None) -> Failures:
+                 after: After | None = None, sizes: dict[str, int] | None = None
+                 ) -> Failures:
         """Download (oid, local temp path) pairs. `after(oid, path)` runs as soon as each
-        one has arrived (to verify and keep it). Returns the failures by oid."""
+        one has arrived (to verify and keep it); `sizes` are the expected sizes where
+        known. Returns the failures by oid."""
 
     @abstractmethod
     def delete(self, oids: list[str]) -> Failures:
@@ -176,7 +187,8 @@ class LocalRemote(Remote):
         return self._run(put, items, lambda item: item[1], progress)
 
     def download(self, items: list[tuple[str, str]], progress: Progress | None,
-                 after: After | None = None) -> Failures:
+                 after: After | None = None, sizes: dict[str, int] | None = None
+                 ) -> Failures:
         self.check()
 
         def get(item: tuple[str, str]) -> None:
@@ -205,6 +217,8 @@ class FsspecRemote(Remote):
         self.endpoint = endpoint
         self.root = root.rstrip("/")
         self.is_async = bool(getattr(fs, "async_impl", False))
+        protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else [fs.protocol]
+        self.is_s3 = "s3" in protocols
 
     def path_of(self, oid: str) -> str:
         return f"{self.root}/{key_of(oid, self.namespace)}"
@@ -261,8 +275,21 @@ class FsspecRemote(Remote):
 
     def upload(self, items: list[tuple[str, str]], progress: Progress | None) -> Failures:
         if self.is_async:
+            budget = _ByteBudget(UPLOAD_BUFFER_MAX)
+
             async def one(item: tuple[str, str]) -> None:
-                await self.fs._put_file(item[0], self.path_of(item[1]))
+                src, oid = item
+                if not self.is_s3:
+                    await self.fs._put_file(src, self.path_of(oid))
+                    return
+                size = os.path.getsize(src)
+                # s3fs sends an object under 2 x chunksize in one PUT, else in parts,
+                # max_concurrency of them read into memory at a time
+                whole = size <= WHOLE_OBJECT_MAX
+                buffered = size if whole else PART_SIZE * self.fs.max_concurrency
+                async with budget.hold(buffered):
+                    await self.fs._put_file(src, self.path_of(oid),
+                                            chunksize=WHOLE_OBJECT_MAX if whole else PART_SIZE)
 
             failures = self._gather(one, items, progress, key=lambda item: item[1])
         else:
@@ -273,12 +300,23 @@ class FsspecRemote(Remote):
         return failures
 
     def download(self, items: list[tuple[str, str]], progress: Progress | None,
-                 after: After | None = None) -> Failures:
+                 after: After | None = None, sizes: dict[str, int] | None = None
+                 ) -> Failures:
+        sizes = sizes or {}
         if self.is_async:
             async def one(item: tuple[str, str]) -> None:
-                await self.fs._get_file(self.path_of(item[0]), item[1])
+                oid, dst = item
+                size = sizes.get(oid)
+                if not self.is_s3:
+                    await self.fs._get_file(self.path_of(oid), dst)
+                elif size is not None and size <= WHOLE_OBJECT_MAX:
+                    # one streamed GET (s3fs would open the object, close it, and fetch
+                    # it again in ranges)
+                    await self.fs._get_file(self.path_of(oid), dst, max_concurrency=1)
+                else:
+                    await self.fs._get_file(self.path_of(oid), dst, chunksize=PART_SIZE)
                 if after:
-                    after(*item)
+                    after(oid, dst)
 
             failures = self._gather(one, items, progress, key=lambda item: item[0])
         else:
@@ -394,6 +432,39 @@ class FsspecRemote(Remote):
                                                    "bucket does not exist" in text.lower()):
             return self._missing_root()
         return None
+
+
+class _ByteBudget:
+    """Lets tasks hold a share of a byte budget, first come first served; a task that
+    needs more than the whole budget waits until it can have all of it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.free = limit
+        self._queue: deque[object] = deque()
+        self._changed: asyncio.Condition | None = None  # made on the event loop
+
+    @asynccontextmanager
+    async def hold(self, size: int) -> AsyncIterator[None]:
+        share = min(size, self.limit)
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        turn = object()
+        async with self._changed:
+            self._queue.append(turn)
+            try:
+                await self._changed.wait_for(
+                    lambda: self._queue[0] is turn and self.free >= share)
+            finally:
+                self._queue.remove(turn)
+                self._changed.notify_all()
+            self.free -= share
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self.free += share
+                self._changed.notify_all()
 
 
 def _short(exc: BaseException) -> str:

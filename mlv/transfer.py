@@ -86,19 +86,25 @@ def _size(path: str) -> int:
 
 
 def fetch(odb: ObjectStore, remote: Remote, roots: set[str], jobs: int,
-          progress: Progress | None = None) -> TransferResult:
-    """Download what the cache lacks; every object is verified before it is kept."""
+          progress: Progress | None = None, sizes: dict[str, int] | None = None
+          ) -> TransferResult:
+    """Download what the cache lacks; every object is verified before it is kept.
+    `sizes`: the roots' sizes where the pointers give them (they guide how each
+    object is downloaded)."""
     start = time.monotonic()
     result = TransferResult()
+    sizes = dict(sizes or {})
     dirs = sorted(o for o in roots if o.endswith(".dir"))
     need_dirs = odb_missing(odb, dirs)
-    _download(odb, remote, need_dirs, jobs, progress, result)
+    _download(odb, remote, need_dirs, jobs, progress, result, {})
     files = {o for o in roots if not o.endswith(".dir")}
     for d in dirs:
-        files.update(e.oid for e in _manifest(odb, d) or [])
+        for e in _manifest(odb, d) or []:
+            files.add(e.oid)
+            sizes[e.oid] = e.size
     need = odb_missing(odb, sorted(files))
     result.already = len(files) - len(need) + len(dirs) - len(need_dirs)
-    _download(odb, remote, need, jobs, progress, result)
+    _download(odb, remote, need, jobs, progress, result, sizes)
     result.seconds = time.monotonic() - start
     return result
 
@@ -109,7 +115,8 @@ def odb_missing(odb: ObjectStore, oids: list[str]) -> list[str]:
 
 
 def _download(odb: ObjectStore, remote: Remote, oids: list[str], jobs: int,
-              progress: Progress | None, result: TransferResult) -> None:
+              progress: Progress | None, result: TransferResult, sizes: dict[str, int]
+              ) -> None:
     if not oids:
         return
     temps = {oid: odb.temp_for(oid) for oid in oids}
@@ -122,7 +129,7 @@ def _download(odb: ObjectStore, remote: Remote, oids: list[str], jobs: int,
         (kept if odb.adopt(path, oid) else bad).append(oid)
 
     try:
-        failures = remote.download(list(temps.items()), progress, after=verify)
+        failures = remote.download(list(temps.items()), progress, after=verify, sizes=sizes)
         for oid, exc in failures.items():
             if isinstance(exc, FileNotFoundError):
                 result.missing.append(oid)

@@ -504,3 +504,73 @@ def test_clone_and_pull_end_to_end(mlv_repo: Path, remote_kind: str, tmp_path: P
     ok(res)
     assert "in sync" in res.stdout
     assert git(b, "status", "--porcelain") == ""
+
+
+# ---- how S3 objects move: whole, or in parts --------------------------------------------
+
+def test_s3_objects_move_whole_or_in_parts_by_size(mlv_repo: Path, s3_endpoint: str,
+                                                   request: pytest.FixtureRequest,
+                                                   tmp_path: Path, mlv: Mlv,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import s3fs
+
+    from mlv import remote
+
+    # S3's smallest part is 5 MiB: with the cut-off there, an 11 MiB file goes in 3 parts
+    monkeypatch.setattr(remote, "WHOLE_OBJECT_MAX", 5 * 2**20)
+    monkeypatch.setattr(remote, "PART_SIZE", 5 * 2**20)
+    make_tree(mlv_repo, {"big": {"parts.bin": os.urandom(11 * 2**20),
+                                 "whole.bin": os.urandom(5 * 2**20)},
+                         "single.bin": os.urandom(12 * 2**20)})
+    ok(mlv("add", "big", "single.bin", cwd=mlv_repo))
+    url = add_remote(mlv_repo, "s3", request, tmp_path)
+    original = read_tree(mlv_repo / "big")
+    single = (mlv_repo / "single.bin").read_bytes()
+    ok(mlv("push", cwd=mlv_repo))
+
+    fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True)
+    root = url.removeprefix("s3://")
+
+    def etag(data: bytes) -> str:
+        oid = xxh(data)
+        return str(fs.info(f"{root}/xxh128/{oid[:2]}/{oid[2:]}")["ETag"]).strip('"')
+
+    assert etag(original["parts.bin"]).endswith("-3")  # a multipart upload of 3 parts
+    assert "-" not in etag(original["whole.bin"])  # one PUT
+    assert etag(single).endswith("-3")
+
+    shutil.rmtree(mlv_repo / ".mlv" / "cache")
+    shutil.rmtree(mlv_repo / "big")
+    (mlv_repo / "single.bin").unlink()
+    ok(mlv("pull", cwd=mlv_repo))
+    assert read_tree(mlv_repo / "big") == original
+    assert (mlv_repo / "single.bin").read_bytes() == single
+
+
+def test_upload_byte_budget_holds_back_what_does_not_fit() -> None:
+    import asyncio
+
+    from mlv.remote import _ByteBudget
+
+    budget = _ByteBudget(100)
+    order: list[str] = []
+
+    async def task(name: str, size: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        async with budget.hold(size):
+            order.append(f"+{name}")
+            assert budget.free >= 0
+            await asyncio.sleep(0.05)
+            order.append(f"-{name}")
+
+    async def main() -> None:
+        # a and b fit together; c (more than the whole budget) waits for both and runs
+        # alone; d waits for c
+        await asyncio.gather(task("a", 60, 0), task("b", 40, 0.001), task("c", 500, 0.002),
+                             task("d", 10, 0.003))
+
+    asyncio.run(main())
+    assert order[:2] == ["+a", "+b"]
+    assert order.index("+c") > max(order.index("-a"), order.index("-b"))
+    assert order.index("+d") > order.index("-c")
+    assert budget.free == 100

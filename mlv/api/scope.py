@@ -18,11 +18,15 @@ _OID_IN_TEXT = re.compile(r"\b[0-9a-f]{32}(?:\.dir)?\b")
 
 
 def roots(repo: Repo, targets: list[str] | None = None, all_branches: bool = False,
-          all_tags: bool = False, all_commits: bool = False) -> tuple[set[str], int]:
-    """Object ids named by pointers in scope, and how many revisions were read."""
+          all_tags: bool = False, all_commits: bool = False,
+          sizes: dict[str, int] | None = None) -> tuple[set[str], int]:
+    """Object ids named by pointers in scope, and how many revisions were read.
+    `sizes`, if given, receives the sizes the workspace's pointers give."""
     found: set[str] = set()
     for ptr in targets_mod.collect(repo, targets):
         found.update(out.oid for out in ptr.outs)
+        if sizes is not None:
+            sizes.update((out.oid, out.size) for out in ptr.outs)
     if not targets:
         found.update(_lock_outs(repo))
     revs: list[str] = []

@@ -39,9 +39,10 @@ def fetch(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None 
     """Download the objects in scope that the cache lacks, verifying each one."""
     source = remote_api.resolve(repo, remote, jobs)
     with repo.lock():
+        sizes: dict[str, int] = {}
         roots, _ = scope.roots(repo, where.targets, where.all_branches, where.all_tags,
-                               where.all_commits)
-        return source.name, transfer.fetch(repo.odb, source, roots, repo.jobs, progress)
+                               where.all_commits, sizes)
+        return source.name, transfer.fetch(repo.odb, source, roots, repo.jobs, progress, sizes)
 
 
 def pull(repo: Repo, targets: list[str] | None, remote: str | None = None,
