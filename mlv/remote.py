@@ -261,8 +261,6 @@ class FsspecRemote(Remote):
     def _exist_each(self, oids: list[str]) -> set[str]:
         if not oids:
             return set()
-        self.check_root()
-
         if self.is_async:
             async def one(oid: str) -> None:
                 await self.fs._info(self.path_of(oid))
@@ -271,6 +269,8 @@ class FsspecRemote(Remote):
         else:
             failures = self._threads(lambda oid: self.fs.info(self.path_of(oid)), oids, None)
         self._raise_fatal(failures)
+        if failures:
+            self.check_root()  # "not found" may mean no bucket: one clear error for that
         return {oid for oid in oids if oid not in failures}
 
     def upload(self, items: list[tuple[str, str]], progress: Progress | None) -> Failures:
