@@ -12,8 +12,8 @@ import asyncio
 import copy
 import os
 import posixpath
-from collections import deque
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -79,8 +79,10 @@ class Remote(ABC):
         """Which of `oids` exist, asking about each one."""
 
     @abstractmethod
-    def upload(self, items: list[tuple[str, str]], progress: Progress | None) -> Failures:
-        """Upload (local path, oid) pairs. Returns the failures by oid."""
+    def upload(self, items: list[tuple[str, str]], progress: Progress | None,
+               sizes: dict[str, int] | None = None) -> Failures:
+        """Upload (local path, oid) pairs; `sizes` are the objects' sizes where known.
+        Returns the failures by oid."""
 
     @abstractmethod
     def download(self, items: list[tuple[str, str]], progress: Progress | None,
@@ -152,8 +154,9 @@ class LocalRemote(Remote):
         return {oid for oid in oids if os.path.isfile(self.path_of(oid))}
 
     def _run(self, fn: Callable[[Any], None], items: list[Any], key: Callable[[Any], str],
-             progress: Progress | None) -> Failures:
+             progress: Progress | None, sizes: dict[str, int] | None = None) -> Failures:
         failures: Failures = {}
+        known = sizes or {}
 
         def one(item: Any) -> None:
             try:
@@ -163,10 +166,11 @@ class LocalRemote(Remote):
             if progress:
                 progress(1)
 
-        parallel_map(one, items, self.jobs)
+        parallel_map(one, items, self.jobs, size=lambda item: known.get(key(item), 0))
         return failures
 
-    def upload(self, items: list[tuple[str, str]], progress: Progress | None) -> Failures:
+    def upload(self, items: list[tuple[str, str]], progress: Progress | None,
+               sizes: dict[str, int] | None = None) -> Failures:
         self.check()
 
         def put(item: tuple[str, str]) -> None:
@@ -184,7 +188,7 @@ class LocalRemote(Remote):
                 fsio.remove_file(tmp)
                 raise
 
-        return self._run(put, items, lambda item: item[1], progress)
+        return self._run(put, items, lambda item: item[1], progress, sizes)
 
     def download(self, items: list[tuple[str, str]], progress: Progress | None,
                  after: After | None = None, sizes: dict[str, int] | None = None
@@ -197,7 +201,7 @@ class LocalRemote(Remote):
             if after:
                 after(oid, dst)
 
-        return self._run(get, items, lambda item: item[0], progress)
+        return self._run(get, items, lambda item: item[0], progress, sizes)
 
     def delete(self, oids: list[str]) -> Failures:
         return self._run(lambda oid: fsio.remove_file(self.path_of(oid)), oids,
@@ -273,7 +277,8 @@ class FsspecRemote(Remote):
             self.check_root()  # "not found" may mean no bucket: one clear error for that
         return {oid for oid in oids if oid not in failures}
 
-    def upload(self, items: list[tuple[str, str]], progress: Progress | None) -> Failures:
+    def upload(self, items: list[tuple[str, str]], progress: Progress | None,
+               sizes: dict[str, int] | None = None) -> Failures:
         if self.is_async:
             budget = _ByteBudget(UPLOAD_BUFFER_MAX)
 

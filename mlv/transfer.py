@@ -35,7 +35,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def push(odb: ObjectStore, remote: Remote, roots: set[str],
-         progress: Progress | None = None) -> TransferResult:
+         progress: Progress | None = None, sizes: dict[str, int] | None = None
+         ) -> TransferResult:
     """Upload what the remote lacks. A directory manifest goes up only after every
     file it lists is on the remote, so a manifest there means its files are there."""
     start = time.monotonic()
@@ -45,6 +46,8 @@ def push(odb: ObjectStore, remote: Remote, roots: set[str],
     # so an up-to-date folder costs one request, not one listing of the whole remote.
     dirs_there = remote.has(dirs) if dirs else set()
     listing = {d: _manifest(odb, d) for d in dirs}
+    sizes = dict(sizes or {})
+    sizes.update((e.oid, e.size) for entries in listing.values() for e in entries or [])
     vouched = {e.oid for d in dirs_there for e in listing[d] or []}
     files = {o for o in roots if not o.endswith(".dir")}
     for d in dirs:
@@ -57,7 +60,7 @@ def push(odb: ObjectStore, remote: Remote, roots: set[str],
     result.missing = sorted(wanted - local - present)  # nowhere to push them from
     result.already = len(present) + len(vouched)
     todo = sorted(o for o in files if o in local and o not in present)
-    failures = remote.upload([(odb.path_of(o), o) for o in todo], progress)
+    failures = remote.upload([(odb.path_of(o), o) for o in todo], progress, sizes)
     result.failed.update({o: _reason(e) for o, e in failures.items()})
     on_remote = present | vouched | (set(todo) - set(failures))
     ready = []
@@ -73,7 +76,7 @@ def push(odb: ObjectStore, remote: Remote, roots: set[str],
     result.failed.update({o: _reason(e) for o, e in failures.items()})
     moved = [o for o in todo + ready if o not in result.failed]
     result.moved = len(moved)
-    result.bytes = sum(_size(odb.path_of(o)) for o in moved)
+    result.bytes = sum(sizes[o] if o in sizes else _size(odb.path_of(o)) for o in moved)
     result.seconds = time.monotonic() - start
     return result
 

@@ -69,28 +69,82 @@ def stat_file(path: str, rel: str = "") -> WFile:
     return WFile(rel or os.path.basename(path), path, os.stat(path))
 
 
+# Files this big go to the thread pool: each call spends long stretches in the kernel
+# or in the hash, without the GIL, so threads share the CPUs well.
+THREAD_MIN_SIZE = 1 << 20
+# Small files run on the calling thread while it is busy (not waiting) at least this
+# share of the time; below it, the storage is slow and the rest go to the pool.
+BUSY_SHARE = 0.5
+_CHECK_EVERY = 64
+
+
 def parallel_map(fn: Callable[[Any], Any], items: list[Any], jobs: int,
-                 progress: Progress | None = None) -> list[Any]:
-    """`[fn(x) for x in items]` on `jobs` threads; the first error cancels what is left."""
+                 progress: Progress | None = None,
+                 size: Callable[[Any], int] | None = None) -> list[Any]:
+    """`[fn(x) for x in items]` on up to `jobs` threads; the first error cancels what is
+    left.
+
+    With `size` (bytes of work per item), small items run on the calling thread: for a
+    small file each call is a few short system calls, and handing the GIL between
+    threads after each one costs more than the threads save (measured: adding 20,000
+    small files took 2.4 s on 8 threads, 1.0 s on one). If those calls turn out to wait
+    on the storage (a network mount), the rest go to the pool after all.
+    """
     if len(items) < 8 or jobs < 2:
-        results = []
-        for item in items:
-            results.append(fn(item))
-            if progress:
-                progress(1)
-        return results
-    from concurrent.futures import ThreadPoolExecutor  # only when there is work to share
+        return _in_turn(fn, items, progress)
+    from concurrent.futures import Future, ThreadPoolExecutor  # only when there is work
 
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        results = []
-        for res in pool.map(fn, items):
-            results.append(res)
+        results: list[Any] = [None] * len(items)
+        pending: list[tuple[int, Future[Any]]] = []
+        here = list(range(len(items)))
+        if size is not None:
+            here = []
+            for i, item in enumerate(items):
+                if size(item) >= THREAD_MIN_SIZE:
+                    pending.append((i, pool.submit(fn, item)))
+                else:
+                    here.append(i)
+            done = _run_while_busy(fn, items, here, results, progress)
+            here = here[done:]
+        pending += [(i, pool.submit(fn, items[i])) for i in here]
+        for i, fut in sorted(pending, key=lambda p: p[0]):
+            results[i] = fut.result()
             if progress:
                 progress(1)
         return results
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _in_turn(fn: Callable[[Any], Any], items: list[Any], progress: Progress | None
+             ) -> list[Any]:
+    results = []
+    for item in items:
+        results.append(fn(item))
+        if progress:
+            progress(1)
+    return results
+
+
+def _run_while_busy(fn: Callable[[Any], Any], items: list[Any], indexes: list[int],
+                    results: list[Any], progress: Progress | None) -> int:
+    """Run items on this thread until it spends most of its time waiting; returns how
+    many it ran."""
+    import time
+
+    wall, cpu = time.perf_counter(), time.thread_time()
+    for n, i in enumerate(indexes, 1):
+        results[i] = fn(items[i])
+        if progress:
+            progress(1)
+        if n % _CHECK_EVERY == 0:
+            spent = time.perf_counter() - wall
+            if spent > 0.02 and time.thread_time() - cpu < BUSY_SHARE * spent:
+                return n
+            wall, cpu = time.perf_counter(), time.thread_time()
+    return len(indexes)
 
 
 def _unchanged(before: os.stat_result, path: str) -> bool:
@@ -100,6 +154,10 @@ def _unchanged(before: os.stat_result, path: str) -> bool:
         return False
     return (after.st_ino, after.st_size, after.st_mtime_ns) == (
         before.st_ino, before.st_size, before.st_mtime_ns)
+
+
+def _file_size(f: WFile) -> int:
+    return f.st.st_size
 
 
 def hash_files(files: list[WFile], state: StatCache, jobs: int,
@@ -117,7 +175,7 @@ def hash_files(files: list[WFile], state: StatCache, jobs: int,
             state.set(f.st, oid)
         return oid
 
-    fresh = iter(parallel_map(work, todo, jobs, progress))
+    fresh = iter(parallel_map(work, todo, jobs, progress, size=_file_size))
     return [oid if oid is not None else next(fresh) for oid in oids]
 
 
@@ -136,4 +194,4 @@ def store_files(files: list[WFile], odb: ObjectStore, state: StatCache, jobs: in
             state.set(f.st, oid)
         return oid, size
 
-    return list(parallel_map(work, files, jobs, progress))
+    return list(parallel_map(work, files, jobs, progress, size=_file_size))

@@ -134,3 +134,76 @@ def test_pointer_reads_the_same_with_and_without_the_fast_parser(
     slow = pointer.load(str(file), str(tmp_path))
     assert fast == slow
     assert fast.outs == (out,)
+
+
+# ---- parallel_map: where the work runs ----------------------------------------------------
+
+def _record_threads(delay: float = 0.0):
+    import threading
+    import time
+
+    seen: dict[int, int] = {}
+
+    def fn(item: int) -> int:
+        seen[item] = threading.get_ident()
+        if delay:
+            time.sleep(delay)  # waiting, as on slow storage
+        return item * 2
+
+    return fn, seen
+
+
+def test_parallel_map_runs_small_fast_items_on_the_calling_thread() -> None:
+    import threading
+
+    from mlv.workspace import parallel_map
+
+    fn, seen = _record_threads()
+    items = list(range(500))
+    done: list[int] = []
+    assert parallel_map(fn, items, 8, progress=done.append, size=lambda i: 100) == [
+        i * 2 for i in items]
+    assert set(seen.values()) == {threading.get_ident()}
+    assert sum(done) == len(items)
+
+
+def test_parallel_map_sends_big_items_to_the_pool_and_keeps_the_order() -> None:
+    import threading
+
+    from mlv.workspace import THREAD_MIN_SIZE, parallel_map
+
+    fn, seen = _record_threads()
+    items = list(range(40))
+    big = {i for i in items if i % 4 == 0}
+    result = parallel_map(fn, items, 4, size=lambda i: THREAD_MIN_SIZE if i in big else 10)
+    assert result == [i * 2 for i in items]
+    here = threading.get_ident()
+    assert all(seen[i] != here for i in big)
+    assert all(seen[i] == here for i in items if i not in big)
+
+
+def test_parallel_map_moves_waiting_work_to_the_pool() -> None:
+    import threading
+
+    from mlv.workspace import parallel_map
+
+    fn, seen = _record_threads(delay=0.001)
+    items = list(range(400))
+    assert parallel_map(fn, items, 8, size=lambda i: 10) == [i * 2 for i in items]
+    here = threading.get_ident()
+    on_pool = [i for i in items if seen[i] != here]
+    # the first items show that the calls wait; the rest run on the pool
+    assert seen[0] == here and len(on_pool) > len(items) // 2
+
+
+def test_parallel_map_raises_the_first_error() -> None:
+    from mlv.workspace import THREAD_MIN_SIZE, parallel_map
+
+    def fn(item: int) -> int:
+        if item == 30:
+            raise ValueError("item 30")
+        return item
+
+    for size in (None, lambda i: 10, lambda i: THREAD_MIN_SIZE):
+        with pytest.raises(ValueError, match="item 30"):
+            parallel_map(fn, list(range(100)), 4, size=size)

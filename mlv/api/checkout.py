@@ -157,7 +157,7 @@ def _write_all(repo: Repo, base: str, entries: list[Entry], fresh: bool,
             st = materialize(repo.odb, e.oid, dst, link_types, e.exec, repo.link_skip)
         repo.state.set(st, e.oid)
 
-    workspace.parallel_map(work, entries, repo.jobs, progress)
+    workspace.parallel_map(work, entries, repo.jobs, progress, size=lambda e: e.size)
 
 
 def _prune_empty(top: str) -> None:

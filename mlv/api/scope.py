@@ -21,12 +21,13 @@ def roots(repo: Repo, targets: list[str] | None = None, all_branches: bool = Fal
           all_tags: bool = False, all_commits: bool = False,
           sizes: dict[str, int] | None = None) -> tuple[set[str], int]:
     """Object ids named by pointers in scope, and how many revisions were read.
-    `sizes`, if given, receives the sizes the workspace's pointers give."""
+    `sizes`, if given, receives the sizes the workspace's pointers give for files."""
     found: set[str] = set()
     for ptr in targets_mod.collect(repo, targets):
         found.update(out.oid for out in ptr.outs)
         if sizes is not None:
-            sizes.update((out.oid, out.size) for out in ptr.outs)
+            sizes.update((out.oid, out.size) for out in ptr.outs
+                         if not out.oid.endswith(".dir"))
     if not targets:
         found.update(_lock_outs(repo))
     revs: list[str] = []

@@ -29,9 +29,10 @@ def push(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None =
     """Upload the objects in scope that the remote lacks. Returns (remote name, result)."""
     target = remote_api.resolve(repo, remote, jobs)
     with repo.lock():
+        sizes: dict[str, int] = {}
         roots, _ = scope.roots(repo, where.targets, where.all_branches, where.all_tags,
-                               where.all_commits)
-        return target.name, transfer.push(repo.odb, target, roots, progress)
+                               where.all_commits, sizes)
+        return target.name, transfer.push(repo.odb, target, roots, progress, sizes)
 
 
 def fetch(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None = None,
