@@ -12,6 +12,7 @@ import asyncio
 import copy
 import os
 import posixpath
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -33,8 +34,8 @@ REMOTE_KEYS = ("url", "endpoint_url", "profile", "region", "jobs") + SECRET_KEYS
 # bottleneck (rclone switches to multi-stream downloads at the same size).
 WHOLE_OBJECT_MAX = 256 * 2**20
 PART_SIZE = 64 * 2**20  # bigger objects move in parts of this size, 10 at a time
-# Uploads hold what they send in memory: the bytes in flight stay under this.
-UPLOAD_BUFFER_MAX = 2**30
+# Uploads (and downloads in parts) hold data in memory: what they hold stays under this.
+BUFFER_MAX = 2**30
 
 
 class RemoteError(MlvError):
@@ -99,6 +100,11 @@ class Remote(ABC):
     @abstractmethod
     def open(self, oid: str) -> Any:
         """A binary file object for reading one object (for `fsck`)."""
+
+    def remove_stale_temps(self, older_than: float) -> int:
+        """Delete temp files that interrupted uploads left, if older than `older_than`
+        seconds; returns how many. Only folders have them (an S3 object appears whole)."""
+        return 0
 
 
 def key_of(oid: str, namespace: str = HASH_NAME) -> str:
@@ -210,6 +216,27 @@ class LocalRemote(Remote):
     def open(self, oid: str) -> Any:
         return open(self.path_of(oid), "rb")
 
+    def remove_stale_temps(self, older_than: float) -> int:
+        self.check()
+        cutoff = time.time() - older_than
+        removed = 0
+        try:
+            prefixes = [p for p in os.listdir(self.base) if len(p) == 2]
+        except FileNotFoundError:
+            return 0
+        for prefix in prefixes:
+            try:
+                with os.scandir(os.path.join(self.base, prefix)) as entries:
+                    stale = [e.path for e in entries if fsio.is_tmp_name(e.name)
+                             and e.is_file(follow_symlinks=False)
+                             and e.stat(follow_symlinks=False).st_mtime < cutoff]
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for path in stale:
+                fsio.remove_file(path)
+                removed += 1
+        return removed
+
 
 class FsspecRemote(Remote):
     """Any fsspec filesystem; asynchronous ones (s3fs) run requests concurrently."""
@@ -280,7 +307,7 @@ class FsspecRemote(Remote):
     def upload(self, items: list[tuple[str, str]], progress: Progress | None,
                sizes: dict[str, int] | None = None) -> Failures:
         if self.is_async:
-            budget = _ByteBudget(UPLOAD_BUFFER_MAX)
+            budget = _ByteBudget(BUFFER_MAX)
 
             async def one(item: tuple[str, str]) -> None:
                 src, oid = item
@@ -309,17 +336,22 @@ class FsspecRemote(Remote):
                  ) -> Failures:
         sizes = sizes or {}
         if self.is_async:
+            budget = _ByteBudget(BUFFER_MAX)
+
             async def one(item: tuple[str, str]) -> None:
                 oid, dst = item
                 size = sizes.get(oid)
                 if not self.is_s3:
                     await self.fs._get_file(self.path_of(oid), dst)
-                elif size is not None and size <= WHOLE_OBJECT_MAX:
-                    # one streamed GET (s3fs would open the object, close it, and fetch
-                    # it again in ranges)
-                    await self.fs._get_file(self.path_of(oid), dst, max_concurrency=1)
+                elif size is not None and size > WHOLE_OBJECT_MAX:
+                    # ranged GETs, max_concurrency parts held in memory at a time
+                    async with budget.hold(PART_SIZE * self.fs.max_concurrency):
+                        await self.fs._get_file(self.path_of(oid), dst, chunksize=PART_SIZE)
                 else:
-                    await self.fs._get_file(self.path_of(oid), dst, chunksize=PART_SIZE)
+                    # one streamed GET, also when the size is unknown (an object named
+                    # only in other commits): it holds little memory. (s3fs by default
+                    # opens the object, closes it, and fetches it again in ranges.)
+                    await self.fs._get_file(self.path_of(oid), dst, max_concurrency=1)
                 if after:
                     after(oid, dst)
 

@@ -209,6 +209,49 @@ def test_gc_cloud_on_a_named_remote_leaves_the_default_alone(
     assert history.remote.oids() == history.everything, "gc -r other touched the default"
 
 
+def test_gc_cloud_deletes_day_old_temp_files_of_interrupted_pushes_on_a_folder(
+    mlv, mlv_repo: Path, tmp_path: Path
+) -> None:
+    import os
+    import time
+
+    store = tmp_path / "store"
+    store.mkdir()
+    ok = run_mlv(mlv_repo, "remote", "add", "-d", "store", str(store))
+    assert ok.exit_code == 0, ok.output
+    make_tree(mlv_repo, {"data": {"a.txt": "alpha\n", "b.txt": "beta\n"}})
+    for args in (("add", "data"), ("push",)):
+        res = mlv(*args, cwd=mlv_repo)
+        assert res.exit_code == 0, res.output
+    oid = xxh(b"alpha\n")
+    folder = store / "xxh128" / oid[:2]
+    # what a killed push leaves: a partial copy under a temp name (pid 999999 is gone)
+    old = folder / f".{oid[2:]}.mlvtmp-999999-ab12cd-1"
+    new = folder / f".{oid[2:]}.mlvtmp-999999-ab12cd-2"
+    old.write_bytes(b"alp")
+    new.write_bytes(b"al")
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+    objects = sorted(p.name for p in store.rglob("*") if p.is_file() and ".mlvtmp-" not in p.name)
+
+    res = mlv("gc", "--cloud", "--workspace", "--dry", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+    assert old.exists() and new.exists()
+    res = mlv("gc", "--cloud", "--workspace", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+    assert "deleted 1 temp file left by interrupted pushes" in res.stdout
+    assert not old.exists()
+    assert new.exists(), "a recent temp file may belong to a push that is still running"
+    assert sorted(p.name for p in store.rglob("*")
+                  if p.is_file() and ".mlvtmp-" not in p.name) == objects
+    new.unlink()
+    shutil.rmtree(mlv_repo / ".mlv" / "cache")
+    shutil.rmtree(mlv_repo / "data")
+    res = mlv("pull", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+    assert (mlv_repo / "data" / "a.txt").read_text() == "alpha\n"
+
+
 def test_gc_cloud_keeps_the_files_of_a_manifest_it_cannot_read(
     mlv, mlv_repo: Path, remote_kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

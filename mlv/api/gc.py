@@ -19,6 +19,7 @@ class GcResult:
     removed: list[tuple[str, int]] = field(default_factory=list)  # (oid, size)
     kept: int = 0
     revisions: int = 0
+    temps: int = 0  # temp files of interrupted uploads, deleted from a folder remote
 
     @property
     def freed(self) -> int:
@@ -88,5 +89,6 @@ def gc_cloud(repo: Repo, remote: str | None, all_branches: bool = False,
                 raise MlvError(f"{len(failed)} of {len(doomed)} objects could not be deleted "
                                f"from '{target.name}' (e.g. {next(iter(failed))})",
                                hint="check the remote's permissions, then run gc again")
+            result.temps = target.remove_stale_temps(STALE_TMP_SECONDS)
         result.removed = [(oid, 0) for oid in doomed]
     return target.name, result

@@ -44,6 +44,9 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
         verb = "would delete" if dry else "deleted"
         click.echo(f"{verb} {plural(len(result.removed), 'object')} on remote '{name}'; "
                    f"{result.kept} kept")
+        if result.temps:
+            click.echo(f"deleted {plural(result.temps, 'temp file')} left by interrupted "
+                       "pushes (older than a day)")
         return
     result = api_gc(find_repo(), all_branches, all_tags, all_commits, dry)
     if dry:
