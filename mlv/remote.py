@@ -26,6 +26,10 @@ from mlv.workspace import Progress, parallel_map
 
 # Fewer queries than this are asked one by one; more use one listing of the remote.
 EXISTS_ONE_BY_ONE = 64
+# On S3, one listing page (1000 keys, pages fetched one after another) takes about as
+# long as this many HEAD requests with 32 in flight (measured: a page 0.2 s and a HEAD
+# 1.9 ms on moto; on AWS a page takes about 0.1-0.2 s and a HEAD 10-30 ms, one at a time).
+PAGE_COST_IN_HEADS = 100
 SECRET_KEYS = ("access_key_id", "secret_access_key", "session_token")
 REMOTE_KEYS = ("url", "endpoint_url", "profile", "region", "jobs") + SECRET_KEYS
 # S3 objects up to this size move in one request each; bigger ones in parallel parts.
@@ -289,12 +293,72 @@ class FsspecRemote(Remote):
                            hint=f"create it, or fix the URL with `mlv remote modify {self.name} "
                                 "url URL`")
 
+    def has(self, oids: list[str]) -> set[str]:
+        if len(oids) > EXISTS_ONE_BY_ONE and self.is_s3 and self.is_async:
+            return self._list_then_ask(oids)
+        return super().has(oids)
+
+    def _list_then_ask(self, oids: list[str]) -> set[str]:
+        """List the remote in key order until the listing has cost about as much as
+        asking about the objects it has not reached yet, then ask about those one by
+        one. Without knowing how big the remote is, this costs at most about twice the
+        cheaper of listing everything and asking about everything."""
+        from bisect import bisect_right
+
+        from fsspec.asyn import sync
+
+        wanted = sorted((self.path_of(oid), oid) for oid in oids)
+        paths = [path for path, _ in wanted]
+        bucket, _, prefix = f"{self.root}/{self.namespace}/".partition("/")
+        listed: set[str] = set()
+        reached = ""  # the last path listed; the listing is in key order
+
+        async def walk() -> bool:
+            nonlocal reached
+            count = 0
+            pages = self.fs._iterdir(bucket, delimiter="", prefix=prefix)
+            try:
+                async for info in pages:
+                    reached = info["name"]
+                    listed.add(reached)
+                    if reached >= paths[-1]:
+                        return True
+                    count += 1
+                    if count % 1000 == 0:
+                        left = len(paths) - bisect_right(paths, reached)
+                        if count // 1000 * PAGE_COST_IN_HEADS >= left:
+                            return False
+            finally:
+                await pages.aclose()
+            return True
+
+        with self.errors():
+            try:
+                complete = sync(self.fs.loop, walk)
+            except FileNotFoundError:
+                self.check_root()
+                complete = True
+        present = {oid for path, oid in wanted if path in listed}
+        if complete:
+            return present
+        rest = [oid for _, oid in wanted[bisect_right(paths, reached):]]
+        return present | self._exist_each(rest)
+
+    def _head(self, oid: str) -> Any:
+        """Is the object there? On S3 one HEAD request: s3fs's info() would follow a
+        missing key with a listing, to see whether it is a folder."""
+        path = self.path_of(oid)
+        if self.is_s3 and hasattr(self.fs, "_call_s3"):
+            bucket, _, key = path.partition("/")
+            return self.fs._call_s3("head_object", Bucket=bucket, Key=key)
+        return self.fs._info(path)
+
     def _exist_each(self, oids: list[str]) -> set[str]:
         if not oids:
             return set()
         if self.is_async:
             async def one(oid: str) -> None:
-                await self.fs._info(self.path_of(oid))
+                await self._head(oid)
 
             failures = self._gather(one, oids, None)
         else:

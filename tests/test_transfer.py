@@ -574,3 +574,38 @@ def test_upload_byte_budget_holds_back_what_does_not_fit() -> None:
     assert order.index("+c") > max(order.index("-a"), order.index("-b"))
     assert order.index("+d") > order.index("-c")
     assert budget.free == 100
+
+
+def test_s3_push_lists_until_asking_is_cheaper(mlv_repo: Path, request: pytest.FixtureRequest,
+                                               tmp_path: Path, mlv: Mlv,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlv.remote import FsspecRemote
+
+    make_tree(mlv_repo, {"old": {f"f{i:04}.txt": f"old {i}\n" for i in range(1100)}})
+    ok(mlv("add", "old", cwd=mlv_repo))
+    add_remote(mlv_repo, "s3", request, tmp_path)
+    res = mlv("push", cwd=mlv_repo)
+    ok(res)
+    assert summary(res).startswith("pushed 1101 files, ")
+
+    asked: list[int] = []
+    each = FsspecRemote._exist_each
+
+    def spy(self: FsspecRemote, oids: list[str]) -> set[str]:
+        asked.append(len(oids))
+        return each(self, oids)
+
+    monkeypatch.setattr(FsspecRemote, "_exist_each", spy)
+    make_tree(mlv_repo, {"new": {f"g{i:03}.txt": f"new {i}\n" for i in range(80)}})
+    ok(mlv("add", "new", cwd=mlv_repo))
+    res = mlv("push", cwd=mlv_repo)
+    ok(res)
+    assert summary(res).startswith("pushed 81 files, ")
+    # first the two manifests, one by one; then the 80 new files: one listing page of
+    # 1000 of the remote's 1101 keys covers most of them, the few beyond it are asked
+    # about one by one
+    assert asked[0] == 2
+    assert len(asked) == 2 and 0 < asked[1] < 40, asked
+    res = mlv("status", "--cloud", cwd=mlv_repo)
+    ok(res)
+    assert "in sync" in res.stdout
