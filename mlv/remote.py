@@ -309,8 +309,9 @@ class FsspecRemote(Remote):
 
         wanted = sorted((self.path_of(oid), oid) for oid in oids)
         paths = [path for path, _ in wanted]
+        asked = set(paths)
         bucket, _, prefix = f"{self.root}/{self.namespace}/".partition("/")
-        listed: set[str] = set()
+        listed: set[str] = set()  # the paths asked about that the listing showed
         reached = ""  # the last path listed; the listing is in key order
 
         async def walk() -> bool:
@@ -320,7 +321,8 @@ class FsspecRemote(Remote):
             try:
                 async for info in pages:
                     reached = info["name"]
-                    listed.add(reached)
+                    if reached in asked:
+                        listed.add(reached)
                     if reached >= paths[-1]:
                         return True
                     count += 1

@@ -29,9 +29,7 @@ def push(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None =
     """Upload the objects in scope that the remote lacks. Returns (remote name, result)."""
     target = remote_api.resolve(repo, remote, jobs)
     with repo.lock():
-        sizes: dict[str, int] = {}
-        roots, _ = scope.roots(repo, where.targets, where.all_branches, where.all_tags,
-                               where.all_commits, sizes)
+        roots, sizes = _in_scope(repo, where)
         return target.name, transfer.push(repo.odb, target, roots, progress, sizes)
 
 
@@ -40,10 +38,16 @@ def fetch(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None 
     """Download the objects in scope that the cache lacks, verifying each one."""
     source = remote_api.resolve(repo, remote, jobs)
     with repo.lock():
-        sizes: dict[str, int] = {}
-        roots, _ = scope.roots(repo, where.targets, where.all_branches, where.all_tags,
-                               where.all_commits, sizes)
+        roots, sizes = _in_scope(repo, where)
         return source.name, transfer.fetch(repo.odb, source, roots, repo.jobs, progress, sizes)
+
+
+def _in_scope(repo: Repo, where: Scope) -> tuple[set[str], dict[str, int]]:
+    """The object ids in scope, and the sizes the workspace's pointers give for them."""
+    sizes: dict[str, int] = {}
+    roots, _ = scope.roots(repo, where.targets, where.all_branches, where.all_tags,
+                           where.all_commits, sizes)
+    return roots, sizes
 
 
 def pull(repo: Repo, targets: list[str] | None, remote: str | None = None,
