@@ -294,7 +294,8 @@ class FsspecRemote(Remote):
                                 "url URL`")
 
     def has(self, oids: list[str]) -> set[str]:
-        if len(oids) > EXISTS_ONE_BY_ONE and self.is_s3 and self.is_async:
+        if (len(oids) > EXISTS_ONE_BY_ONE and self.is_s3 and self.is_async
+                and hasattr(self.fs, "_iterdir")):  # s3fs's paged listing, in key order
             return self._list_then_ask(oids)
         return super().has(oids)
 
