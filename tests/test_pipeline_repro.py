@@ -481,11 +481,16 @@ def _running_in_group(pgid: int) -> list[int]:
     return found
 
 
-def test_ctrl_c_stops_the_stage_and_keeps_the_lock(mlv, mlv_repo: Path) -> None:
+@pytest.mark.parametrize("stage_ignores_sigterm", [False, True])
+def test_ctrl_c_stops_the_stage_and_keeps_the_lock(mlv, mlv_repo: Path,
+                                                    stage_ignores_sigterm: bool) -> None:
+    # A stage that ignores SIGTERM (as `trap '' TERM` makes its children do too) is
+    # killed after mlv's grace period.
+    trap = "trap '' TERM; " if stage_ignores_sigterm else ""
     ok(mlv("stage", "add", "-n", "quick", "-o", "quick.txt", "echo q > quick.txt",
            cwd=mlv_repo))
     ok(mlv("stage", "add", "-n", "slow", "-d", "quick.txt", "-o", "slow.txt",
-           "echo $$ > slow.pid && echo sleeping && sleep 30 && echo s > slow.txt",
+           trap + "echo $$ > slow.pid && echo sleeping && sleep 30 && echo s > slow.txt",
            cwd=mlv_repo))
     # As from a terminal: SIGINT at its default even when this test runs in the
     # background (a non-interactive shell starts background jobs with SIGINT ignored).

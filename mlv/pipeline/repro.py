@@ -20,6 +20,8 @@ from mlv.pipeline.stage import PipelineError, Stage
 from mlv.pipeline.status import Pipeline
 from mlv.snapshot import snapshot
 
+KILL_AFTER = 2.0  # seconds a stage gets to stop after Ctrl-C before it is killed
+
 Emit = Callable[[str], None]
 
 
@@ -143,16 +145,20 @@ class Runner:
                     elif how == "ran":
                         result.ran.append(name)
         except KeyboardInterrupt:
-            self.kill_all()
+            # Ask the stages to stop; one that ignores SIGTERM (or is still cleaning up
+            # after KILL_AFTER seconds) is killed, so Ctrl-C always ends mlv.
+            self.kill_all(signal.SIGTERM)
+            if wait(list(running), timeout=KILL_AFTER).not_done:
+                self.kill_all(signal.SIGKILL)
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return result
 
-    def kill_all(self) -> None:
+    def kill_all(self, sig: signal.Signals) -> None:
         for proc in list(self.procs):
             try:
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, sig)
             except OSError:
                 pass
 
