@@ -134,16 +134,22 @@ class ObjectStore:
 
     def iter_objects(self) -> Iterator[tuple[str, str]]:
         """Yield (oid, path) for every object; temp files are yielded with oid ''."""
-        if not os.path.isdir(self.base):
-            return
-        for prefix in sorted(os.listdir(self.base)):
-            folder = os.path.join(self.base, prefix)
-            if fsio.is_tmp_name(prefix):  # a large object's temp file
-                yield "", folder
-                continue
-            if len(prefix) != 2 or not os.path.isdir(folder):
-                continue
-            for name in sorted(os.listdir(folder)):
-                oid = prefix + name
-                path = os.path.join(folder, name)
-                yield (oid if is_oid(oid) else ""), path
+        return iter_store(self.base)
+
+
+def iter_store(base: str) -> Iterator[tuple[str, str]]:
+    """(oid, path) of every file in a store laid out as `base/ab/cdef…` (the cache, or a
+    folder remote); files that are not objects (temp files) come with oid ''."""
+    if not os.path.isdir(base):
+        return
+    for prefix in sorted(os.listdir(base)):
+        folder = os.path.join(base, prefix)
+        if fsio.is_tmp_name(prefix):  # a large object's temp file
+            yield "", folder
+            continue
+        if len(prefix) != 2 or not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            oid = prefix + name
+            path = os.path.join(folder, name)
+            yield (oid if is_oid(oid) else ""), path

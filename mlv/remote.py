@@ -22,6 +22,7 @@ from typing import Any
 from mlv import fsio
 from mlv.errors import MlvError
 from mlv.hashing import HASH_NAME, is_oid
+from mlv.odb import iter_store
 from mlv.workspace import Progress, parallel_map
 
 # Fewer queries than this are asked one by one; more use one listing of the remote.
@@ -224,19 +225,13 @@ class LocalRemote(Remote):
         self.check()
         cutoff = time.time() - older_than
         removed = 0
-        try:
-            prefixes = [p for p in os.listdir(self.base) if len(p) == 2]
-        except FileNotFoundError:
-            return 0
-        for prefix in prefixes:
-            try:
-                with os.scandir(os.path.join(self.base, prefix)) as entries:
-                    stale = [e.path for e in entries if fsio.is_tmp_name(e.name)
-                             and e.is_file(follow_symlinks=False)
-                             and e.stat(follow_symlinks=False).st_mtime < cutoff]
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            for path in stale:
+        for oid, path in iter_store(self.base):
+            if not oid and fsio.is_tmp_name(os.path.basename(path)):
+                try:
+                    if os.lstat(path).st_mtime >= cutoff:
+                        continue
+                except FileNotFoundError:
+                    continue
                 fsio.remove_file(path)
                 removed += 1
         return removed

@@ -45,26 +45,24 @@ def runs(repo: Path, log: str = "runs.log") -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def stale(mlv, repo: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """{stage: reasons} from `mlv status`."""
-    res = mlv("status", cwd=repo)
+def _reasons(text: str, lead: str) -> dict[str, str]:
+    """{stage: reasons} from lines `<lead>NAME: REASONS`."""
     found = {}
-    for line in res.stdout.splitlines():
-        if line.startswith("stage "):
-            name, _, why = line[len("stage "):].partition(": ")
+    for line in text.splitlines():
+        if line.startswith(lead):
+            name, _, why = line[len(lead):].partition(": ")
             found[name] = why
     return found
+
+
+def stale(mlv, repo: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """{stage: reasons} from `mlv status`."""
+    return _reasons(mlv("status", cwd=repo).stdout, "stage ")
 
 
 def would_run(mlv, repo: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """{stage: reasons} from `mlv repro --dry`."""
-    res = ok(mlv("repro", "--dry", cwd=repo))
-    found = {}
-    for line in res.stdout.splitlines():
-        if line.startswith("would run "):
-            name, _, why = line[len("would run "):].partition(": ")
-            found[name] = why
-    return found
+    return _reasons(ok(mlv("repro", "--dry", cwd=repo)).stdout, "would run ")
 
 
 def logged(name: str, cmd: str) -> str:

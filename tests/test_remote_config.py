@@ -364,6 +364,17 @@ def test_missing_bucket_status_cloud(tracked: Path, mlv: Mlv, s3_endpoint: str,
     assert_error(res, in_error=(f"bucket '{bucket}' does not exist",), in_hint=("bucket",))
 
 
+def test_missing_bucket_when_many_objects_are_asked_about(tracked: Path, mlv: Mlv,
+                                                          s3_endpoint: str,
+                                                          s3_bucket: str) -> None:
+    # more objects than mlv asks about one by one: the question goes through a listing
+    make_tree(tracked, {"many": {f"f{i:03}.txt": f"file {i}\n" for i in range(80)}})
+    ok(mlv("add", "many", cwd=tracked))
+    bucket = missing_bucket_remote(tracked, mlv, s3_endpoint, s3_bucket)
+    res = mlv("status", "--cloud", cwd=tracked)
+    assert_error(res, in_error=(f"bucket '{bucket}' does not exist",), in_hint=("bucket",))
+
+
 def test_unreachable_endpoint_gives_up_quickly(tracked: Path, mlv: Mlv, s3_bucket: str) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"
     ok(mlv("remote", "add", "-d", "store", f"s3://{s3_bucket}/project", cwd=tracked))
