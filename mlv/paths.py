@@ -1,0 +1,109 @@
+"""The one rule for paths that come from untrusted places.
+
+Every path read from a committed file (pointer outs; stage deps, outs, params, metrics
+and plots; mlv.lock) or from a remote (manifest entries, run-cache entries) is held to
+this rule where it is read (`problem`), and again right before anything is written
+(`unsafe_on_disk`):
+
+- relative, normalized (no empty, `.` or `..` component), POSIX separators, no NUL or
+  other control character (a newline would break `.gitignore`);
+- no component that names `.git` or `.mlv`, compared case-insensitively and without
+  the trailing dots and spaces that some filesystems drop (`.GIT.`, `.git ` and the
+  8.3 short name `git~1` all name the same folder somewhere);
+- on disk: no folder along the path is a symlink (a clone can commit one pointing
+  at `.git` or at `/`), and the path stays inside the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+
+# Folders no tracked path may name or cross.
+RESERVED = (".git", ".mlv")
+_SHORT_NAMES = ("git~1", "mlv~1")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"[A-Za-z]:(?:[\\/]|\Z)")
+
+
+def reserved_name(name: str) -> str | None:
+    """`.git` or `.mlv` when `name` (one component) would name that folder somewhere."""
+    folded = name.rstrip(". ").casefold()
+    if folded in RESERVED:
+        return folded
+    if folded in _SHORT_NAMES:
+        return "." + folded[:3]
+    return None
+
+
+def problem(rel: str) -> str | None:
+    """Why `rel` cannot be a tracked path relative to its base folder, or None when it
+    can. `rel` uses `/` separators; `\\` counts as one too, so a path that is safe here
+    is safe on every platform."""
+    if not isinstance(rel, str) or not rel:
+        return "the path is empty"
+    if _CONTROL.search(rel):
+        return f"path {rel!r} contains a control character (such as a newline)"
+    if rel.startswith(("/", "\\")) or _DRIVE.match(rel):
+        return f"absolute path {rel!r} is not allowed; use a path relative to the repository"
+    parts = re.split(r"[\\/]", rel)
+    if ".." in parts:
+        return f"path {rel!r} contains '..'"
+    if "" in parts or "." in parts:
+        return f"path {rel!r} is not normalized (empty or '.' component)"
+    for part in parts:
+        folder = reserved_name(part)
+        if folder:
+            return f"path {rel!r} names {folder}/, which mlv never writes to"
+    return None
+
+
+def problem_on_disk(root: str, rel: str, allow_link_into: str | None = None) -> str | None:
+    """Why writing `root/rel` would leave the repository, or None when it is safe.
+
+    Every folder along `rel` must be a real folder (or not exist yet): a symlinked
+    folder is refused wherever it points. The last component may be a symlink only
+    into `allow_link_into` (the cache, for the `symlink` link type); writes replace it
+    by rename and never follow it.
+    """
+    found = problem(rel)
+    if found:
+        return found
+    parts = rel.split("/")
+    here = root
+    for i, part in enumerate(parts):
+        here = os.path.join(here, part)
+        try:
+            st = os.lstat(here)
+        except FileNotFoundError:
+            return None  # the rest will be created as real folders
+        except OSError:
+            return None  # not a symlink we could follow; the write will say what is wrong
+        if stat.S_ISLNK(st.st_mode):
+            last = i == len(parts) - 1
+            if last and allow_link_into is not None:
+                real = os.path.realpath(here)
+                if real.startswith(allow_link_into.rstrip(os.sep) + os.sep):
+                    return None
+            if last:
+                return None if _link_stays_in(here, root) else (
+                    f"{rel} is a symlink to outside the repository")
+            where = "/".join(parts[:i + 1])
+            return f"{rel} goes through the symlink {where}; mlv does not write through symlinks"
+    return None
+
+
+def _link_stays_in(path: str, root: str) -> bool:
+    real = os.path.realpath(path)
+    top = os.path.realpath(root)
+    if not (real == top or real.startswith(top + os.sep)):
+        return False
+    inside = os.path.relpath(real, top).split(os.sep)
+    return not any(reserved_name(p) for p in inside)
+
+
+def inside(path: str, root: str) -> bool:
+    """True when absolute `path` is `root` or below it (no symlinks resolved)."""
+    root = root.rstrip(os.sep)
+    return path == root or path.startswith(root + os.sep)
