@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from mlv import fsio, yamlio
@@ -37,6 +38,28 @@ def _check_jobs(value: Any) -> int:
     return jobs
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds in a duration like `0`, `90s`, `30m`, `12h`, `2d` or `1w`. A number needs
+    a unit (except 0), so `1` is not mistaken for a day or a second."""
+    text = str(value).strip().lower()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhdw]?)", text)
+    if match and (match.group(2) or float(match.group(1)) == 0):
+        return float(match.group(1)) * DURATION_UNITS.get(match.group(2), 1)
+    raise ConfigError(f"expected a duration like 0, 30m, 12h or 2d, got {value!r}")
+
+
+def _check_grace(value: Any) -> str:
+    try:
+        parse_duration(value)
+    except ConfigError as exc:
+        raise ConfigError(f"gc.grace: {exc.message}",
+                          hint="a unit is needed: s, m, h, d or w (e.g. 1d)") from None
+    return str(value).strip().lower()
+
+
 def _check_str(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"expected a non-empty string, got {value!r}")
@@ -48,6 +71,7 @@ KEYS: dict[str, Any] = {
     "cache.dir": _check_str,
     "core.jobs": _check_jobs,
     "core.remote": _check_str,
+    "gc.grace": _check_grace,
 }
 
 
@@ -55,6 +79,7 @@ DEFAULTS: dict[str, Any] = {
     "cache.type": "reflink,copy",
     "cache.dir": ".mlv/cache",
     "core.jobs": default_jobs(),
+    "gc.grace": "1d",
 }
 
 

@@ -74,6 +74,11 @@ class Remote(ABC):
     def list_oids(self) -> set[str]:
         """Every object id on the remote, from one listing."""
 
+    @abstractmethod
+    def list_mtimes(self) -> dict[str, float | None]:
+        """Every object id on the remote with its modification time (seconds since the
+        epoch), or None where the listing does not say; from one listing (for gc)."""
+
     def has(self, oids: list[str]) -> set[str]:
         """Which of `oids` the remote holds: one listing, or one request per object."""
         if len(oids) > EXISTS_ONE_BY_ONE:
@@ -143,22 +148,33 @@ class LocalRemote(Remote):
                                    f"`mlv remote modify {self.name} url …`")
 
     def list_oids(self) -> set[str]:
+        return {oid for oid, _ in self._entries()}
+
+    def list_mtimes(self) -> dict[str, float | None]:
+        found: dict[str, float | None] = {}
+        for oid, entry in self._entries():
+            try:
+                found[oid] = entry.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:
+                continue  # deleted since the listing
+        return found
+
+    def _entries(self) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """(oid, directory entry) of every object under its final name."""
         self.check()
-        found: set[str] = set()
         try:
             prefixes = os.listdir(self.base)
         except FileNotFoundError:
-            return found
+            return
         for prefix in prefixes:
             if len(prefix) != 2:
                 continue
             try:
                 with os.scandir(os.path.join(self.base, prefix)) as entries:
-                    found.update(prefix + e.name for e in entries
-                                 if is_oid(prefix + e.name) and not e.is_dir())
+                    yield from ((prefix + e.name, e) for e in entries
+                                if is_oid(prefix + e.name) and not e.is_dir())
             except (FileNotFoundError, NotADirectoryError):
                 continue
-        return found
 
     def _exist_each(self, oids: list[str]) -> set[str]:
         self.check()
@@ -254,19 +270,27 @@ class FsspecRemote(Remote):
         return f"{self.root}/{key_of(oid, self.namespace)}"
 
     def list_oids(self) -> set[str]:
+        return set(self._find(detail=False))
+
+    def list_mtimes(self) -> dict[str, float | None]:
+        return {oid: _mtime_of(info) for oid, info in self._find(detail=True).items()}
+
+    def _find(self, detail: bool) -> dict[str, Any]:
+        """oid -> the listing's details of it (None without `detail`), from one listing."""
         with self.errors():
             try:
-                paths = self.fs.find(f"{self.root}/{self.namespace}/")
+                listed = self.fs.find(f"{self.root}/{self.namespace}/", detail=detail)
             except FileNotFoundError:
                 self.check_root()
-                return set()
-            if not paths:
+                return {}
+            if not listed:
                 self.check_root()
-        found = set()
-        for path in paths:
+        infos = listed if detail else dict.fromkeys(listed)
+        found = {}
+        for path, info in infos.items():
             oid = _oid_from_key(path, self.namespace)
             if oid:
-                found.add(oid)
+                found[oid] = info
         return found
 
     def check_root(self) -> None:
@@ -564,6 +588,25 @@ class _ByteBudget:
             async with self._changed:
                 self.free += share
                 self._changed.notify_all()
+
+
+def _mtime_of(info: Any) -> float | None:
+    """The modification time in a listing entry (S3's LastModified, a local mtime …),
+    or None when the filesystem does not give one."""
+    from datetime import datetime
+
+    for key in ("LastModified", "mtime", "last_modified", "modified", "created"):
+        value = info.get(key) if isinstance(info, dict) else None
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None
 
 
 def _short(exc: BaseException) -> str:

@@ -20,6 +20,7 @@ class TransferResult:
     failed: dict[str, str] = field(default_factory=dict)  # oid -> reason
     missing: list[str] = field(default_factory=list)  # in neither the source nor the target
     corrupted: list[str] = field(default_factory=list)  # downloads whose hash did not match
+    verified: list[str] = field(default_factory=list)  # manifests whose files were checked
     seconds: float = 0.0
 
 
@@ -35,10 +36,12 @@ def _reason(exc: BaseException) -> str:
 
 
 def push(odb: ObjectStore, remote: Remote, roots: set[str],
-         progress: Progress | None = None, sizes: dict[str, int] | None = None
-         ) -> TransferResult:
+         progress: Progress | None = None, sizes: dict[str, int] | None = None,
+         distrust: set[str] | None = None) -> TransferResult:
     """Upload what the remote lacks. A directory manifest goes up only after every
-    file it lists is on the remote, so a manifest there means its files are there."""
+    file it lists is on the remote, so a manifest there means its files are there,
+    unless they were lost since: the manifests in `distrust` vouch for nothing, and
+    every file they list is asked about (and uploaded if missing)."""
     start = time.monotonic()
     result = TransferResult()
     dirs = sorted(o for o in roots if o.endswith(".dir"))
@@ -46,12 +49,16 @@ def push(odb: ObjectStore, remote: Remote, roots: set[str],
     # so an up-to-date folder costs one request, not one listing of the whole remote.
     dirs_there = remote.has(dirs) if dirs else set()
     listing = {d: _manifest(odb, d) for d in dirs}
+    for d in dirs_there & (distrust or set()):
+        if listing[d] is None:  # checking needs the file list: read it from the remote
+            listing[d] = entries_anywhere(odb, remote, d)
     sizes = dict(sizes or {})
     sizes.update((e.oid, e.size) for entries in listing.values() for e in entries or [])
-    vouched = {e.oid for d in dirs_there for e in listing[d] or []}
+    trusted = dirs_there - (distrust or set())
+    vouched = {e.oid for d in trusted for e in listing[d] or []}
     files = {o for o in roots if not o.endswith(".dir")}
     for d in dirs:
-        if d not in dirs_there:
+        if d not in trusted:
             files.update(e.oid for e in listing[d] or [])
     files -= vouched
     wanted = files | (set(dirs) - dirs_there)
@@ -63,6 +70,10 @@ def push(odb: ObjectStore, remote: Remote, roots: set[str],
     failures = remote.upload([(odb.path_of(o), o) for o in todo], progress, sizes)
     result.failed.update({o: _reason(e) for o, e in failures.items()})
     on_remote = present | vouched | (set(todo) - set(failures))
+    for d in sorted(dirs_there - trusted):
+        if listing[d] is None:
+            result.failed[d] = "cannot check its files: the file list is in neither the " \
+                               "cache nor the remote (or damaged there)"
     ready = []
     for d in dirs:
         if d not in local or d in present:
@@ -75,6 +86,10 @@ def push(odb: ObjectStore, remote: Remote, roots: set[str],
     failures = remote.upload([(odb.path_of(d), d) for d in ready], progress)
     result.failed.update({o: _reason(e) for o, e in failures.items()})
     moved = [o for o in todo + ready if o not in result.failed]
+    on_remote.update(o for o in ready if o not in result.failed)
+    result.verified = [d for d in dirs if d in (distrust or set()) and d in on_remote
+                       and listing[d] is not None
+                       and all(e.oid in on_remote for e in listing[d] or [])]
     result.moved = len(moved)
     result.bytes = sum(sizes[o] if o in sizes else _size(odb.path_of(o)) for o in moved)
     result.seconds = time.monotonic() - start

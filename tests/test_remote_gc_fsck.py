@@ -156,14 +156,14 @@ def test_gc_cloud_deletes_exactly_what_the_scope_does_not_reference(
         if cacheless:
             (repo / ".mlv" / "cache").rename(aside)
 
-        res = mlv("gc", "--cloud", scope, "--dry", cwd=repo)
+        res = mlv("gc", "--cloud", scope, "--grace", "0", "--dry", cwd=repo)
         assert res.exit_code == 0, res.output
         listed = set(re.findall(r"^would delete ([0-9a-f]{32}(?:\.dir)?)$", res.stdout, re.M))
         assert listed == doomed, (scope, res.stdout)
         assert f"would delete {len(doomed)} objects on remote 'store'" in res.stdout
         assert remote.oids() == history.everything, "--dry deleted something"
 
-        res = mlv("gc", "--cloud", scope, cwd=repo)
+        res = mlv("gc", "--cloud", scope, "--grace", "0", cwd=repo)
         assert res.exit_code == 0, res.output
         assert f"deleted {len(doomed)} objects on remote 'store'; {len(keep)} kept" \
             in res.stdout, res.output
@@ -198,11 +198,12 @@ def test_gc_cloud_on_a_named_remote_leaves_the_default_alone(
     assert res.exit_code == 0, res.output
     assert other.oids() == history.everything
 
-    res = mlv("gc", "--cloud", "-r", "other", "--workspace", "--dry", cwd=repo)
+    res = mlv("gc", "--cloud", "-r", "other", "--workspace", "--grace", "0", "--dry",
+              cwd=repo)
     assert res.exit_code == 0, res.output
     assert "on remote 'other'" in res.stdout
     assert other.oids() == history.everything
-    res = mlv("gc", "--cloud", "-r", "other", "--workspace", cwd=repo)
+    res = mlv("gc", "--cloud", "-r", "other", "--workspace", "--grace", "0", cwd=repo)
     assert res.exit_code == 0, res.output
     assert "on remote 'other'" in res.stdout
     assert other.oids() == history.needed("v2")
@@ -264,7 +265,7 @@ def test_gc_cloud_keeps_the_files_of_a_manifest_it_cannot_read(
     remote.write(exp_dir, data.replace(b'"d.txt"', b'"x.txt"'))
     shutil.rmtree(repo / ".mlv" / "cache")
 
-    res = mlv("gc", "--cloud", "--all-branches", cwd=repo)
+    res = mlv("gc", "--cloud", "--all-branches", "--grace", "0", cwd=repo)
     assert "Traceback" not in res.output
     assert remote.oids() == history.everything, "gc deleted files of an unreadable manifest"
     assert res.exit_code == 1, res.output

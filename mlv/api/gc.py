@@ -5,13 +5,19 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mlv import fsio
 from mlv.api import scope
+from mlv.config import parse_duration
 from mlv.errors import MlvError
 from mlv.repo import Repo
 
+if TYPE_CHECKING:
+    from mlv.remote import Remote
+
 STALE_TMP_SECONDS = 24 * 3600
+DEFAULT_GRACE = "1d"  # `gc --cloud` keeps unreferenced objects younger than this
 
 
 @dataclass
@@ -20,6 +26,9 @@ class GcResult:
     kept: int = 0
     revisions: int = 0
     temps: int = 0  # temp files of interrupted uploads, deleted from a folder remote
+    recent: list[str] = field(default_factory=list)  # unreferenced, newer than the grace
+    unknown_age: list[str] = field(default_factory=list)  # unreferenced, age not listed
+    grace: float = 0.0  # seconds: `gc --cloud` deleted nothing younger than this
 
     @property
     def freed(self) -> int:
@@ -57,38 +66,73 @@ def gc(repo: Repo, all_branches: bool = False, all_tags: bool = False,
     return result
 
 
+def grace_seconds(repo: Repo, grace: float | None) -> float:
+    """The grace period for `gc --cloud`: the one given, else `gc.grace`, else a day."""
+    if grace is not None:
+        return grace
+    return parse_duration(repo.config.get("gc.grace", DEFAULT_GRACE))
+
+
 def gc_cloud(repo: Repo, remote: str | None, all_branches: bool = False,
              all_tags: bool = False, all_commits: bool = False, dry: bool = False,
-             jobs: int | None = None) -> tuple[str, GcResult]:
-    """Delete objects on a remote that no pointer in scope references."""
+             jobs: int | None = None, grace: float | None = None) -> tuple[str, GcResult]:
+    """Delete objects on a remote that no pointer in scope references and that are older
+    than the grace period (another clone may be pushing the newer ones right now).
+    Manifests go before files, so an interrupted gc never leaves a manifest on the
+    remote that vouches for files it no longer has."""
     from mlv.api import remote as remote_api
-    from mlv.transfer import entries_anywhere
 
     target = remote_api.resolve(repo, remote, jobs)
+    seconds = grace_seconds(repo, grace)
     with repo.lock():
         roots, nrevs = scope.roots(repo, None, all_branches, all_tags, all_commits)
-        used = set(roots)
-        unreadable = []
-        for oid in sorted(roots):
-            if oid.endswith(".dir"):
-                entries = entries_anywhere(repo.odb, target, oid)
-                if entries is None:
-                    unreadable.append(oid)
-                used.update(e.oid for e in entries or [])
-        if unreadable:
-            raise MlvError(f"cannot read the file list {unreadable[0]} (in neither the cache nor "
-                           f"'{target.name}', or damaged), so mlv cannot tell which files it "
-                           "still needs; nothing was deleted",
-                           hint="run `mlv fsck --remote` and repair it, or gc a narrower scope")
-        stored = target.list_oids()
-        result = GcResult(revisions=nrevs, kept=len(stored & used))
-        doomed = sorted(stored - used)
+        used = _with_files(repo, target, roots, unreadable_is_error=True)
+        stored = target.list_mtimes()
+        result = GcResult(revisions=nrevs, kept=len(stored.keys() & used), grace=seconds)
+        cutoff = time.time() - seconds
+        unused = stored.keys() - used
+        unknown = {o for o in unused if stored[o] is None}
+        spared = unknown | {o for o in unused if (stored[o] or 0) > cutoff}
+        # A manifest kept for its age keeps the files it lists: a push that found them
+        # already on the remote did not make them newer.
+        spared |= _with_files(repo, target, {o for o in spared if o.endswith(".dir")},
+                              unreadable_is_error=False) & unused
+        result.recent = sorted(spared - unknown)
+        result.unknown_age = sorted(unknown)
+        doomed = sorted(unused - spared)
         if not dry:
-            failed = target.delete(doomed)
-            if failed:
-                raise MlvError(f"{len(failed)} of {len(doomed)} objects could not be deleted "
-                               f"from '{target.name}' (e.g. {next(iter(failed))})",
-                               hint="check the remote's permissions, then run gc again")
+            manifests = [o for o in doomed if o.endswith(".dir")]
+            _delete(target, manifests, len(doomed))
+            _delete(target, [o for o in doomed if not o.endswith(".dir")], len(doomed))
             result.temps = target.remove_stale_temps(STALE_TMP_SECONDS)
         result.removed = [(oid, 0) for oid in doomed]
     return target.name, result
+
+
+def _with_files(repo: Repo, target: Remote, roots: set[str], unreadable_is_error: bool
+                ) -> set[str]:
+    """`roots` and every file their manifests list (read from the cache, else the remote)."""
+    from mlv.transfer import entries_anywhere
+
+    used = set(roots)
+    unreadable = []
+    for oid in sorted(roots):
+        if oid.endswith(".dir"):
+            entries = entries_anywhere(repo.odb, target, oid)
+            if entries is None:
+                unreadable.append(oid)
+            used.update(e.oid for e in entries or [])
+    if unreadable and unreadable_is_error:
+        raise MlvError(f"cannot read the file list {unreadable[0]} (in neither the cache nor "
+                       f"'{target.name}', or damaged), so mlv cannot tell which files it "
+                       "still needs; nothing was deleted",
+                       hint="run `mlv fsck --remote` and repair it, or gc a narrower scope")
+    return used
+
+
+def _delete(target: Remote, oids: list[str], total: int) -> None:
+    failed = target.delete(oids)
+    if failed:
+        raise MlvError(f"{len(failed)} of {total} objects could not be deleted "
+                       f"from '{target.name}' (e.g. {next(iter(failed))})",
+                       hint="check the remote's permissions, then run gc again")

@@ -86,11 +86,15 @@ class CloudReport:
     remote: str
     tracked: int
     changed: list[CloudStatus]
+    # manifests on the remote that list files it does not have: the next `mlv push`
+    # checks their files and uploads what is missing
+    incomplete: list[str] = field(default_factory=list)
 
 
 def cloud_status(repo: Repo, targets: list[str] | None = None, remote: str | None = None,
                  jobs: int | None = None) -> CloudReport:
     """Compare the cache with a remote for every tracked object."""
+    from mlv.api import gaps
     from mlv.api import remote as remote_api
     from mlv.transfer import entries_anywhere
 
@@ -105,10 +109,16 @@ def cloud_status(repo: Repo, targets: list[str] | None = None, remote: str | Non
     every = sorted(set().union(*(o for _, _, o in outs))) if outs else []
     local = repo.odb.existing(every)
     remote_has = target.has(every)
+    # a folder's manifest on the remote vouches for its files; here some are gone
+    incomplete = sorted({o for _, _, oids in outs for o in oids
+                         if o.endswith(".dir") and o in remote_has and not oids <= remote_has})
+    gaps.record(repo, target, incomplete)
+    gaps.clear(repo, target, {o for _, _, oids in outs for o in oids if o.endswith(".dir")
+                              and o in remote_has and oids <= remote_has})
     changed = []
     for pointer_name, path, oids in outs:
         st = CloudStatus(pointer_name, path, len(oids & local - remote_has),
                          len(oids & remote_has - local), len(oids - local - remote_has))
         if st.not_pushed or st.not_fetched or st.missing:
             changed.append(st)
-    return CloudReport(target.name, len(outs), changed)
+    return CloudReport(target.name, len(outs), changed, incomplete)

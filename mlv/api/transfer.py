@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 from mlv import fsio, transfer
 from mlv.api import checkout as checkout_api
+from mlv.api import gaps, scope
 from mlv.api import remote as remote_api
-from mlv.api import scope
 from mlv.api.checkout import CheckoutResult
 from mlv.pipeline import runcache
+from mlv.remote import Remote
 from mlv.repo import Repo
 from mlv.transfer import TransferResult
 from mlv.workspace import Progress
@@ -25,12 +26,22 @@ class Scope:
 
 
 def push(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None = None,
-         progress: Progress | None = None) -> tuple[str, TransferResult]:
-    """Upload the objects in scope that the remote lacks. Returns (remote name, result)."""
+         progress: Progress | None = None, verify: bool = False
+         ) -> tuple[str, TransferResult]:
+    """Upload the objects in scope that the remote lacks. Returns (remote name, result).
+
+    A folder's manifest on the remote vouches for its files, except with `verify`
+    (every file of every manifest is asked about) and for manifests this clone has
+    seen lacking files (`mlv status --cloud`, a fetch that missed files): those are
+    checked, and what is missing is uploaded."""
     target = remote_api.resolve(repo, remote, jobs)
     with repo.lock():
         roots, sizes = _in_scope(repo, where)
-        return target.name, transfer.push(repo.odb, target, roots, progress, sizes)
+        dirs = {o for o in roots if o.endswith(".dir")}
+        distrust = dirs if verify else dirs & gaps.recorded(repo, target)
+        result = transfer.push(repo.odb, target, roots, progress, sizes, distrust)
+        gaps.clear(repo, target, result.verified)
+        return target.name, result
 
 
 def fetch(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None = None,
@@ -39,7 +50,21 @@ def fetch(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None 
     source = remote_api.resolve(repo, remote, jobs)
     with repo.lock():
         roots, sizes = _in_scope(repo, where)
-        return source.name, transfer.fetch(repo.odb, source, roots, repo.jobs, progress, sizes)
+        result = transfer.fetch(repo.odb, source, roots, repo.jobs, progress, sizes)
+        _note_gaps(repo, source, roots, result.missing)
+        return source.name, result
+
+
+def _note_gaps(repo: Repo, remote: Remote, roots: set[str], missing: list[str]) -> None:
+    """Files missing from the remote that a manifest there lists: the remote and this
+    clone disagree, so the next push checks that manifest's files (no extra request:
+    fetch found this out anyway)."""
+    lost = set(missing)
+    if not lost:
+        return
+    gaps.record(repo, remote, [
+        d for d in sorted(roots) if d.endswith(".dir") and d not in lost
+        and any(e.oid in lost for e in transfer.entries_anywhere(repo.odb, remote, d) or [])])
 
 
 def _in_scope(repo: Repo, where: Scope) -> tuple[set[str], dict[str, int]]:

@@ -177,6 +177,11 @@ def _cloud_status(targets: list[str], as_json: bool, quiet: bool,
         if s.missing:
             parts.append(f"{plural(s.missing, 'object')} missing from both")
         click.echo(f"{s.path} ({s.pointer}): {', '.join(parts)}")
+    if report.incomplete:
+        n = len(report.incomplete)
+        click.echo(f"{plural(n, 'folder manifest')} on '{report.remote}' "
+                   f"{'lists' if n == 1 else 'list'} files the remote does not have; the next "
+                   "`mlv push` checks those files and uploads what is missing")
     click.echo(f"run `mlv push` to upload, `mlv pull` to download (remote '{report.remote}')")
 
 

@@ -16,13 +16,18 @@ from mlv.errors import UsageError
 @click.option("--dry", is_flag=True, help="Only list what would be deleted.")
 @click.option("-c", "--cloud", is_flag=True, help="Collect garbage on a remote instead.")
 @click.option("-r", "--remote", "remote_name", help="Remote for --cloud (default: the default).")
+@click.option("--grace", metavar="DURATION",
+              help="With --cloud: keep objects newer than this, e.g. 0, 30m, 12h, 2d "
+                   "(default: config gc.grace, else 1d).")
 def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
-       dry: bool, cloud: bool, remote_name: str | None) -> None:
+       dry: bool, cloud: bool, remote_name: str | None, grace: str | None) -> None:
     """Delete cache objects that no pointer in the chosen scope references.
 
     A scope is required. The workspace is always kept; wider scopes add the
     pointers committed at branch tips, tags or every commit (read from git, no
-    checkout needed). With --cloud, the same rule applies to a remote.
+    checkout needed). With --cloud, the same rule applies to a remote, except
+    that objects newer than the grace period (a day) are kept: another clone may
+    be pushing them right now.
 
     \b
     Example:
@@ -34,16 +39,26 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
         raise UsageError("choose what to keep: --workspace, --all-branches, --all-tags "
                          "or --all-commits",
                          hint="`mlv gc --workspace --dry` shows what only the workspace uses")
+    if grace is not None and not (cloud or remote_name):
+        raise UsageError("--grace applies to `gc --cloud` only",
+                         hint="the local cache has no concurrent pushes to wait for")
     if cloud or remote_name:
         from mlv.api.gc import gc_cloud
 
         name, result = gc_cloud(find_repo(), remote_name, all_branches, all_tags, all_commits,
-                                dry)
+                                dry, grace=_grace(grace))
         for oid, _ in result.removed if dry else []:
             click.echo(f"would delete {oid}")
         verb = "would delete" if dry else "deleted"
         click.echo(f"{verb} {plural(len(result.removed), 'object')} on remote '{name}'; "
                    f"{result.kept} kept")
+        if result.recent:
+            click.echo(f"kept {plural(len(result.recent), 'unreferenced object')} newer than "
+                       f"{duration(result.grace)} (another clone may be pushing them; "
+                       "`--grace 0` deletes them)")
+        if result.unknown_age:
+            click.echo(f"kept {plural(len(result.unknown_age), 'unreferenced object')} whose "
+                       "age the remote does not list")
         if result.temps:
             click.echo(f"deleted {plural(result.temps, 'temp file')} left by interrupted "
                        "pushes (older than a day)")
@@ -57,6 +72,27 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
     else:
         click.echo(f"deleted {plural(len(result.removed), 'object')}, "
                    f"freed {human_size(result.freed)}; {result.kept} kept")
+
+
+def _grace(text: str | None) -> float | None:
+    from mlv.config import parse_duration
+    from mlv.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ConfigError as exc:
+        raise UsageError(f"--grace: {exc.message}",
+                         hint="a unit is needed: s, m, h, d or w (e.g. --grace 12h)") from None
+
+
+def duration(seconds: float) -> str:
+    """`86400` -> `1 day`; the largest unit that divides the duration exactly."""
+    for unit, size in (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            return plural(int(seconds // size), unit)
+    return plural(round(seconds), "second")
 
 
 COMMANDS = [gc]

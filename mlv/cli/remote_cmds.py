@@ -174,11 +174,18 @@ def _report(verb: str, name: str, result: TransferResult, quiet: bool) -> None:
 @_common
 @_scope_options
 @click.option("--run-cache", is_flag=True, help="Also upload the run-cache (past stage runs).")
+@click.option("--verify", is_flag=True,
+              help="Do not trust folder manifests already on the remote: ask about every "
+                   "file they list and upload what is missing.")
 def push(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, quiet: bool,
-         all_branches: bool, all_tags: bool, all_commits: bool, run_cache: bool) -> None:
+         all_branches: bool, all_tags: bool, all_commits: bool, run_cache: bool,
+         verify: bool) -> None:
     """Upload tracked data that the remote does not have yet.
 
     TARGETS are tracked paths or .mlv files (default: every pointer in the workspace).
+    A folder whose manifest is on the remote counts as pushed (one request); --verify
+    checks its files too, and so does a plain push for folders that `mlv status
+    --cloud` or a pull found incomplete on the remote.
 
     \b
     Example:
@@ -188,8 +195,11 @@ def push(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, qu
 
     progress = Progress("pushing", quiet)
     where = api.Scope(list(targets), all_branches, all_tags, all_commits)
-    name, result = api.push(find_repo(), where, remote_name, jobs, progress.callback)
+    name, result = api.push(find_repo(), where, remote_name, jobs, progress.callback, verify)
     progress.done()
+    if result.verified and not quiet:
+        click.echo(f"checked every file of {plural(len(result.verified), 'folder')} "
+                   f"on '{name}'")
     _report("pushed", name, result, quiet)
     if run_cache:
         name, result = api.push_run_cache(find_repo(), remote_name, jobs)
