@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -43,6 +44,15 @@ def _crash_log() -> str:
     return path
 
 
+def _interrupted(exc: BaseException | None) -> int:
+    """Print `aborted` and return the exit code for Ctrl-C (130), or for SIGTERM or
+    SIGHUP (128 + the signal's number), which `mlv repro` handles like Ctrl-C."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    name = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
+    click.echo(f"aborted{name}", err=True)
+    return 128 + signum
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: known errors print one line; unexpected ones write a crash log."""
     try:
@@ -59,12 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
+        sys.exit(_interrupted(exc.__cause__))
+    except KeyboardInterrupt as exc:
+        sys.exit(_interrupted(exc))
     except BrokenPipeError:
         sys.exit(1)
     except Exception as exc:  # noqa: BLE001 - the last line of defence

@@ -1,0 +1,171 @@
+"""Issue 8, defects 8, 14 (remote `jobs`) and 15 (secrets), and the exit codes:
+
+- `mlv repro` stopped by SIGTERM or SIGHUP stops its stages like Ctrl-C, records
+  nothing for them and exits 143 / 129; no stage outlives mlv.
+- An unexpected exception exits 3 with one line and a hint; usage errors exit 2.
+- `mlv remote list` masks secret-looking options; config files holding them are 0600.
+- A hand-edited remote `jobs` that is not a whole number is one ConfigError line.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import MLV, Result, run_mlv
+
+Mlv = Callable[..., Result]
+
+
+def ok(res: Result) -> Result:
+    assert res.exit_code == 0, res.output
+    return res
+
+
+def one_error(res: Result, code: int = 1) -> str:
+    """The run failed with `code`, one `error:` line and no traceback; returns that line."""
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output, res.output
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, res.stderr
+    return errors[0]
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `check` (the machine may be busy: generous timeout, short naps)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphaned zombie may wait a long time
+    for a container's init to reap it; it runs nothing)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def lock_stages(repo: Path) -> set[str]:
+    path = repo / "mlv.lock"
+    return set(yaml.safe_load(path.read_text())["stages"]) if path.exists() else set()
+
+
+def run_cache_entries(repo: Path) -> list[Path]:
+    runs = repo / ".mlv" / "cache" / "runs"
+    return sorted(p for p in runs.glob("*/*")) if runs.exists() else []
+
+
+# ---- defect 8: SIGTERM and SIGHUP stop the stages like Ctrl-C --------------------------
+
+# The slow stage writes its shell's pid (its process group) and a child's pid, then waits
+# for the child; with MLV_TEST_FAST set it finishes at once (the second, clean run).
+SLOW = ('echo $$ > slow.pid; if [ -z "$MLV_TEST_FAST" ]; then sleep 300 & '
+        'echo $! > child.pid; wait; fi; echo done > slow.txt')
+TRAPS = {
+    "dies": "",
+    "ignores": "trap '' TERM; ",  # its children ignore SIGTERM too: killed after 2 s
+    # A stage that traps the signal and exits 0 may have stopped halfway: not recorded.
+    "exits-0": "trap 'echo half > slow.txt; exit 0' TERM; ",
+}
+
+
+def _kill_left(pids: list[int]) -> None:
+    """Never leave a sleeping stage behind, even when the test fails."""
+    for pid in pids:
+        if running(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _default_signals() -> None:
+    """In the child: SIGINT, SIGTERM and SIGHUP at their defaults, as in a terminal or a CI
+    job (a background or nohup'ed test run would pass them on ignored)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("sig,stage", [(signal.SIGTERM, "dies"), (signal.SIGTERM, "ignores"),
+                                       (signal.SIGTERM, "exits-0"), (signal.SIGHUP, "dies"),
+                                       (signal.SIGHUP, "ignores")])
+def test_repro_stopped_by_a_signal_stops_the_stage_and_records_nothing(
+        mlv: Mlv, mlv_repo: Path, sig: signal.Signals, stage: str) -> None:
+    repo = mlv_repo
+    ok(mlv("stage", "add", "-n", "quick", "-o", "quick.txt", "echo q > quick.txt", cwd=repo))
+    ok(mlv("stage", "add", "-n", "slow", "-d", "quick.txt", "-o", "slow.txt",
+           TRAPS[stage] + SLOW, cwd=repo))
+    env = {k: v for k, v in os.environ.items() if k != "MLV_TEST_FAST"}
+    proc = subprocess.Popen(MLV + ["repro"], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_default_signals)
+    pids: list[int] = []
+    try:
+        wait_for(lambda: (repo / "child.pid").exists() and (repo / "slow.pid").exists()
+                 and proc.poll() is None, 120, "the slow stage to start")
+        wait_for(lambda: bool((repo / "child.pid").read_text().strip()), 30, "child.pid")
+        pids = [int((repo / name).read_text()) for name in ("slow.pid", "child.pid")]
+        assert all(running(pid) for pid in pids)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        _kill_left(pids)
+    try:
+        wait_for(lambda: not any(running(pid) for pid in pids), 15, "the stage to end")
+    except AssertionError:
+        raise AssertionError(f"stage processes outlived mlv: {[p for p in pids if running(p)]}"
+                             ) from None
+    assert proc.returncode == 128 + sig, (proc.returncode, out, err)
+    assert err.strip().splitlines()[-1] == f"aborted ({sig.name})", err
+    assert "Traceback" not in err
+    assert lock_stages(repo) == {"quick"}  # nothing recorded for the stopped stage
+    assert len(run_cache_entries(repo)) == 1  # the quick stage's run only
+    assert (repo / "slow.txt").exists() == (stage == "exits-0")  # its half output stays
+    assert "slow" in mlv("status", cwd=repo).stdout
+    # The next repro runs the stage again, alone, and records it.
+    res = ok(run_mlv(repo, "repro", env={"MLV_TEST_FAST": "1"}))
+    assert "running stage slow" in res.stdout and "running stage quick" not in res.stdout
+    assert (repo / "slow.txt").read_text() == "done\n"
+    assert lock_stages(repo) == {"quick", "slow"}
+    assert len(run_cache_entries(repo)) == 2
+    assert "everything is up to date" in ok(run_mlv(repo, "repro")).stdout
+
+
+def test_repro_keeps_sighup_ignored_under_nohup(mlv: Mlv, mlv_repo: Path) -> None:
+    # `nohup mlv repro` must survive a closed terminal: an ignored SIGHUP stays ignored.
+    repo = mlv_repo
+    ok(mlv("stage", "add", "-n", "slow", "-o", "slow.txt",
+           "echo x > started; sleep 2; echo done > slow.txt", cwd=repo))
+
+    def nohup() -> None:
+        _default_signals()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = subprocess.Popen(MLV + ["repro"], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=nohup)
+    try:
+        wait_for(lambda: (repo / "started").exists() or proc.poll() is not None, 120,
+                 "the stage to start")
+        proc.send_signal(signal.SIGHUP)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, (out, err)
+    assert lock_stages(repo) == {"slow"}
