@@ -169,3 +169,41 @@ def test_repro_keeps_sighup_ignored_under_nohup(mlv: Mlv, mlv_repo: Path) -> Non
             proc.communicate()
     assert proc.returncode == 0, (out, err)
     assert lock_stages(repo) == {"slow"}
+
+
+# ---- exit codes ------------------------------------------------------------------------
+
+def test_an_unexpected_exception_exits_3_with_one_line_and_a_hint(
+        mlv: Mlv, mlv_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlv.api.status as api_status
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("internal state went wrong\nsecond line")
+
+    monkeypatch.setattr(api_status, "status", broken)
+    res = mlv("status", cwd=mlv_repo)
+    assert res.exit_code == 3, res.output
+    assert "Traceback" not in res.output
+    lines = res.stderr.splitlines()
+    assert lines[0] == "error: unexpected RuntimeError: internal state went wrong"
+    assert len(lines) == 2 and lines[1].startswith("hint: this is a bug in mlv"), lines
+    log = lines[1].split("traceback is in ", 1)[1].split(". ", 1)[0]
+    assert "RuntimeError: internal state went wrong" in Path(log).read_text()
+    assert "MLV_DEBUG=1 mlv" in lines[1]
+    Path(log).unlink()
+    # MLV_DEBUG shows the traceback instead.
+    monkeypatch.setenv("MLV_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        mlv("status", cwd=mlv_repo)
+
+
+@pytest.mark.parametrize("args", [("statuz",), ("status", "--no-such-option"),
+                                  ("remote", "add", "only-a-name"), ("config",)])
+def test_usage_errors_exit_2(mlv: Mlv, mlv_repo: Path, args: tuple[str, ...]) -> None:
+    res = mlv(*args, cwd=mlv_repo)
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and "unexpected" not in res.output
+
+
+def test_user_errors_exit_1(mlv: Mlv, mlv_repo: Path) -> None:
+    one_error(mlv("checkout", "no-such-path", cwd=mlv_repo))
