@@ -12,6 +12,14 @@ from mlv.remote import REMOTE_KEYS, SECRET_KEYS, Remote, open_remote
 from mlv.repo import Repo
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+MASK = "***"
+# Parts of an option name that mark its value as a secret. Hand-added options go to the
+# fsspec filesystem (sftp `password`, azure `account_key`, `sas_token`, `client_secret`,
+# `connection_string` …); showing a harmless value masked costs less than leaking a key.
+_SECRET_PARTS = ("pass", "secret", "token", "key", "credential", "auth", "sas", "sig",
+                 "connection_string")
+_URL_PASSWORD = re.compile(r"(?P<user>[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*):[^/?#@]*@")
+_URL_QUERY_PAIR = re.compile(r"(?P<name>(?<=[?&])[^=&#]+)=(?P<value>[^&#]*)")
 
 
 @dataclass
@@ -19,6 +27,28 @@ class RemoteInfo:
     name: str
     options: dict[str, Any]  # secrets masked
     default: bool
+
+
+def is_secret(key: str) -> bool:
+    """Whether a remote option's value is a secret, by its name."""
+    name = str(key).lower()
+    return key in SECRET_KEYS or any(part in name for part in _SECRET_PARTS)
+
+
+def masked(key: str, value: Any) -> Any:
+    """`value` as it may be shown: secrets (also inside a mapping of options, and the
+    password or secret query values of a URL) replaced by `***`."""
+    if is_secret(key):
+        return MASK
+    if isinstance(value, dict):
+        return {k: masked(str(k), v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(key, v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        value = _URL_PASSWORD.sub(rf"\g<user>:{MASK}@", value)
+        return _URL_QUERY_PAIR.sub(lambda m: f"{m['name']}={MASK}" if is_secret(m["name"])
+                                   else m[0], value)
+    return value
 
 
 def _level(local: bool) -> str:
@@ -106,7 +136,7 @@ def listing(repo: Repo) -> list[RemoteInfo]:
     default = default_name(repo)
     result = []
     for name, options in sorted(repo.config.remotes().items()):
-        shown = {k: ("***" if k in SECRET_KEYS else v) for k, v in options.items()}
+        shown = {str(k): masked(str(k), v) for k, v in options.items()}
         result.append(RemoteInfo(name, shown, name == default))
     return result
 

@@ -207,3 +207,60 @@ def test_usage_errors_exit_2(mlv: Mlv, mlv_repo: Path, args: tuple[str, ...]) ->
 
 def test_user_errors_exit_1(mlv: Mlv, mlv_repo: Path) -> None:
     one_error(mlv("checkout", "no-such-path", cwd=mlv_repo))
+
+
+# ---- defect 15: secrets ----------------------------------------------------------------
+
+HAND_ADDED = """\
+remote:
+  sftp:
+    url: sftp://deploy:hunter2-url@files.example.com/store
+    password: hunter2-option
+    key_passphrase: hunter2-phrase
+  azure:
+    url: az://container/store?sv=2024&sig=hunter2-sig
+    account_key: hunter2-account
+    sas_token: hunter2-sas
+    connection_string: DefaultEndpointsProtocol=https;AccountKey=hunter2-conn
+  s3:
+    url: s3://bucket/store
+    endpoint_url: http://127.0.0.1:9000
+    region: eu-west-1
+    access_key_id: hunter2-id
+    secret_access_key: hunter2-secret
+    session_token: hunter2-token
+    client_kwargs: {aws_secret_access_key: hunter2-nested, region_name: eu-west-1}
+"""
+
+
+def test_remote_list_masks_every_secret_looking_value(mlv: Mlv, mlv_repo: Path) -> None:
+    # Options added by hand to .mlv/config.local (mlv's own commands refuse these keys).
+    (mlv_repo / ".mlv" / "config.local").write_text(HAND_ADDED)
+    res = ok(run_mlv(mlv_repo, "remote", "list"))
+    assert "hunter2" not in res.output, res.output
+    lines = res.stdout.splitlines()
+    for shown in ("sftp\tsftp://deploy:***@files.example.com/store", "    password: ***",
+                  "    account_key: ***", "    sas_token: ***", "    connection_string: ***",
+                  "azure\taz://container/store?sv=2024&sig=***", "    secret_access_key: ***",
+                  "    endpoint_url: http://127.0.0.1:9000", "    region: eu-west-1"):
+        assert shown in lines, (shown, lines)
+    assert any("client_kwargs" in line and "***" in line and "eu-west-1" in line
+               for line in lines), lines
+
+
+def test_remote_commands_do_not_echo_secrets(mlv: Mlv, mlv_repo: Path) -> None:
+    res = ok(mlv("remote", "add", "box", "sftp://me:hunter2@host/store", cwd=mlv_repo))
+    assert "hunter2" not in res.output and "sftp://me:***@host/store" in res.stdout
+    res = ok(mlv("remote", "modify", "--local", "box", "secret_access_key", "hunter2",
+                 cwd=mlv_repo))
+    assert "hunter2" not in res.output and "secret_access_key = ***" in res.stdout
+    res = ok(mlv("remote", "modify", "box", "url", "sftp://me:hunter2@other/store",
+                 cwd=mlv_repo))
+    assert "hunter2" not in res.output
+    # Credentials stay refused in the committed .mlv/config.
+    error = one_error(mlv("remote", "modify", "box", "access_key_id", "hunter2",
+                          cwd=mlv_repo))
+    assert "committed" in error
+    assert b"hunter2" not in (mlv_repo / ".mlv" / "config").read_bytes().replace(
+        b"me:hunter2@other", b"")
+
