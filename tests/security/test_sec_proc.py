@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Callable
@@ -264,3 +265,29 @@ def test_remote_commands_do_not_echo_secrets(mlv: Mlv, mlv_repo: Path) -> None:
     assert b"hunter2" not in (mlv_repo / ".mlv" / "config").read_bytes().replace(
         b"me:hunter2@other", b"")
 
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_config_files_that_may_hold_keys_are_private(mlv: Mlv, mlv_repo: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        ok(mlv("remote", "add", "box", "s3://bucket/store", cwd=mlv_repo))
+        ok(mlv("remote", "modify", "--local", "box", "secret_access_key", "k", cwd=mlv_repo))
+        local = mlv_repo / ".mlv" / "config.local"
+        assert mode(local) == 0o600
+        ok(mlv("config", "--global", "core.jobs", "2", cwd=mlv_repo))
+        user = Path(os.environ["HOME"]) / ".config" / "mlv" / "config"
+        assert mode(user) == 0o600
+        # The committed config stays readable; an existing stricter mode is kept, and an
+        # older world-readable config.local is made private when mlv next writes it.
+        committed = mlv_repo / ".mlv" / "config"
+        assert mode(committed) == 0o644
+        committed.chmod(0o600)
+        local.chmod(0o644)
+        ok(mlv("config", "core.jobs", "3", cwd=mlv_repo))
+        ok(mlv("remote", "modify", "--local", "box", "region", "eu-west-1", cwd=mlv_repo))
+        assert mode(committed) == 0o600 and mode(local) == 0o600
+    finally:
+        os.umask(old)
