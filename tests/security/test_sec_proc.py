@@ -291,3 +291,36 @@ def test_config_files_that_may_hold_keys_are_private(mlv: Mlv, mlv_repo: Path) -
         assert mode(committed) == 0o600 and mode(local) == 0o600
     finally:
         os.umask(old)
+
+
+# ---- defect 14 (config part): a hand-edited remote `jobs` ------------------------------
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "true", "1.5", "[1]", "100000"])
+def test_a_hand_edited_remote_jobs_is_one_config_error(mlv: Mlv, mlv_repo: Path,
+                                                       tmp_path: Path, value: str) -> None:
+    (mlv_repo / "f.txt").write_text("hi")
+    ok(mlv("add", "f.txt", cwd=mlv_repo))
+    store = tmp_path / "store"
+    store.mkdir()
+    config = mlv_repo / ".mlv" / "config"
+    config.write_text(f"remote:\n  store:\n    url: {store}\n    jobs: {value}\n"
+                      "core:\n  remote: store\n")
+    for args in (("push",), ("status", "--cloud")):
+        res = run_mlv(mlv_repo, *args)
+        error = one_error(res)
+        assert error.startswith("error: remote 'store': jobs: expected a whole number"), error
+        assert str(config) in error
+        assert "hint: set it with `mlv remote modify store jobs 8`" in res.stderr
+    assert not any(store.iterdir())  # nothing was pushed
+
+
+def test_a_valid_remote_jobs_still_works(mlv: Mlv, mlv_repo: Path, tmp_path: Path) -> None:
+    (mlv_repo / "f.txt").write_text("hi")
+    ok(mlv("add", "f.txt", cwd=mlv_repo))
+    store = tmp_path / "store"
+    store.mkdir()
+    (mlv_repo / ".mlv" / "config.local").write_text(
+        f"remote:\n  store:\n    url: {store}\n    jobs: '3'\ncore:\n  remote: store\n")
+    assert "pushed 1 file" in ok(mlv("push", cwd=mlv_repo)).stdout
+    res = mlv("remote", "modify", "--local", "store", "jobs", "5000", cwd=mlv_repo)
+    assert "1 to 1024" in one_error(res)
