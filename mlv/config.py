@@ -190,4 +190,11 @@ class Config:
             raise ConfigError(f"no {level} config outside an mlv repository",
                               hint="run `mlv init`, or use --global")
         fsio.makedirs(os.path.dirname(path))
-        fsio.atomic_write(path, yamlio.dump(self.layers[level]).encode())
+        # The local and user configs may hold keys: only their owner may read them. A file
+        # that is already stricter for others stays so (the rename makes a new inode).
+        mode = 0o644 if level == "repo" else 0o600
+        try:
+            mode &= (os.stat(path).st_mode & 0o777) | 0o600
+        except OSError:
+            pass  # a new file
+        fsio.atomic_write(path, yamlio.dump(self.layers[level]).encode(), mode)

@@ -7,11 +7,21 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from mlv.config import LEVELS
 from mlv.errors import ConfigError, UsageError
 from mlv.remote import REMOTE_KEYS, SECRET_KEYS, Remote, open_remote
 from mlv.repo import Repo
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+MASK = "***"
+MAX_JOBS = 1024  # as `-j`: more threads or requests in flight than this help nobody
+# Parts of an option name that mark its value as a secret. Hand-added options go to the
+# fsspec filesystem (sftp `password`, azure `account_key`, `sas_token`, `client_secret`,
+# `connection_string` …); showing a harmless value masked costs less than leaking a key.
+_SECRET_PARTS = ("pass", "secret", "token", "key", "credential", "auth", "sas", "sig",
+                 "connection_string")
+_URL_PASSWORD = re.compile(r"(?P<user>[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*):[^/?#@]*@")
+_URL_QUERY_PAIR = re.compile(r"(?P<name>(?<=[?&])[^=&#]+)=(?P<value>[^&#]*)")
 
 
 @dataclass
@@ -19,6 +29,28 @@ class RemoteInfo:
     name: str
     options: dict[str, Any]  # secrets masked
     default: bool
+
+
+def is_secret(key: str) -> bool:
+    """Whether a remote option's value is a secret, by its name."""
+    name = str(key).lower()
+    return key in SECRET_KEYS or any(part in name for part in _SECRET_PARTS)
+
+
+def masked(key: str, value: Any) -> Any:
+    """`value` as it may be shown: secrets (also inside a mapping of options, and the
+    password or secret query values of a URL) replaced by `***`."""
+    if is_secret(key):
+        return MASK
+    if isinstance(value, dict):
+        return {k: masked(str(k), v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(key, v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        value = _URL_PASSWORD.sub(rf"\g<user>:{MASK}@", value)
+        return _URL_QUERY_PAIR.sub(lambda m: f"{m['name']}={MASK}" if is_secret(m["name"])
+                                   else m[0], value)
+    return value
 
 
 def _level(local: bool) -> str:
@@ -49,13 +81,35 @@ def _check_option(key: str, value: Any, level: str) -> Any:
                           hint="use `mlv remote modify --local NAME KEY VALUE` (git-ignored) "
                                "or the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY variables")
     if key == "jobs":
-        try:
-            value = int(value)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise ConfigError("jobs: expected a whole number >= 1")
+        value = check_jobs(value)
     return value
+
+
+def check_jobs(value: Any) -> int:
+    """A remote's `jobs` option: a whole number from 1 to MAX_JOBS (`"8"` is 8)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_JOBS:
+        raise ConfigError(f"jobs: expected a whole number from 1 to {MAX_JOBS}, got {value!r}")
+    return value
+
+
+def _checked_jobs(repo: Repo, name: str, value: Any) -> int:
+    """The `jobs` option read from a config file someone may have edited by hand."""
+    try:
+        return check_jobs(value)
+    except ConfigError as exc:
+        level = next((lvl for lvl in reversed(LEVELS)
+                      if "jobs" in (repo.config.layers.get(lvl, {}).get("remote", {})
+                                    .get(name) or {})), "repo")
+        path = repo.config.paths.get(level, "the config")
+        if level == "global":
+            hint = f"edit {path}: set it to a whole number, or delete the line"
+        else:
+            flag = " --local" if level == "local" else ""
+            hint = (f"set it with `mlv remote modify{flag} {name} jobs 8`, or remove it with "
+                    f"`mlv remote modify{flag} --unset {name} jobs`")
+        raise ConfigError(f"remote '{name}': {exc.message} (in {path})", hint=hint) from None
 
 
 def add(repo: Repo, name: str, url: str, default: bool = False, local: bool = False) -> None:
@@ -106,7 +160,7 @@ def listing(repo: Repo) -> list[RemoteInfo]:
     default = default_name(repo)
     result = []
     for name, options in sorted(repo.config.remotes().items()):
-        shown = {k: ("***" if k in SECRET_KEYS else v) for k, v in options.items()}
+        shown = {str(k): masked(str(k), v) for k, v in options.items()}
         result.append(RemoteInfo(name, shown, name == default))
     return result
 
@@ -119,6 +173,8 @@ def resolve(repo: Repo, name: str | None = None, jobs: int | None = None) -> Rem
             raise ConfigError("no remote given and no default remote is set",
                               hint="pass -r NAME, or set one with `mlv remote add -d NAME URL`")
     options = dict(_known(repo, name))
+    if options.get("jobs") is not None:
+        options["jobs"] = _checked_jobs(repo, name, options["jobs"])
     url = str(options.get("url", ""))
     local = url.removeprefix("file://") if url.startswith("file://") else url
     if local and "://" not in local and not os.path.isabs(os.path.expanduser(local)):

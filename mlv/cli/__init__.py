@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -43,8 +44,23 @@ def _crash_log() -> str:
     return path
 
 
+BUG_EXIT = 3  # an unexpected exception: a bug in mlv
+
+
+def _interrupted(exc: BaseException | None) -> int:
+    """Print `aborted` and return the exit code for Ctrl-C (130), or for SIGTERM or
+    SIGHUP (128 + the signal's number), which `mlv repro` handles like Ctrl-C."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    name = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
+    click.echo(f"aborted{name}", err=True)
+    return 128 + signum
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI: known errors print one line; unexpected ones write a crash log."""
+    """Run the CLI: known errors print one line; unexpected ones write a crash log.
+
+    Exit codes (docs/commands.md): 0 success, 1 an error the user can fix, 2 a usage
+    error, 3 an unexpected error (a bug), 130 Ctrl-C, 143 SIGTERM and 129 SIGHUP."""
     try:
         code = cli.main(args=argv, prog_name="mlv", standalone_mode=False)
         if isinstance(code, int) and code:
@@ -59,19 +75,20 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
+        sys.exit(_interrupted(exc.__cause__))
+    except KeyboardInterrupt as exc:
+        sys.exit(_interrupted(exc))
     except BrokenPipeError:
         sys.exit(1)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if os.environ.get("MLV_DEBUG"):
             raise
         log = _crash_log()
-        click.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
-        click.echo(f"hint: this is a bug in mlv; the details are in {log}", err=True)
-        sys.exit(1)
+        lines = str(exc).strip().splitlines()  # one line: the traceback is in the log
+        detail = f": {lines[0]}" if lines else ""
+        click.echo(f"error: unexpected {type(exc).__name__}{detail}", err=True)
+        click.echo(f"hint: this is a bug in mlv; the traceback is in {log}. Please report "
+                   "it; rerun with `MLV_DEBUG=1 mlv …` to see the traceback here", err=True)
+        sys.exit(BUG_EXIT)
     sys.exit(0)

@@ -38,7 +38,8 @@ def remote_add(name: str, url: str, default: bool, local: bool) -> None:
     from mlv.api import remote as api
 
     api.add(find_repo(), name, url, default=default, local=local)
-    click.echo(f"added remote '{name}' -> {url}" + (" (default)" if default else ""))
+    click.echo(f"added remote '{name}' -> {api.masked('url', url)}"
+               + (" (default)" if default else ""))
 
 
 @remote.command("list")
@@ -94,9 +95,7 @@ def remote_modify(name: str, key: str, value: str | None, local: bool, unset: bo
     from mlv.api import remote as api
 
     api.modify(find_repo(), name, key, value, local=local, unset=unset)
-    from mlv.remote import SECRET_KEYS
-
-    shown = "***" if key in SECRET_KEYS else value
+    shown = api.masked(key, value)
     click.echo(f"remote '{name}': " + (f"unset {key}" if unset else f"{key} = {shown}"))
 
 

@@ -7,10 +7,13 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import FrameType
 
 from mlv import fsio
 from mlv.checkout import materialize, wants_links
@@ -20,7 +23,9 @@ from mlv.pipeline.stage import PipelineError, Stage
 from mlv.pipeline.status import Pipeline
 from mlv.snapshot import snapshot
 
-KILL_AFTER = 2.0  # seconds a stage gets to stop after Ctrl-C before it is killed
+KILL_AFTER = 2.0  # seconds a stage gets to stop (Ctrl-C, SIGTERM, SIGHUP) before it is killed
+# A closed terminal or a cancelled CI job stops the stages the way Ctrl-C does.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 Emit = Callable[[str], None]
 
@@ -42,6 +47,15 @@ class ReproResult:
 
 class StageFailed(Exception):
     pass
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived while stages ran; they were stopped as for Ctrl-C.
+    `signum` is the signal (the CLI exits with 128 + signum)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def select(pipe: Pipeline, targets: list[str], single: bool, downstream: bool) -> list[str]:
@@ -101,8 +115,14 @@ class Runner:
         self.runs_dir = runs_dir
         self.write_lock = threading.Lock()
         self.procs: set[subprocess.Popen[bytes]] = set()
+        self.procs_lock = threading.Lock()  # starting a stage vs. stopping them all
+        self.stopping = threading.Event()  # set once: no stage starts or is recorded after
 
     def run(self, the_plan: Plan) -> ReproResult:
+        with _stop_on_signals(self.stopping):
+            return self._run(the_plan)
+
+    def _run(self, the_plan: Plan) -> ReproResult:
         result = ReproResult()
         todo = list(the_plan.order)
         upstream = {n: {u for u in self.pipe.dag.upstream[n] if u in todo} for n in todo}
@@ -144,23 +164,26 @@ class Runner:
                         result.restored.append(name)
                     elif how == "ran":
                         result.ran.append(name)
-        except KeyboardInterrupt:
-            # Ask the stages to stop; one that ignores SIGTERM (or is still cleaning up
-            # after KILL_AFTER seconds) is killed, so Ctrl-C always ends mlv.
-            self.kill_all(signal.SIGTERM)
-            if wait(list(running), timeout=KILL_AFTER).not_done:
-                self.kill_all(signal.SIGKILL)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP (Terminated)
+            self.stop_all()
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return result
 
-    def kill_all(self, sig: signal.Signals) -> None:
-        for proc in list(self.procs):
-            try:
-                os.killpg(proc.pid, sig)
-            except OSError:
-                pass
+    def stop_all(self) -> None:
+        """Ask every running stage to stop (SIGTERM to its process group); kill the
+        groups still running KILL_AFTER seconds later (a stage that ignores SIGTERM, or a
+        child left behind by a shell that did stop), so no stage outlives mlv. Stages
+        stopped here are not recorded, and no stage starts after this."""
+        with self.procs_lock:
+            self.stopping.set()
+            groups = [proc.pid for proc in self.procs]
+        _signal_groups(groups, signal.SIGTERM)
+        deadline = time.monotonic() + KILL_AFTER
+        while time.monotonic() < deadline and any(_group_alive(g) for g in groups):
+            time.sleep(0.05)
+        _signal_groups(groups, signal.SIGKILL)
 
     # ---- one stage ------------------------------------------------------------------------
 
@@ -212,12 +235,16 @@ class Runner:
         cwd = self.pipe.abspath(stage.wdir)
         prefix = f"[{stage.name}] " if self.jobs > 1 else ""
         tail: deque[str] = deque(maxlen=10)
-        try:
-            proc = subprocess.Popen(stage.cmd, shell=True, cwd=cwd, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True)
-        except OSError as exc:
-            raise StageFailed(f"cannot start: {exc}") from None
-        self.procs.add(proc)
+        with self.procs_lock:
+            if self.stopping.is_set():
+                raise StageFailed("not started: mlv is stopping")
+            try:
+                proc = subprocess.Popen(stage.cmd, shell=True, cwd=cwd,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        start_new_session=True)
+            except OSError as exc:
+                raise StageFailed(f"cannot start: {exc}") from None
+            self.procs.add(proc)
 
         def pump(stream: object, keep: bool) -> None:
             for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
@@ -226,14 +253,22 @@ class Runner:
                     tail.append(line)
                 self.emit(prefix + line)
 
-        readers = [threading.Thread(target=pump, args=(proc.stdout, False)),
-                   threading.Thread(target=pump, args=(proc.stderr, True))]
+        # Daemon threads: a process that escaped the stage's group and still holds its
+        # output open must not keep a stopped mlv from exiting.
+        readers = [threading.Thread(target=pump, args=(proc.stdout, False), daemon=True),
+                   threading.Thread(target=pump, args=(proc.stderr, True), daemon=True)]
         for reader in readers:
             reader.start()
         code = proc.wait()
         for reader in readers:
-            reader.join()
+            while reader.is_alive() and not self.stopping.is_set():
+                reader.join(0.2)
+            reader.join(KILL_AFTER)
         self.procs.discard(proc)
+        if self.stopping.is_set():
+            # Even a stage that trapped the signal and exited 0 may have stopped halfway:
+            # never record it.
+            raise StageFailed("stopped: mlv was interrupted")
         if code != 0:
             last = "\n".join(f"    {line}" for line in tail)
             raise StageFailed(f"`{stage.cmd}` exited with code {code}"
@@ -294,6 +329,54 @@ class Runner:
                 pipe.state.set(st, e.oid)
             pipe.forget(path)
         return True
+
+
+@contextmanager
+def _stop_on_signals(stopping: threading.Event) -> Iterator[None]:
+    """While stages run, SIGTERM and SIGHUP raise Terminated in the main thread, as
+    Ctrl-C raises KeyboardInterrupt, so they take the same path: stop the stages, record
+    nothing for them, exit. Once stopping, further signals are ignored (the stop takes
+    at most KILL_AFTER seconds). Handlers are set only where they are at their defaults
+    (`nohup` keeps SIGHUP ignored; a program using mlv's API keeps its own handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stopping.is_set():
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(signum)
+
+    saved = {}
+    for sig in (signal.SIGINT, *STOP_SIGNALS):
+        default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        if signal.getsignal(sig) is default:
+            saved[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+
+
+def _signal_groups(groups: list[int], sig: signal.Signals) -> None:
+    for pgid in groups:
+        try:
+            os.killpg(pgid, sig)
+        except OSError:
+            pass  # the group is gone
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _unlink_from_cache(path: str) -> None:
