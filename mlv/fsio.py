@@ -25,10 +25,31 @@ _RUN = os.urandom(4).hex()  # with the pid and a counter: unique across runs and
 _SEQ = itertools.count()
 
 
+# Bytes of a name kept in a temp name: with the dot and the longest suffix
+# (".mlvtmp-" pid "-" run "-" counter, under 40 bytes) it stays below NAME_MAX (255).
+_TMP_NAME_ROOM = 200
+_TMP_HASH_LEN = 12
+
+
+def _tmp_prefix(name: str) -> str:
+    """`.name.mlvtmp-`, with a long name cut (in bytes of the filesystem encoding) and
+    told apart from others by a short hash of the whole name."""
+    raw = os.fsencode(name)
+    if len(raw) > _TMP_NAME_ROOM:
+        import hashlib
+
+        digest = hashlib.sha256(raw).hexdigest()[:_TMP_HASH_LEN]
+        cut = name
+        while len(os.fsencode(cut)) > _TMP_NAME_ROOM - _TMP_HASH_LEN - 1:
+            cut = cut[:-1]
+        name = f"{cut}~{digest}"
+    return f".{name}{TMP_MARK}"
+
+
 def tmp_name(path: str) -> str:
     """A unique temp name next to `path` (same folder, so rename is atomic)."""
     head, tail = os.path.split(path)
-    return os.path.join(head, f".{tail}{TMP_MARK}{os.getpid()}-{_RUN}-{next(_SEQ)}")
+    return os.path.join(head, f"{_tmp_prefix(tail)}{os.getpid()}-{_RUN}-{next(_SEQ)}")
 
 
 def is_tmp_name(name: str) -> bool:
@@ -49,7 +70,7 @@ def remove_stale_temps(path: str) -> list[str]:
     """Delete temp files and folders left beside `path` by mlv processes that died
     (kill -9, power loss). Temps of running processes are left alone."""
     folder, name = os.path.split(path)
-    prefix = f".{name}{TMP_MARK}"
+    prefix = _tmp_prefix(name)  # a name too long to cut never had another form
     removed: list[str] = []
     try:
         names = [n for n in os.listdir(folder) if n.startswith(prefix)]
