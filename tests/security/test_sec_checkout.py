@@ -88,3 +88,11 @@ def test_long_names_go_through_add_checkout_push_and_pull(
     assert (clone / LONG_FILE_MB).read_text() == "accents"
     assert read_tree(clone / "data") == want
     assert not [n for n in os.listdir(clone / "data") if fsio.is_tmp_name(n)]
+
+
+@pytest.mark.parametrize("name", ["c" * 252, "ö" * 126], ids=["252", "252-utf8"])
+def test_a_name_whose_pointer_cannot_exist_is_refused(mlv_repo: Path, name: str) -> None:
+    (mlv_repo / name).write_text("x")
+    line = one_error(run_mlv(mlv_repo, "add", name))
+    assert "too long to track" in line and "unexpected" not in line
+    assert sorted(os.listdir(mlv_repo)) == sorted([".git", ".mlv", name])
