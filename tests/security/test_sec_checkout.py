@@ -96,3 +96,44 @@ def test_a_name_whose_pointer_cannot_exist_is_refused(mlv_repo: Path, name: str)
     line = one_error(run_mlv(mlv_repo, "add", name))
     assert "too long to track" in line and "unexpected" not in line
     assert sorted(os.listdir(mlv_repo)) == sorted([".git", ".mlv", name])
+
+
+# ---- defect 10: a completely full disk --------------------------------------------------
+
+def _disk_full(*_args: object, **_kwargs: object) -> None:
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_gc_and_status_work_on_a_full_disk(mlv_repo: Path, mlv, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:  # noqa: ANN001 - the runner fixture
+    make_tree(mlv_repo, {"keep": {"a": "kept"}, "old.bin": "unused"})
+    ok(run_mlv(mlv_repo, "add", "keep", "old.bin"))
+    (mlv_repo / "old.bin.mlv").unlink()
+    (mlv_repo / "keep" / "b").write_text("new")  # status has something to hash and remember
+    for name in ("write", "pwrite", "ftruncate", "truncate", "fsync"):
+        monkeypatch.setattr(os, name, _disk_full)
+    res = ok(mlv("gc", "--workspace", cwd=mlv_repo))
+    assert "Traceback" not in res.output
+    res = mlv("status", cwd=mlv_repo)
+    assert res.exit_code == 0 and "keep" in res.output and "Traceback" not in res.output
+    monkeypatch.undo()
+    assert "old.bin" not in run_mlv(mlv_repo, "status").output
+
+
+def test_a_lock_file_that_cannot_be_created_is_one_line(
+        mlv_repo: Path, mlv, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    lock = mlv_repo / ".mlv" / "tmp" / "lock"
+    if lock.exists():
+        lock.unlink()
+    real_open = os.open
+
+    def full_open(path, flags, *args, **kwargs):  # noqa: ANN001, ANN202 - os.open's shape
+        if str(path) == str(lock):
+            _disk_full()
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", full_open)
+    line = one_error(mlv("gc", "--workspace", cwd=mlv_repo))
+    assert "no space left" in line and "unexpected" not in line
