@@ -137,3 +137,142 @@ def test_a_lock_file_that_cannot_be_created_is_one_line(
     monkeypatch.setattr(os, "open", full_open)
     line = one_error(mlv("gc", "--workspace", cwd=mlv_repo))
     assert "no space left" in line and "unexpected" not in line
+
+
+# ---- defect 3: a user's file where a tracked path's folder goes -------------------------
+
+def _point_into(repo: Path, pointer: str, out: str, data: str) -> None:
+    """Write pointer `pointer` for `out` (a path with a folder in it) holding `data`."""
+    (repo / "m.bin").write_text(data)
+    ok(run_mlv(repo, "add", "m.bin"))
+    text = (repo / "m.bin.mlv").read_text().replace("path: m.bin", f"path: {out}")
+    (repo / "m.bin.mlv").unlink()
+    (repo / "m.bin").unlink()
+    (repo / ".gitignore").unlink()
+    (repo / pointer).write_text(text)
+
+
+@pytest.mark.parametrize("in_git", [True, False], ids=["git-tracked", "untracked"])
+def test_checkout_keeps_a_file_where_a_tracked_folder_goes(mlv_repo: Path, in_git: bool
+                                                           ) -> None:
+    _point_into(mlv_repo, "model.mlv", "notes.txt/m.bin", "model")
+    (mlv_repo / "notes.txt").write_text("my notes")
+    if in_git:
+        git(mlv_repo, "add", "notes.txt", "model.mlv")
+        git(mlv_repo, "commit", "-qm", "notes")
+    line = one_error(run_mlv(mlv_repo, "checkout"))
+    assert "notes.txt" in line
+    assert (mlv_repo / "notes.txt").read_text() == "my notes"
+    ok(run_mlv(mlv_repo, "checkout", "--force"))
+    assert (mlv_repo / "notes.txt" / "m.bin").read_text() == "model"
+
+
+def test_a_pulled_pointer_does_not_delete_a_committed_file(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    add_remote(mlv_repo, "local", request, tmp_path)
+    _point_into(mlv_repo, "model.mlv", "README/m.bin", "model")
+    ok(run_mlv(mlv_repo, "push"))
+    (mlv_repo / "README").write_text("read me")
+    git(mlv_repo, "add", "-A")
+    git(mlv_repo, "commit", "-qm", "a pointer that needs README to be a folder")
+    victim = tmp_path / "victim"
+    git(tmp_path, "clone", "-q", str(mlv_repo), str(victim))
+    one_error(run_mlv(victim, "pull"))
+    assert (victim / "README").read_text() == "read me"
+
+
+# ---- defect 9: FIFOs and other special files never hang checkout ------------------------
+
+def _fifo_repo(repo: Path) -> None:
+    make_tree(repo, {"data": {"a": "A", "sub": {"b": "B"}}, "f.bin": "F"})
+    ok(run_mlv(repo, "add", "data", "f.bin"))
+
+
+@pytest.mark.parametrize("place", ["f.bin", "data/a", "data/sub", "data", "link-f.bin"])
+def test_a_fifo_in_a_tracked_place_is_a_conflict_then_replaced_with_force(
+        mlv_repo: Path, place: str) -> None:
+    _fifo_repo(mlv_repo)
+    target = place.removeprefix("link-")
+    path = mlv_repo / target
+    fsio.remove_tree(str(path))
+    if place.startswith("link-"):  # a symlink to a FIFO
+        os.mkfifo(mlv_repo / "pipe")
+        os.symlink("pipe", path)
+    else:
+        os.mkfifo(path)
+    line = one_error(run_mlv(mlv_repo, "checkout", timeout=30))
+    assert target in line
+    assert os.path.lexists(path) and not path.is_file() and not path.is_dir()
+    ok(run_mlv(mlv_repo, "checkout", "--force", timeout=30))
+    assert read_tree(mlv_repo / "data") == {"a": b"A", "sub/b": b"B"}
+    assert (mlv_repo / "f.bin").read_text() == "F"
+    if place.startswith("link-"):
+        assert (mlv_repo / "pipe").exists()  # the link went, not what it points at
+    ok(run_mlv(mlv_repo, "status", timeout=30))
+
+
+def test_a_fifo_elsewhere_in_a_tracked_folder_is_left_alone(mlv_repo: Path) -> None:
+    _fifo_repo(mlv_repo)
+    os.mkfifo(mlv_repo / "data" / "pipe")
+    (mlv_repo / "data" / "a").unlink()
+    ok(run_mlv(mlv_repo, "checkout", timeout=30))
+    assert (mlv_repo / "data" / "a").read_text() == "A"
+    assert os.path.lexists(mlv_repo / "data" / "pipe")
+
+
+# ---- write side of the path rule: never through a symlink, even with --force ------------
+
+def _stage_output_through(attacker: Path, tmp_path: Path, request: pytest.FixtureRequest,
+                          link_to: str) -> None:
+    """A stage whose recorded output `link/info/evil` lies behind a committed symlink."""
+    add_remote(attacker, "local", request, tmp_path)
+    (attacker / "mlv.yaml").write_text(
+        "stages:\n  make:\n    cmd: mkdir -p out/info && echo pwned > out/info/evil\n"
+        "    outs: [out/info/evil]\n")
+    ok(run_mlv(attacker, "repro"))
+    ok(run_mlv(attacker, "push"))
+    for name in ("mlv.yaml", "mlv.lock"):
+        text = (attacker / name).read_text()
+        (attacker / name).write_text(text.replace("out/info/evil", "link/info/evil"))
+    fsio.remove_tree(str(attacker / "out"))
+    os.symlink(link_to, attacker / "link")
+    git(attacker, "add", "-A", "-f")
+    git(attacker, "commit", "-qm", "innocent")
+
+
+@pytest.mark.parametrize("link_to", [".git", "OUTSIDE"])
+@pytest.mark.parametrize("command", [("pull", "--force"), ("checkout", "--force"), ("pull",)])
+def test_nothing_is_written_through_a_committed_symlink(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest, link_to: str,
+        command: tuple[str, ...]) -> None:
+    outside = tmp_path / "outside"
+    (outside / "info").mkdir(parents=True)
+    _stage_output_through(mlv_repo, tmp_path, request,
+                          str(outside) if link_to == "OUTSIDE" else link_to)
+    victim = tmp_path / "victim"
+    git(tmp_path, "clone", "-q", str(mlv_repo), str(victim))
+    if command[0] == "checkout":
+        run_mlv(victim, "fetch")
+    one_error(run_mlv(victim, *command))
+    assert not (victim / ".git" / "info" / "evil").exists()
+    assert not (outside / "info" / "evil").exists()
+    assert os.path.islink(victim / "link")
+
+
+def test_a_symlink_in_a_tracked_folder_is_never_written_through(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    add_remote(mlv_repo, "local", request, tmp_path)
+    make_tree(mlv_repo, {"data": {"sub": {"passwd": "root::0:0"}}})
+    ok(run_mlv(mlv_repo, "add", "data"))
+    ok(run_mlv(mlv_repo, "push"))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    fsio.remove_tree(str(mlv_repo / "data" / "sub"))
+    os.symlink(outside, mlv_repo / "data" / "sub")
+    git(mlv_repo, "add", "-A", "-f")
+    git(mlv_repo, "commit", "-qm", "data/sub is a link")
+    victim = tmp_path / "victim"
+    git(tmp_path, "clone", "-q", str(mlv_repo), str(victim))
+    for command in (("pull", "--force"), ("checkout", "--force"), ("checkout",)):
+        one_error(run_mlv(victim, *command))
+        assert os.listdir(outside) == []
