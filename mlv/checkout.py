@@ -25,7 +25,7 @@ def ensure_folder(folder: str) -> None:
         return
     if os.path.lexists(folder):
         raise PathError(f"{folder} is in the way: a folder should be there",
-                        hint="move it away, or run `mlv checkout --force` to replace it")
+                        hint="move it away, then run the command again")
     fsio.makedirs(folder)
 
 

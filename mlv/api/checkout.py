@@ -63,6 +63,11 @@ def _plan(repo: Repo, diff: OutDiff, relink: bool, force: bool) -> _Plan:
     if relink:
         kind = repo.link_types[0]
         plan.write += [e for e, f in diff.same if not is_link_to(f.path, repo.odb, e.oid, kind)]
+    for e in plan.write:  # paths come from a manifest: held to the rule before any write
+        bad = paths.problem(e.path) if e.path else None
+        if bad:
+            raise PathError(f"cannot check out {repo.rel(diff.path)}: {bad}",
+                            hint=_ONLY_REAL_FOLDERS)
     if diff.present and diff.out.is_dir and diff.entries is not None:
         plan.in_way += _in_way_inside(repo, diff, plan)
     if at_risk and not force:
@@ -74,7 +79,8 @@ def _plan(repo: Repo, diff: OutDiff, relink: bool, force: bool) -> _Plan:
 
 
 _ONLY_REAL_FOLDERS = ("mlv writes only into real folders inside the repository, never through a "
-                      "symlink, with or without --force; nothing was changed")
+                      "symlink or into .git or .mlv, with or without --force; nothing was "
+                      "changed")
 
 
 def _check_place(repo: Repo, path: str) -> None:
@@ -118,9 +124,8 @@ def _in_way_inside(repo: Repo, diff: OutDiff, plan: _Plan) -> list[str]:
     found: list[str] = []
     folders: set[str] = set()
     for e in plan.write:
-        bad = paths.problem(e.path)
         dst = _join(diff.path, e.path)
-        bad = bad or paths.problem_on_disk(repo.root, repo.rel(dst), repo.cache_dir)
+        bad = paths.problem_on_disk(repo.root, repo.rel(dst), repo.cache_dir)
         if bad:
             raise PathError(f"cannot check out {repo.rel(dst)}: {bad}", hint=_ONLY_REAL_FOLDERS)
         folder = os.path.dirname(dst)

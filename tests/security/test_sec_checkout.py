@@ -253,7 +253,8 @@ def test_nothing_is_written_through_a_committed_symlink(
     git(tmp_path, "clone", "-q", str(mlv_repo), str(victim))
     if command[0] == "checkout":
         run_mlv(victim, "fetch")
-    one_error(run_mlv(victim, *command))
+    line = one_error(run_mlv(victim, *command))
+    assert "symlink" in line or "outside" in line or ".git" in line
     assert not (victim / ".git" / "info" / "evil").exists()
     assert not (outside / "info" / "evil").exists()
     assert os.path.islink(victim / "link")
@@ -276,3 +277,31 @@ def test_a_symlink_in_a_tracked_folder_is_never_written_through(
     for command in (("pull", "--force"), ("checkout", "--force"), ("checkout",)):
         one_error(run_mlv(victim, *command))
         assert os.listdir(outside) == []
+
+
+def test_a_manifest_entry_naming_git_is_never_written(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    from mlv import manifest
+    from mlv.odb import ObjectStore
+
+    add_remote(mlv_repo, "local", request, tmp_path)
+    hook = "[core]\n\tfsmonitor = touch pwned\n"
+    make_tree(mlv_repo, {"data": {"config": hook}})
+    ok(run_mlv(mlv_repo, "add", "data"))
+    odb = ObjectStore(str(mlv_repo / ".mlv" / "cache"))
+    entries = manifest.loads(odb.read_bytes(
+        (mlv_repo / "data.mlv").read_text().split("xxh128: ")[1].split()[0]), "")
+    evil = [manifest.Entry(".GIT/config", e.oid, e.size) for e in entries]
+    oid = odb.add_bytes(manifest.dumps(evil), ".dir")
+    text = (mlv_repo / "data.mlv").read_text()
+    old = text.split("xxh128: ")[1].split()[0]
+    (mlv_repo / "data.mlv").write_text(text.replace(old, oid))
+    ok(run_mlv(mlv_repo, "push"))
+    git(mlv_repo, "add", "-A")
+    git(mlv_repo, "commit", "-qm", "data")
+    victim = tmp_path / "victim"
+    git(tmp_path, "clone", "-q", str(mlv_repo), str(victim))
+    line = one_error(run_mlv(victim, "pull", "--force"))
+    assert "names .git/" in line
+    assert not (victim / "data").exists()
+    assert not [n for n in os.listdir(victim) if fsio.is_tmp_name(n)]
