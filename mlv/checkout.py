@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from mlv import fsio
+from mlv.errors import PathError
 from mlv.odb import ObjectStore
 
 
@@ -12,12 +13,20 @@ def materialize(odb: ObjectStore, oid: str, dst: str, link_types: list[str],
                 exec_bit: bool, skip: set[str] | None = None) -> os.stat_result:
     """Make `dst` hold object `oid`, atomically. Returns the new file's stat."""
     mode = 0o755 if exec_bit else 0o644
-    folder = os.path.dirname(dst)
-    if not os.path.isdir(folder):
-        if os.path.lexists(folder):
-            fsio.remove_file(folder)
-        fsio.makedirs(folder)
+    ensure_folder(os.path.dirname(dst))
     return fsio.place_first_working(odb.path_of(oid), dst, link_types, mode, skip=skip)
+
+
+def ensure_folder(folder: str) -> None:
+    """Make `folder` exist as a real folder. Whatever else stands there (a file, a
+    symlink) is never removed or written through: the caller clears the way first, and
+    only with the user's --force."""
+    if os.path.isdir(folder) and not os.path.islink(folder):
+        return
+    if os.path.lexists(folder):
+        raise PathError(f"{folder} is in the way: a folder should be there",
+                        hint="move it away, then run the command again")
+    fsio.makedirs(folder)
 
 
 def is_link_to(dst: str, odb: ObjectStore, oid: str, kind: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 
 from mlv import manifest, workspace
@@ -56,11 +57,22 @@ def fingerprint(files: list[WFile], odb: ObjectStore) -> str:
     return hash_bytes("\n".join(parts).encode("utf-8", "surrogateescape"))
 
 
+def holds_file(path: str) -> bool:
+    """True when `path` is a regular file, a symlink to one, or a broken symlink (which a
+    write replaces). A FIFO, socket or device is never opened: reading one can hang."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return os.path.islink(path)
+    except OSError:
+        return False
+
+
 def diff_out(odb: ObjectStore, state: StatCache, jobs: int, path: str, out: Out,
              fast: bool = True) -> OutDiff:
     is_dir = os.path.isdir(path) and not os.path.islink(path)
     exists = os.path.lexists(path)
-    present = exists and is_dir == out.is_dir
+    present = exists and (is_dir if out.is_dir else holds_file(path))
     walked: list[WFile] | None = None
     fp = ""
     if present and out.is_dir:

@@ -25,10 +25,31 @@ _RUN = os.urandom(4).hex()  # with the pid and a counter: unique across runs and
 _SEQ = itertools.count()
 
 
+# Bytes of a name kept in a temp name: with the dot and the longest suffix
+# (".mlvtmp-" pid "-" run "-" counter, under 40 bytes) it stays below NAME_MAX (255).
+_TMP_NAME_ROOM = 200
+_TMP_HASH_LEN = 12
+
+
+def _tmp_prefix(name: str) -> str:
+    """`.name.mlvtmp-`, with a long name cut (in bytes of the filesystem encoding) and
+    told apart from others by a short hash of the whole name."""
+    raw = os.fsencode(name)
+    if len(raw) > _TMP_NAME_ROOM:
+        import hashlib
+
+        digest = hashlib.sha256(raw).hexdigest()[:_TMP_HASH_LEN]
+        cut = name
+        while len(os.fsencode(cut)) > _TMP_NAME_ROOM - _TMP_HASH_LEN - 1:
+            cut = cut[:-1]
+        name = f"{cut}~{digest}"
+    return f".{name}{TMP_MARK}"
+
+
 def tmp_name(path: str) -> str:
     """A unique temp name next to `path` (same folder, so rename is atomic)."""
     head, tail = os.path.split(path)
-    return os.path.join(head, f".{tail}{TMP_MARK}{os.getpid()}-{_RUN}-{next(_SEQ)}")
+    return os.path.join(head, f"{_tmp_prefix(tail)}{os.getpid()}-{_RUN}-{next(_SEQ)}")
 
 
 def is_tmp_name(name: str) -> bool:
@@ -49,7 +70,7 @@ def remove_stale_temps(path: str) -> list[str]:
     """Delete temp files and folders left beside `path` by mlv processes that died
     (kill -9, power loss). Temps of running processes are left alone."""
     folder, name = os.path.split(path)
-    prefix = f".{name}{TMP_MARK}"
+    prefix = _tmp_prefix(name)  # a name too long to cut never had another form
     removed: list[str] = []
     try:
         names = [n for n in os.listdir(folder) if n.startswith(prefix)]
@@ -264,7 +285,10 @@ class RepoLock:
 
     def acquire(self) -> None:
         makedirs(os.path.dirname(self.path))
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise storage_error(exc, self.path) from exc
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -280,13 +304,19 @@ class RepoLock:
                         hint="wait for it to finish, then run your command again",
                     ) from None
                 time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
+        try:  # the pid only helps a waiting process name the holder: a full disk may refuse it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass
 
     def release(self) -> None:
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
+            try:
+                os.ftruncate(self._fd, 0)
+            except OSError:
+                pass
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

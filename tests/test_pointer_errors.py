@@ -246,14 +246,17 @@ def test_pointer_in_subfolder_may_not_track_its_own_folder(mlv, repo: Path) -> N
     check_all_commands_refuse(mlv, repo, "d/x.mlv", ["outs[0].path"], "error: d/x.mlv:3: ")
 
 
-def test_symlink_inside_the_repository_is_allowed(mlv, repo: Path) -> None:
-    # The refusal above is about leaving the repository, not about symlinks as such.
+def test_symlinked_folder_inside_the_repository_is_not_written_through(mlv, repo: Path
+                                                                       ) -> None:
+    # Issue 8: checkout never writes through a symlinked folder, even one that stays
+    # inside the repository (a clone may have brought it).
     (repo / "real").mkdir()
     os.symlink("real", repo / "alias")
     (repo / "alias.mlv").write_text(body(path="alias/data", oid=dir_oid(repo)))
     res = mlv("checkout", "alias.mlv", cwd=repo)
-    assert res.exit_code == 0, res.output
-    assert (repo / "real" / "data" / "a.txt").read_bytes() == CONTENT
+    assert res.exit_code == 1, res.output
+    assert "goes through the symlink alias" in res.output
+    assert os.listdir(repo / "real") == []
 
 
 # ---- directory manifests with unsafe entries -------------------------------------------

@@ -44,8 +44,23 @@ def _check_target(repo: Repo, target: str) -> str:
     if os.path.islink(path) and not _links_into_cache(repo, path):
         raise PathError(f"{rel} is a symlink; mlv tracks files and folders, not links",
                         hint="add the folder or file the link points to")
+    _check_pointer_name(path)
     check_not_in_tracked_folder(repo, path)
     return path
+
+
+def _check_pointer_name(path: str) -> None:
+    """Refuse a name whose pointer `<name>.mlv` would be longer than a name may be."""
+    folder, name = os.path.split(pointer.pointer_file_for(path))
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(os.fsencode(name)) > limit:
+        raise PathError(f"the name {os.path.basename(path)!r} is too long to track: its "
+                        f"pointer file's name would be longer than {limit} bytes",
+                        hint=f"rename it to at most {limit - len(SUFFIX)} bytes, or add the "
+                             "folder that holds it")
 
 
 def _links_into_cache(repo: Repo, path: str) -> bool:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 
-from mlv import fsio, workspace
+from mlv import fsio, paths, workspace
 from mlv.api import targets as targets_mod
-from mlv.checkout import is_link_to, materialize
+from mlv.checkout import ensure_folder, is_link_to, materialize
 from mlv.diff import OutDiff, diff_out
-from mlv.errors import CheckoutConflictError
+from mlv.errors import CheckoutConflictError, PathError
 from mlv.manifest import Entry
 from mlv.repo import Repo
 from mlv.workspace import Progress, WFile
@@ -30,6 +31,7 @@ class _Plan:
     write: list[Entry] = field(default_factory=list)
     remove: list[WFile] = field(default_factory=list)
     clear_way: bool = False
+    in_way: list[str] = field(default_factory=list)  # not the out's: cleared only with --force
     conflicts: list[str] = field(default_factory=list)
 
 
@@ -37,21 +39,22 @@ def _join(base: str, rel: str) -> str:
     return os.path.join(base, *rel.split("/")) if rel else base
 
 
-def _plan(repo: Repo, diff: OutDiff, relink: bool) -> _Plan:
+def _plan(repo: Repo, diff: OutDiff, relink: bool, force: bool) -> _Plan:
     plan = _Plan(diff)
     entries = diff.entries or []
+    if not diff.same_tree and diff.entries is not None:  # something will be written
+        _check_place(repo, diff.path)
+        plan.in_way = _in_way_above(repo, diff.path)
     # Anything about to be replaced or removed must have its bytes in the cache.
     at_risk: list[WFile] = [f for _, f in diff.modified] + diff.added
     if diff.in_way:
         if os.path.isdir(diff.path) and not os.path.islink(diff.path):
-            at_risk += workspace.walk(diff.path)
-        else:
+            at_risk += [] if force else workspace.walk(diff.path)
+        elif _regular(diff.path):
             at_risk.append(workspace.stat_file(diff.path, ""))
+        else:  # a FIFO, device or socket, or a link to a folder: never opened
+            plan.conflicts.append(repo.rel(diff.path))
         plan.clear_way = True
-    if at_risk:
-        oids = workspace.hash_files(at_risk, repo.state, repo.jobs)
-        cached = repo.odb.existing(oids)
-        plan.conflicts = [repo.rel(f.path) for f, oid in zip(at_risk, oids) if oid not in cached]
     if diff.present:
         plan.write = [e for e, _ in diff.modified] + list(diff.deleted)
     else:
@@ -60,7 +63,81 @@ def _plan(repo: Repo, diff: OutDiff, relink: bool) -> _Plan:
     if relink:
         kind = repo.link_types[0]
         plan.write += [e for e, f in diff.same if not is_link_to(f.path, repo.odb, e.oid, kind)]
+    for e in plan.write:  # paths come from a manifest: held to the rule before any write
+        bad = paths.problem(e.path) if e.path else None
+        if bad:
+            raise PathError(f"cannot check out {repo.rel(diff.path)}: {bad}",
+                            hint=_ONLY_REAL_FOLDERS)
+    if diff.present and diff.out.is_dir and diff.entries is not None:
+        plan.in_way += _in_way_inside(repo, diff, plan)
+    if at_risk and not force:
+        oids = workspace.hash_files(at_risk, repo.state, repo.jobs)
+        cached = repo.odb.existing(oids)
+        plan.conflicts += [repo.rel(f.path) for f, oid in zip(at_risk, oids) if oid not in cached]
+    plan.conflicts += [repo.rel(p) for p in plan.in_way]
     return plan
+
+
+_ONLY_REAL_FOLDERS = ("mlv writes only into real folders inside the repository, never through a "
+                      "symlink or into .git or .mlv, with or without --force; nothing was "
+                      "changed")
+
+
+def _check_place(repo: Repo, path: str) -> None:
+    """Refuse an out reached through a symlink, or one that is a symlink to outside the
+    repository: mlv never writes through one, with or without --force."""
+    found = paths.problem_on_disk(repo.root, repo.rel(path), allow_link_into=repo.cache_dir)
+    if found:
+        raise PathError(f"cannot check out {repo.rel(path)}: {found}", hint=_ONLY_REAL_FOLDERS)
+
+
+def _regular(path: str) -> bool:
+    """A regular file or a link to one: its bytes can be hashed without hanging."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _is_folder(path: str) -> bool:
+    return stat.S_ISDIR(os.lstat(path).st_mode)
+
+
+def _in_way_above(repo: Repo, path: str) -> list[str]:
+    """The first thing that stands where a folder above the out belongs (a user's file
+    named like the folder): it is replaced only with --force."""
+    here = repo.root
+    for part in repo.rel(path).split("/")[:-1]:
+        here = os.path.join(here, part)
+        if not os.path.lexists(here):
+            return []
+        if not _is_folder(here):
+            return [here]
+    return []
+
+
+def _in_way_inside(repo: Repo, diff: OutDiff, plan: _Plan) -> list[str]:
+    """What stands where a file or folder of a tracked folder goes, and that checkout has
+    not already listed: special files (never opened), links to them, folders where a file
+    goes. Every path is checked again against the path rule before anything is written."""
+    walked = {f.path for f in plan.remove} | {f.path for _, f in diff.modified + diff.same}
+    found: list[str] = []
+    folders: set[str] = set()
+    for e in plan.write:
+        dst = _join(diff.path, e.path)
+        bad = paths.problem_on_disk(repo.root, repo.rel(dst), repo.cache_dir)
+        if bad:
+            raise PathError(f"cannot check out {repo.rel(dst)}: {bad}", hint=_ONLY_REAL_FOLDERS)
+        folder = os.path.dirname(dst)
+        while folder != diff.path and folder not in folders:
+            folders.add(folder)
+            folder = os.path.dirname(folder)
+        if dst not in walked and os.path.lexists(dst):
+            found.append(dst)
+    for folder in sorted(folders):
+        if os.path.lexists(folder) and not _is_folder(folder) and folder not in walked:
+            found.append(folder)
+    return found
 
 
 def checkout(repo: Repo, targets: list[str] | None = None, force: bool = False,
@@ -77,7 +154,7 @@ def checkout(repo: Repo, targets: list[str] | None = None, force: bool = False,
                 for out in ptr.outs:
                     diff = diff_out(repo.odb, repo.state, repo.jobs, ptr.out_path(out), out,
                                     fast=not relink)
-                    plans.append(_plan(repo, diff, relink))
+                    plans.append(_plan(repo, diff, relink, force))
             conflicts = [c for p in plans for c in p.conflicts]
             if conflicts and not force:
                 shown = ", ".join(conflicts[:10]) + (" …" if len(conflicts) > 10 else "")
@@ -103,6 +180,8 @@ def _apply(repo: Repo, plan: _Plan, result: CheckoutResult, progress: Progress |
     if diff.entries is None:
         result.missing.append(repo.rel(diff.path))
         return
+    for path in plan.in_way:  # only with --force; links are removed, never followed
+        fsio.remove_tree(path)
     if plan.clear_way:
         fsio.remove_tree(diff.path)
     for f in plan.remove:
@@ -141,10 +220,7 @@ def _write_all(repo: Repo, base: str, entries: list[Entry], fresh: bool,
                progress: Progress | None) -> None:
     folders = {os.path.dirname(_join(base, e.path)) for e in entries if "/" in e.path}
     for folder in sorted(folders):
-        if not os.path.isdir(folder):
-            if os.path.lexists(folder):
-                fsio.remove_file(folder)
-            fsio.makedirs(folder)
+        ensure_folder(folder)
     link_types = repo.link_types
 
     def work(e: Entry) -> None:
