@@ -1,5 +1,5 @@
 """Directory manifests and run-cache entries come from remotes: they are validated as
-formats before anything is written (issue 8, defects 2 and 14)."""
+formats before anything is written (issue 8, defects 2, 5 and 14)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import add_remote, git, run_mlv, xxh
+from tests.conftest import add_remote, git, make_tree, run_mlv, xxh
 
 FILE = b"hello\n"
 FILE_OID = xxh(FILE)
@@ -171,3 +171,125 @@ def test_long_entry_is_shortened_in_the_message(mlv, tracked: Path) -> None:
     oid = plant(tracked, manifest_bytes([{**GOOD, "path": "../" + "x" * 5000}]))
     line = assert_one_error(mlv("status", cwd=tracked), oid)
     assert len(line) < 400, line
+
+
+# ---- defect 5: a run-cache entry from a remote names a local file as its output ---------
+
+def stage_repo(mlv_repo: Path) -> None:
+    make_tree(mlv_repo, {"in.txt": "input\n"})
+    (mlv_repo / "mlv.yaml").write_text(
+        "stages:\n  gen:\n    cmd: cat in.txt > out.txt\n    deps: [in.txt]\n"
+        "    outs: [out.txt]\n")
+
+
+def run_entry(root: Path) -> Path:
+    """The one run-cache entry below `root` (a cache's or a remote's runs/ folder)."""
+    found = [p for p in (root / "runs").glob("*/*") if p.is_file()]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def lock_outs(repo: Path) -> list[dict[str, object]]:
+    import yaml
+
+    lock = yaml.safe_load((repo / "mlv.lock").read_text())
+    return list(lock["stages"]["gen"]["outs"])
+
+
+def test_pulled_run_cache_entry_naming_a_local_file_is_refused(
+        mlv_repo: Path, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"TOP SECRET\n")
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    stage_repo(mlv_repo)
+    assert run_mlv(mlv_repo, "repro").exit_code == 0
+    res = run_mlv(mlv_repo, "push", "--run-cache")
+    assert res.exit_code == 0, res.output
+    entry = run_entry(url)
+    doc = json.loads(entry.read_text())
+    doc["outs"][0]["xxh128"] = "/" + str(secret)  # "//tmp/…/secret.txt"
+    entry.write_text(json.dumps(doc))
+    (mlv_repo / ".gitignore").write_text("/out.txt\n")
+    git(mlv_repo, "add", "mlv.yaml", "in.txt", ".gitignore", ".mlv")
+    git(mlv_repo, "commit", "-qm", "a pipeline (no lock: the victim runs it)")
+
+    victim = tmp_path / "victim"
+    git(tmp_path, "clone", "-q", str(mlv_repo), str(victim))
+    res = run_mlv(victim, "pull", "--run-cache")
+    assert "Traceback" not in res.output, res.output
+    assert not list((victim / ".mlv" / "cache" / "runs").glob("*/*"))  # not kept
+    res = run_mlv(victim, "repro")
+    assert res.exit_code == 0, res.output
+    assert "restored" not in res.output
+    assert (victim / "out.txt").read_bytes() == b"input\n"
+    [out] = lock_outs(victim)
+    assert out["xxh128"] == xxh(b"input\n")
+    res = run_mlv(victim, "status")
+    assert res.exit_code == 0, res.output
+
+
+def _mutate(doc: dict, how: str) -> object:
+    out = doc["outs"][0]
+    changes: dict[str, object] = {
+        "hash-absolute": {**out, "xxh128": "//etc/passwd"},
+        "hash-dotdot": {**out, "xxh128": "../../../etc/passwd"},
+        "hash-upper": {**out, "xxh128": str(out["xxh128"]).upper()},
+        "hash-number": {**out, "xxh128": 12},
+        "path-git": {**out, "path": ".git/hooks/post-checkout"},
+        "path-absolute": {**out, "path": "/tmp/out.txt"},
+        "path-number": {**out, "path": 3},
+        "size-negative": {**out, "size": -5},
+        "size-bool": {**out, "size": True},
+        "size-string": {**out, "size": "6"},
+        "nfiles-string": {**out, "nfiles": "many"},
+        "unknown-key": {**out, "mode": 511},
+        "missing-size": {k: v for k, v in out.items() if k != "size"},
+    }
+    if how in changes:
+        return {"outs": [changes[how]]}
+    return {
+        "duplicate": {"outs": [out, out]},
+        "extra-out": {"outs": [out, {**out, "path": "other.txt"}]},
+        "no-outs": {"outs": []},
+        "outs-not-list": {"outs": out},
+        "top-list": [out],
+        "extra-top-key": {**doc, "cmd": "rm -rf /"},
+    }[how]
+
+
+RUN_CASES = ["hash-absolute", "hash-dotdot", "hash-upper", "hash-number", "path-git",
+             "path-absolute", "path-number", "size-negative", "size-bool", "size-string",
+             "nfiles-string", "unknown-key", "missing-size", "duplicate", "extra-out",
+             "no-outs", "outs-not-list", "top-list", "extra-top-key", "invalid-json"]
+
+
+@pytest.fixture
+def ran(mlv, mlv_repo: Path) -> Path:
+    """`gen` ran once (its run-cache entry is stored); then its output was deleted."""
+    stage_repo(mlv_repo)
+    res = mlv("repro", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+    (mlv_repo / "out.txt").unlink()
+    return mlv_repo
+
+
+def test_a_valid_run_cache_entry_is_restored(mlv, ran: Path) -> None:
+    res = mlv("repro", cwd=ran)
+    assert res.exit_code == 0, res.output
+    assert "restored outputs from the run-cache" in res.output
+
+
+@pytest.mark.parametrize("how", RUN_CASES)
+def test_a_bad_run_cache_entry_is_a_miss(mlv, ran: Path, how: str) -> None:
+    entry = run_entry(ran / ".mlv" / "cache")
+    doc = json.loads(entry.read_text())
+    os.chmod(entry, 0o644)
+    entry.write_text("{oops" if how == "invalid-json" else json.dumps(_mutate(doc, how)))
+    res = mlv("repro", cwd=ran)
+    assert res.exit_code == 0, res.output
+    assert "restored" not in res.output
+    assert "running stage gen" in res.output
+    assert (ran / "out.txt").read_bytes() == b"input\n"
+    [out] = lock_outs(ran)
+    assert out["xxh128"] == xxh(b"input\n")
+    assert mlv("status", cwd=ran).exit_code == 0
