@@ -25,8 +25,9 @@ RESERVED = (".git", ".mlv")
 _SHORT_NAMES = ("git~1", "mlv~1")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DRIVE = re.compile(r"[A-Za-z]:(?:[\\/]|\Z)")
-# Characters of a plain path (see `_plain`): printable ASCII but '\\', ':' and '~'.
-_PLAIN_CHARS = bytes(c for c in range(0x20, 0x7f) if chr(c) not in "\\:~")
+# The UTF-8 bytes of a plain path (see `_plain`): printable ASCII but '\\', ':' and '~',
+# and every byte of a non-ASCII character (all >= 0x80).
+_PLAIN_BYTES = bytes(c for c in range(0x20, 0x100) if c != 0x7f and chr(c) not in "\\:~")
 
 
 def reserved_name(name: str) -> str | None:
@@ -78,15 +79,18 @@ def first_problem(rels: list[str]) -> tuple[int, str] | None:
 
 
 def _plain(rel: str) -> bool:
-    """A fast yes for the common case: a path of printable ASCII without '\\', ':' or
+    """A fast yes for the common case: a path without control characters, '\\', ':' or
     '~', whose components are not empty and do not start with '.', passes every check
-    in `problem` (no control character, no separator but '/', no drive, no '..', and no
-    component that names .git or .mlv, which needs a leading '.' or a '~'). Keep this in
-    step with `problem` when a rule is added there."""
-    if (not rel or rel[0] in "./" or rel[-1] == "/" or "/." in rel or "//" in rel
-            or not rel.isascii()):
+    in `problem` (no separator but '/', no drive, no '..', and no component that names
+    .git or .mlv, which needs a leading '.' or a '~'; no non-ASCII character folds to
+    either). Keep this in step with `problem` when a rule is added there."""
+    if not rel or rel[0] in "./" or rel[-1] == "/" or "/." in rel or "//" in rel:
         return False
-    return not rel.encode("ascii").translate(None, _PLAIN_CHARS)
+    try:
+        data = rel.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return not data.translate(None, _PLAIN_BYTES)
 
 
 def problem_on_disk(root: str, rel: str, allow_link_into: str | None = None) -> str | None:

@@ -293,3 +293,24 @@ def test_a_bad_run_cache_entry_is_a_miss(mlv, ran: Path, how: str) -> None:
     [out] = lock_outs(ran)
     assert out["xxh128"] == xxh(b"input\n")
     assert mlv("status", cwd=ran).exit_code == 0
+
+
+# ---- the fast path of mlv.paths that manifests use agrees with the full rule -------------
+
+def test_the_fast_path_never_passes_what_the_rule_refuses(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    import random
+
+    from mlv import paths
+
+    pieces = ["a", "B", "0", ".", "..", "/", "\\", "~", "git", ".git", ".GIT. ", ":", "C:",
+              " ", "\n", "\x7f", "-", "mlv", "git~1", "é", "ſ", "Ｇ", "\ud800", " .git"]
+    rng = random.Random(8)
+    cases = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
+             for _ in range(20_000)]
+    fast = [paths.problem(c) for c in cases]
+    lists = [cases[i:i + rng.randint(0, 3)] for i in range(0, 3000, 3)]
+    fast_lists = [paths.first_problem(rels) for rels in lists]
+    monkeypatch.setattr(paths, "_plain", lambda rel: False)
+    assert [p is None for p in fast] == [paths.problem(c) is None for c in cases]
+    assert fast_lists == [paths.first_problem(rels) for rels in lists]
