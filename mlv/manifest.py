@@ -41,6 +41,7 @@ def loads(data: bytes, oid: str) -> list[Entry]:
     if type(items) is not list:
         raise _damaged(oid, "it is not a JSON list")
     entries: list[Entry] = []
+    names: list[str] = []
     match = HEX_RE.match
     for item in items:
         try:
@@ -56,7 +57,8 @@ def loads(data: bytes, oid: str) -> list[Entry]:
                 or not match(xxh) or size < 0):
             raise _bad_entry(oid, len(entries), item)
         entries.append(Entry(path, xxh, size, executable))
-    _check_paths(oid, entries)
+        names.append(path)
+    _check_paths(oid, names)
     return entries
 
 
@@ -82,9 +84,8 @@ def _bad_entry(oid: str, n: int, item: Any) -> PointerError:
     return _refused(oid, n, shown, "'exec' is neither true nor false")
 
 
-def _check_paths(oid: str, entries: list[Entry]) -> None:
+def _check_paths(oid: str, names: list[str]) -> None:
     """Every path safe, listed once, and not both a file and a folder (`a` and `a/b`)."""
-    names = [e.path for e in entries]
     found = paths.first_problem(names)
     if found:
         n, why = found
