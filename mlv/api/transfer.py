@@ -133,11 +133,14 @@ def fetch_run_cache(repo: Repo, remote: str | None = None, jobs: int | None = No
             fsio.makedirs(os.path.dirname(final))
             temps[key] = fsio.tmp_name(final)
         failures = runs.download(list(temps.items()), None)
+        kept = 0
         for key, tmp in temps.items():
+            # read() refuses a malformed or unsafe entry: it is not kept (a miss later).
             if key not in failures and runcache.read(tmp) is not None:
                 fsio.commit(tmp, runcache.path_of(runs_dir, key))
+                kept += 1
             elif os.path.lexists(tmp):
                 fsio.remove_file(tmp)
         result = transfer.fetch(repo.odb, source, _run_objects(runs_dir, todo), repo.jobs)
-        result.moved += len(todo) - len(failures)
+        result.moved += kept
         return source.name, result

@@ -3,6 +3,10 @@
 `<cache>/runs/ab/cdef…` holds JSON listing the outputs of one run whose stage name,
 cmd, dependency hashes and param values hash to `abcdef…`. A hit restores the
 outputs from the cache instead of running the stage again.
+
+Entries may come from a remote (`mlv pull --run-cache`), so each one is validated when
+read: one that is malformed or names an unsafe path or a bad object id is a miss (the
+stage runs), and a pulled one is not kept.
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ import json
 import os
 from typing import Any
 
-from mlv import fsio
-from mlv.hashing import hash_bytes
+from mlv import fsio, paths
+from mlv.hashing import OID_RE, hash_bytes
 from mlv.pipeline.lockfile import Hashed
 
 RUNS = "runs"
+MAX_BYTES = 16 * 1024 * 1024  # far above any real entry (a few hundred bytes per out)
+OUT_KEYS = frozenset(("path", "xxh128", "size", "nfiles"))
 
 
 def key(name: str, cmd: str, deps: dict[str, Hashed], params: dict[str, Any]) -> str:
@@ -40,13 +46,32 @@ def lookup(runs_dir: str, run_key: str) -> dict[str, Hashed] | None:
 
 
 def read(path: str) -> dict[str, Hashed] | None:
-    """The outputs recorded in one run-cache file (None if missing or damaged)."""
+    """The outputs recorded in one run-cache file: None if it is missing, damaged, or
+    names an unsafe path or something other than an object id (the stage then runs)."""
     try:
-        with open(path, encoding="utf-8") as fobj:
-            data = json.load(fobj)
-        return {o["path"]: Hashed(o["xxh128"], o["size"], o.get("nfiles")) for o in data["outs"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # no entry, or a damaged one: run the stage
+        with open(path, "rb") as fobj:
+            data = fobj.read(MAX_BYTES + 1)
+        doc = json.loads(data) if len(data) <= MAX_BYTES else None
+    except (OSError, ValueError, RecursionError):
+        return None
+    if type(doc) is not dict or set(doc) != {"outs"} or type(doc["outs"]) is not list:
+        return None
+    outs: dict[str, Hashed] = {}
+    for item in doc["outs"]:
+        if not _valid_out(item) or item["path"] in outs:
+            return None
+        outs[item["path"]] = Hashed(item["xxh128"], item["size"], item.get("nfiles"))
+    return outs
+
+
+def _valid_out(item: Any) -> bool:
+    """One recorded out: a safe path (mlv.paths), an object id, sizes that are ints."""
+    if type(item) is not dict or not {"path", "xxh128", "size"} <= set(item) <= OUT_KEYS:
+        return False
+    path, oid, size, nfiles = item["path"], item["xxh128"], item["size"], item.get("nfiles", 0)
+    return (type(path) is str and paths.problem(path) is None
+            and type(oid) is str and OID_RE.match(oid) is not None
+            and type(size) is int and size >= 0 and type(nfiles) is int and nfiles >= 0)
 
 
 def entries(runs_dir: str) -> list[str]:
