@@ -3,7 +3,7 @@
 Every path read from a committed file (pointer outs; stage deps, outs, params, metrics
 and plots; mlv.lock) or from a remote (manifest entries, run-cache entries) is held to
 this rule where it is read (`problem`), and again right before anything is written
-(`unsafe_on_disk`):
+(`problem_on_disk`):
 
 - relative, normalized (no empty, `.` or `..` component), POSIX separators, no NUL or
   other control character (a newline would break `.gitignore`);
@@ -43,8 +43,9 @@ def problem(rel: str) -> str | None:
     is safe on every platform."""
     if not isinstance(rel, str) or not rel:
         return "the path is empty"
-    if _CONTROL.search(rel):
-        return f"path {rel!r} contains a control character (such as a newline)"
+    found = _CONTROL.search(rel)
+    if found:
+        return f"path {rel!r} contains a control character ({_char_name(found.group())})"
     if rel.startswith(("/", "\\")) or _DRIVE.match(rel):
         return f"absolute path {rel!r} is not allowed; use a path relative to the repository"
     parts = re.split(r"[\\/]", rel)
@@ -57,6 +58,11 @@ def problem(rel: str) -> str | None:
         if folder:
             return f"path {rel!r} names {folder}/, which mlv never writes to"
     return None
+
+
+def _char_name(char: str) -> str:
+    names = {"\0": "NUL", "\n": "a newline", "\r": "a carriage return", "\t": "a tab"}
+    return names.get(char, f"U+{ord(char):04X}")
 
 
 def problem_on_disk(root: str, rel: str, allow_link_into: str | None = None) -> str | None:
