@@ -46,7 +46,7 @@ def problem(rel: str) -> str | None:
     found = _CONTROL.search(rel)
     if found:
         return f"path {rel!r} contains a control character ({_char_name(found.group())})"
-    if rel.startswith(("/", "\\")) or _DRIVE.match(rel):
+    if absolute(rel):
         return f"absolute path {rel!r} is not allowed; use a path relative to the repository"
     parts = re.split(r"[\\/]", rel)
     if ".." in parts:
@@ -58,6 +58,11 @@ def problem(rel: str) -> str | None:
         if folder:
             return f"path {rel!r} names {folder}/, which mlv never writes to"
     return None
+
+
+def absolute(path: str) -> bool:
+    """True when `path` is absolute on some platform (`/x`, `\\\\server`, `C:`, `C:/x`)."""
+    return path.startswith(("/", "\\")) or bool(_DRIVE.match(path))
 
 
 def _char_name(char: str) -> str:
