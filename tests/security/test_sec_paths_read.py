@@ -34,8 +34,10 @@ def pointer_text(path: str, oid: str, size: str = "6", extra: str = "") -> str:
 
 
 def tree_of(*roots: Path) -> dict[str, bytes]:
+    """Every file below `roots`, except mlv's machine state and its cache (`mlv pull`
+    fetches what mlv.lock names, verified, before it reads mlv.yaml: harmless)."""
     return {f"{root}/{rel}": data for root in roots for rel, data in read_tree(root).items()
-            if "/.mlv/tmp/" not in f"/{rel}"}
+            if not rel.startswith((".mlv/tmp/", ".mlv/cache/"))}
 
 
 # ---- pointers ---------------------------------------------------------------------------
@@ -101,3 +103,157 @@ def test_name_with_colon_is_added_pushed_and_pulled(mlv_repo: Path, request: pyt
     assert (clone / "c:d" / "e.txt").read_text() == "inside"
     res = run_mlv(clone, "status")
     assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+
+
+# ---- mlv.yaml: stage outputs through a committed symlink (defect 1) ----------------------
+
+def put_on_remote(remote: str, data: bytes) -> str:
+    """Store `data` on a local-folder remote by hand, as an attacker can."""
+    oid = xxh(data)
+    obj = Path(remote) / "xxh128" / oid[:2] / oid[2:]
+    obj.parent.mkdir(parents=True, exist_ok=True)
+    obj.write_bytes(data)
+    return oid
+
+
+def lock_text(stage: str, cmd: str, out: str, oid: str, size: int) -> str:
+    return (f"schema: '1'\nstages:\n  {stage}:\n    cmd: {cmd}\n    outs:\n"
+            f"    - path: {out}\n      xxh128: {oid}\n      size: {size}\n")
+
+
+PAYLOAD = b"#!/bin/sh\necho pwned > /tmp/mlv-pwned\n"
+
+# (symlinks committed in the attacker's repository, the stage's out, the file the attack
+# would write in the victim's clone)
+STAGE_ATTACKS = {
+    "link-to-git": ({"link": ".git"}, "link/info/evil", ".git/info/evil"),
+    "link-to-git-hook": ({"link": ".git"}, "link/hooks/post-checkout",
+                         ".git/hooks/post-checkout"),
+    "link-to-mlv": ({"link": ".mlv"}, "link/config.local", ".mlv/config.local"),
+    "link-to-git-hooks-folder": ({"hooks": ".git/hooks"}, "hooks/post-checkout",
+                                 ".git/hooks/post-checkout"),
+    "upper-case-git": ({}, ".GIT/hooks/x", ".git/hooks/x"),
+    "nested-git": ({}, "sub/.git/config", "sub/.git/config"),
+}
+
+
+@pytest.mark.parametrize("links,out,victim", STAGE_ATTACKS.values(), ids=STAGE_ATTACKS.keys())
+def test_clone_and_pull_never_write_a_stage_output_into_git(
+        mlv_repo: Path, request: pytest.FixtureRequest, tmp_path: Path,
+        links: dict[str, str], out: str, victim: str) -> None:
+    remote = add_remote(mlv_repo, "local", request, tmp_path)
+    oid = put_on_remote(remote, PAYLOAD)
+    for name, target in links.items():
+        os.symlink(target, mlv_repo / name)
+    (mlv_repo / "mlv.yaml").write_text(
+        f"stages:\n  build:\n    cmd: echo hi\n    outs: [{out}]\n")
+    (mlv_repo / "mlv.lock").write_text(lock_text("build", "echo hi", out, oid, len(PAYLOAD)))
+    git(mlv_repo, "add", ".")
+    git(mlv_repo, "commit", "-qm", "innocent pipeline")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(mlv_repo), str(clone))
+    before = tree_of(clone)
+    for args in (("pull",), ("checkout",), ("status",)):
+        res = run_mlv(clone, *args)
+        assert_one_error(res, "mlv.yaml:4", "stages.build.outs.0")
+    assert not (clone / victim).exists()
+    assert not os.path.lexists(clone / ".git" / "info" / "evil")
+    assert tree_of(clone) == before
+    # and `git checkout` afterwards runs no planted hook
+    git(clone, "checkout", "-q", "-b", "other")
+    assert not Path("/tmp/mlv-pwned").exists()
+
+
+# ---- mlv.yaml: every kind of path, one rule ------------------------------------------------
+
+STAGE_CASES = {
+    # id: (stage body lines, needles in the error line)
+    "dep-through-link": ("deps: [outside/secret.txt]", ["deps.0", "symlink outside"]),
+    "dep-link-to-outside": ("deps: [leak.txt]", ["deps.0", "outside the repository"]),
+    "dep-upper-git": ("deps: [.Git/config]", ["deps.0", ".git"]),
+    "metric-into-mlv": ("metrics: [.mlv/config.local]", ["metrics.0", ".mlv"]),
+    "plot-through-link": ("plots: [outside/p.csv]", ["plots.0", "symlink"]),
+    "out-trailing-dot": ("outs: [.git./x]", ["outs.0", ".git"]),
+    "out-newline": ('outs: ["a\\nb"]', ["outs.0", "newline"]),
+    "out-drive": ("outs: ['C:/x']", ["outs.0", "absolute"]),
+    "out-dot": ("outs: [.]", ["outs.0", "whole repository"]),
+    "wdir-through-link": ("wdir: outside\nouts: [x]", ["wdir", "symlink"]),
+    "wdir-into-git": ("wdir: .git/hooks\nouts: [x]", ["wdir", ".git"]),
+    "wdir-joined-into-git": ("wdir: sub\nouts: [../.git/x]", ["outs.0", ".git"]),
+    "wdir-outside": ("wdir: ..\nouts: [x]", ["wdir", "outside"]),
+}
+
+
+@pytest.mark.parametrize("lines,needles", STAGE_CASES.values(), ids=STAGE_CASES.keys())
+def test_every_stage_path_is_held_to_the_rule(mlv, mlv_repo: Path, tmp_path: Path,
+                                              lines: str, needles: list[str]) -> None:
+    make_tree(tmp_path / "outside", {"secret.txt": "token", "p.csv": "1"})
+    os.symlink(tmp_path / "outside", mlv_repo / "outside")
+    os.symlink(tmp_path / "outside" / "secret.txt", mlv_repo / "leak.txt")
+    (mlv_repo / "sub").mkdir()
+    body = "".join(f"    {line}\n" for line in lines.splitlines())
+    (mlv_repo / "mlv.yaml").write_text(f"stages:\n  s:\n    cmd: echo hi\n{body}")
+    for args in (("status",), ("repro",), ("dag",)):
+        assert_one_error(mlv(*args, cwd=mlv_repo), "mlv.yaml:", "stages.s.", *needles)
+    assert not (mlv_repo / "mlv.lock").exists()
+
+
+def test_stage_paths_inside_the_repository_still_work(mlv, mlv_repo: Path) -> None:
+    make_tree(mlv_repo, {"sub": {"in.txt": "x", "params.yaml": "lr: 1\n"},
+                         "conf.json": '{"k": 2}', "a:b.txt": "colon"})
+    (mlv_repo / "mlv.yaml").write_text(
+        "stages:\n  s:\n    wdir: sub\n    cmd: cat in.txt ../a:b.txt > out.txt\n"
+        "    deps: [in.txt, ../a:b.txt]\n    params: [lr, ../conf.json:k]\n    outs: [out.txt]\n")
+    res = mlv("repro", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+    assert (mlv_repo / "sub" / "out.txt").read_text() == "xcolon"
+
+
+# ---- params files outside the repository (defect 13) -------------------------------------
+
+PARAMS_CASES = {
+    "dotdot": "params: ['../outside.yaml:token']",
+    "dotdot-mapping": "params:\n- ../outside.yaml: [token]",
+    "absolute": "params: ['{outside}:token']",
+    "wdir-dotdot": "wdir: sub\nparams: ['../../outside.yaml:token']",
+    "through-link": "params: ['up/outside.yaml:token']",
+    "file-is-link": "params: ['p.yaml:token']",
+    "default-is-link": "wdir: linked\nparams: [token]",
+}
+
+
+@pytest.mark.parametrize("lines", PARAMS_CASES.values(), ids=PARAMS_CASES.keys())
+def test_params_file_outside_the_repository_is_never_read(
+        mlv, mlv_repo: Path, lines: str) -> None:
+    outside = mlv_repo.parent / "outside.yaml"
+    outside.write_text("token: SECRET-VALUE\n")
+    (mlv_repo / "sub").mkdir()
+    (mlv_repo / "linked").mkdir()
+    os.symlink(mlv_repo.parent, mlv_repo / "up")
+    os.symlink(outside, mlv_repo / "p.yaml")
+    os.symlink(outside, mlv_repo / "linked" / "params.yaml")
+    body = "".join(f"    {line}\n" for line in lines.format(outside=outside).splitlines())
+    (mlv_repo / "mlv.yaml").write_text(f"stages:\n  s:\n    cmd: echo hi > o.txt\n{body}"
+                                       "    outs: [o.txt]\n")
+    for args in (("repro",), ("status",)):
+        line = assert_one_error(mlv(*args, cwd=mlv_repo), "mlv.yaml:", "stages.s.params")
+        assert "SECRET" not in line
+    assert not (mlv_repo / "mlv.lock").exists()
+    assert not (mlv_repo / "o.txt").exists()
+
+
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["default-cache", "cache-dir"])
+def test_stage_output_linked_into_the_cache_is_allowed(mlv, mlv_repo: Path, tmp_path: Path,
+                                                       elsewhere: bool) -> None:
+    # The `symlink` cache type links outputs into the cache: that link is no escape.
+    if elsewhere:
+        assert mlv("config", "cache.dir", str(tmp_path / "cache"), cwd=mlv_repo).exit_code == 0
+    assert mlv("config", "cache.type", "symlink", cwd=mlv_repo).exit_code == 0
+    (mlv_repo / "mlv.yaml").write_text(
+        "stages:\n  s:\n    cmd: echo hi > o.txt\n    outs: [o.txt]\n")
+    res = mlv("repro", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+    assert (mlv_repo / "o.txt").is_symlink()
+    for args in (("status",), ("repro",)):
+        res = mlv(*args, cwd=mlv_repo)
+        assert res.exit_code == 0, res.output
