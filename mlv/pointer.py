@@ -126,7 +126,7 @@ def _validate(file: str, name: str, roots: tuple[str, str], data: Any,
     items = data["outs"]
     if not isinstance(items, list) or not items:
         raise _fail(name, lines, ("outs",), "must be a non-empty list")
-    outs = []
+    outs: list[Out] = []
     for i, item in enumerate(items):
         at = ("outs", i)
         if not isinstance(item, dict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from mlv import fsio, paths, yamlio
 from mlv.hashing import OID_RE
@@ -51,7 +51,7 @@ def _malformed(what: str) -> PipelineError:
                               "and run `mlv repro`)")
 
 
-def _is_count(value: Any) -> bool:
+def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
