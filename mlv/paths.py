@@ -65,6 +65,10 @@ def absolute(path: str) -> bool:
     return path.startswith(("/", "\\")) or bool(_DRIVE.match(path))
 
 
+def has_control_character(text: str) -> bool:
+    return _CONTROL.search(text) is not None
+
+
 def _char_name(char: str) -> str:
     names = {"\0": "NUL", "\n": "a newline", "\r": "a carriage return", "\t": "a tab"}
     return names.get(char, f"U+{ord(char):04X}")
