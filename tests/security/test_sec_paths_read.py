@@ -310,3 +310,83 @@ def test_malformed_lock_gives_one_line(mlv, mlv_repo: Path, text: str,
     for args in (("status",), ("repro",), ("checkout",)):
         assert_one_error(mlv(*args, cwd=mlv_repo), "mlv.lock: ", *needles)
     assert not (mlv_repo / "o.txt").exists()
+
+
+# ---- mlv add, mlv move, mlv remove (defects 12, 15) ---------------------------------------
+
+def test_add_of_a_name_with_a_newline_writes_nothing(mlv, mlv_repo: Path) -> None:
+    # `mlv add $'evil\nREADME.md'` appended a line that ignored every README.md.
+    make_tree(mlv_repo, {"evil\nREADME.md": "x", "README.md": "read me",
+                         "tab\tname": "x", "esc\x1bname": "x"})
+    before = tree_of(mlv_repo)
+    for name, needle in (("evil\nREADME.md", "a newline"), ("tab\tname", "a tab"),
+                         ("esc\x1bname", "U+001B")):
+        line = assert_one_error(mlv("add", name, cwd=mlv_repo), repr(name), needle)
+        assert "\n" not in line
+        assert_one_error(mlv("add", "README.md", name, cwd=mlv_repo), repr(name))
+    assert tree_of(mlv_repo) == before
+    assert not (mlv_repo / ".gitignore").exists()
+
+
+def test_ignore_entry_refuses_control_characters() -> None:
+    from mlv import scm
+    from mlv.errors import PathError
+
+    with pytest.raises(PathError, match="control character"):
+        scm.ignore_entry("evil\nREADME.md")
+    assert scm.ignore_entry("a:b") == "/a:b"
+
+
+@pytest.mark.parametrize("target", [".GIT/config", ".git./config", ".Mlv/config",
+                                    "sub/.git/config", "git~1/config"])
+def test_add_inside_git_or_mlv_in_any_spelling_is_refused(mlv, mlv_repo: Path,
+                                                          target: str) -> None:
+    *folders, name = target.split("/")
+    spec: dict[str, bytes | str | dict] = {name: "x"}
+    for folder in reversed(folders):
+        spec = {folder: spec}
+    make_tree(mlv_repo, spec)
+    before = tree_of(mlv_repo)
+    assert_one_error(mlv("add", target, cwd=mlv_repo), target, "cannot be tracked")
+    assert tree_of(mlv_repo) == before
+
+
+@pytest.fixture
+def tracked(mlv, mlv_repo: Path) -> Path:
+    make_tree(mlv_repo, {"data": {"a.txt": "alpha"}, "sub": {}})
+    assert mlv("add", "data", cwd=mlv_repo).exit_code == 0
+    git(mlv_repo, "add", ".")
+    git(mlv_repo, "commit", "-qm", "data")
+    return mlv_repo
+
+
+@pytest.mark.parametrize("dst,needle", [
+    (".git/stolen", ".git"), (".GIT/stolen", ".git"), (".git./stolen", ".git"),
+    (".mlv/stolen", ".mlv"), ("sub/.git", ".git"), ("gitlink/stolen", ".git"),
+    ("gitlink/", "symlink"), ("outlink/", "symlink"), ("../stolen", "outside"),
+    ("new\nname", "control character"),
+])
+def test_move_into_git_mlv_or_outside_is_refused(mlv, tracked: Path, dst: str,
+                                                 needle: str) -> None:
+    os.symlink(".git", tracked / "gitlink")
+    os.symlink(tracked.parent, tracked / "outlink")
+    before = tree_of(tracked)
+    assert_one_error(mlv("move", "data", dst, cwd=tracked), needle)
+    assert tree_of(tracked) == before
+    assert (tracked / "data" / "a.txt").read_text() == "alpha"
+    assert not (tracked / ".git" / "stolen").exists()
+    assert not (tracked / ".git" / "data").exists()
+    assert not (tracked.parent / "data").exists() and not (tracked.parent / "stolen").exists()
+    res = mlv("status", cwd=tracked)
+    assert res.exit_code == 0, res.output
+
+
+def test_remove_outs_never_deletes_through_a_committed_symlink(mlv, mlv_repo: Path,
+                                                               tmp_path: Path) -> None:
+    make_tree(tmp_path / "outside", {"victim": {"keep.txt": "precious"}})
+    os.symlink(tmp_path / "outside", mlv_repo / "link")
+    (mlv_repo / "x.mlv").write_text(pointer_text("link/victim", xxh(b"precious"), size="8"))
+    for args in (("remove", "--outs", "x.mlv"), ("remove", "x.mlv")):
+        assert_one_error(mlv(*args, cwd=mlv_repo), "x.mlv:3", "symlink")
+    assert (tmp_path / "outside" / "victim" / "keep.txt").read_text() == "precious"
+    assert (mlv_repo / "x.mlv").exists()
