@@ -73,9 +73,9 @@ def load_text(root: str, text: str, filename: str = PIPELINE_FILE) -> list[Stage
         return []
     if not isinstance(data, dict):
         raise loc.error((), "expected a mapping with `stages:`")
-    unknown = set(data) - {"stages", "vars"}
+    unknown = [key for key in data if key not in ("stages", "vars")]
     if unknown:
-        raise loc.error((sorted(unknown)[0],), "unknown top-level key (expected `stages:`)")
+        raise loc.error((unknown[0],), "unknown top-level key (expected `stages:`)")
     stages_data = data.get("stages") or {}
     if not isinstance(stages_data, dict):
         raise loc.error(("stages",), "expected a mapping of stage names to stages")

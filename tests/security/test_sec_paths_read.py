@@ -393,3 +393,8 @@ def test_remove_outs_never_deletes_through_a_committed_symlink(mlv, mlv_repo: Pa
         assert_one_error(mlv(*args, cwd=mlv_repo), "x.mlv:3", "symlink")
     assert (tmp_path / "outside" / "victim" / "keep.txt").read_text() == "precious"
     assert (mlv_repo / "x.mlv").exists()
+
+
+def test_mlv_yaml_with_mixed_key_types_gives_one_line(mlv, mlv_repo: Path) -> None:
+    (mlv_repo / "mlv.yaml").write_text("1: x\na: y\nstages: {}\n")
+    assert_one_error(mlv("status", cwd=mlv_repo), "mlv.yaml:1: 1: unknown top-level key")
