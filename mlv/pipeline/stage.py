@@ -75,7 +75,7 @@ def load_text(root: str, text: str, filename: str = PIPELINE_FILE) -> list[Stage
         raise loc.error((), "expected a mapping with `stages:`")
     unknown = [key for key in data if key not in ("stages", "vars")]
     if unknown:
-        raise loc.error((unknown[0],), "unknown top-level key (expected `stages:`)")
+        raise loc.error((str(unknown[0]),), "unknown top-level key (expected `stages:`)")
     stages_data = data.get("stages") or {}
     if not isinstance(stages_data, dict):
         raise loc.error(("stages",), "expected a mapping of stage names to stages")
@@ -145,8 +145,8 @@ def _stage(name: str, body: dict[str, Any], where: tuple[Any, ...], loc: Loc,
     wdir_raw = body.get("wdir", ".")
     if not isinstance(wdir_raw, str):
         raise loc.error(where + ("wdir",), "must be a path")
-    wdir = "." if _join(".", wdir_raw) == "." else _repo_path(root, ".", wdir_raw,
-                                                               where + ("wdir",), loc)
+    at_root = wdir_raw and _join(".", wdir_raw) == "."  # `.`, `./`, `a/..`
+    wdir = "." if at_root else _repo_path(root, ".", wdir_raw, where + ("wdir",), loc)
     stage = Stage(name, cmd, wdir, line=yamlio.line_of(loc.lines, where))
     stage.deps = [_repo_path(root, wdir, d, where + ("deps", i), loc)
                   for i, d in enumerate(_str_list(body.get("deps"), where + ("deps",), loc))]

@@ -396,5 +396,5 @@ def test_remove_outs_never_deletes_through_a_committed_symlink(mlv, mlv_repo: Pa
 
 
 def test_mlv_yaml_with_mixed_key_types_gives_one_line(mlv, mlv_repo: Path) -> None:
-    (mlv_repo / "mlv.yaml").write_text("1: x\na: y\nstages: {}\n")
-    assert_one_error(mlv("status", cwd=mlv_repo), "mlv.yaml:1: 1: unknown top-level key")
+    (mlv_repo / "mlv.yaml").write_text("stages: {}\n1: x\na: y\n")
+    assert_one_error(mlv("status", cwd=mlv_repo), "mlv.yaml:2: 1: unknown top-level key")
