@@ -3,7 +3,7 @@
 Every path read from a committed file (pointer outs; stage deps, outs, params, metrics
 and plots; mlv.lock) or from a remote (manifest entries, run-cache entries) is held to
 this rule where it is read (`problem`), and again right before anything is written
-(`unsafe_on_disk`):
+(`problem_on_disk`):
 
 - relative, normalized (no empty, `.` or `..` component), POSIX separators, no NUL or
   other control character (a newline would break `.gitignore`);
@@ -48,9 +48,10 @@ def problem(rel: str) -> str | None:
         return None
     if not isinstance(rel, str) or not rel:
         return "the path is empty"
-    if _CONTROL.search(rel):
-        return f"path {rel!r} contains a control character (such as a newline)"
-    if rel.startswith(("/", "\\")) or _DRIVE.match(rel):
+    found = _CONTROL.search(rel)
+    if found:
+        return f"path {rel!r} contains a control character ({_char_name(found.group())})"
+    if absolute(rel):
         return f"absolute path {rel!r} is not allowed; use a path relative to the repository"
     parts = re.split(r"[\\/]", rel)
     if ".." in parts:
@@ -91,6 +92,20 @@ def _plain(rel: str) -> bool:
     except UnicodeEncodeError:  # a lone surrogate
         return False
     return not data.translate(None, _PLAIN_BYTES)
+
+
+def absolute(path: str) -> bool:
+    """True when `path` is absolute on some platform (`/x`, `\\\\server`, `C:`, `C:/x`)."""
+    return path.startswith(("/", "\\")) or bool(_DRIVE.match(path))
+
+
+def has_control_character(text: str) -> bool:
+    return _CONTROL.search(text) is not None
+
+
+def _char_name(char: str) -> str:
+    names = {"\0": "NUL", "\n": "a newline", "\r": "a carriage return", "\t": "a tab"}
+    return names.get(char, f"U+{ord(char):04X}")
 
 
 def problem_on_disk(root: str, rel: str, allow_link_into: str | None = None) -> str | None:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mlv import fsio, yamlio
+from mlv import fsio, paths, yamlio
 from mlv.errors import PointerError
 from mlv.hashing import HEX_RE
 
@@ -120,20 +120,20 @@ def _validate(file: str, name: str, roots: tuple[str, str], data: Any,
               lines: yamlio.Lines) -> Pointer:
     if not isinstance(data, dict) or "outs" not in data:
         raise _fail(name, lines, (), "not an mlv pointer (expected a mapping with `outs:`)")
-    unknown = set(data) - {"outs"}
+    unknown = [key for key in data if key != "outs"]
     if unknown:
-        raise _fail(name, lines, (sorted(unknown)[0],), "unknown field")
+        raise _fail(name, lines, (str(unknown[0]),), "unknown field")
     items = data["outs"]
     if not isinstance(items, list) or not items:
         raise _fail(name, lines, ("outs",), "must be a non-empty list")
-    outs = []
+    outs: list[Out] = []
     for i, item in enumerate(items):
         at = ("outs", i)
         if not isinstance(item, dict):
             raise _fail(name, lines, at, "must be a mapping with path, xxh128 and size")
         for key in item:
             if key not in _OUT_KEYS:
-                raise _fail(name, lines, at + (key,), "unknown field")
+                raise _fail(name, lines, at + (str(key),), "unknown field")
         for key in ("path", "xxh128", "size"):
             if key not in item:
                 raise _fail(name, lines, at, f"missing field `{key}`")
@@ -155,7 +155,9 @@ def _validate(file: str, name: str, roots: tuple[str, str], data: Any,
         execbit = item.get("exec", False)
         if not isinstance(execbit, bool):
             raise _fail(name, lines, at + ("exec",), "must be true or false")
-        _check_path(file, roots, path, lambda what, at=at: _fail(name, lines, at + ("path",), what))
+        found = _path_problem(file, roots, path) or _overlap(path, [o.path for o in outs])
+        if found:
+            raise _fail(name, lines, at + ("path",), found)
         outs.append(Out(path, oid, size, nfiles, execbit))
     return Pointer(file, tuple(outs))
 
@@ -164,30 +166,21 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root + os.sep)
-
-
-def _check_path(file: str, roots: tuple[str, str], path: str, fail: Any) -> None:
-    if os.path.isabs(path) or path.startswith("\\") or (len(path) > 1 and path[1] == ":"):
-        raise fail(f"absolute path {path!r} is not allowed; paths are relative to the pointer")
-    parts = path.replace("\\", "/").split("/")
-    if ".." in parts:
-        raise fail(f"path {path!r} contains '..'; a pointer may only name paths beside it")
-    if "\0" in path:
-        raise fail("path contains a NUL byte")
-    if not [p for p in parts if p not in ("", ".")]:
-        raise fail(f"path {path!r} names the pointer's own folder; name a file or folder in it")
+def _path_problem(file: str, roots: tuple[str, str], path: str) -> str | None:
+    """Why an out's path (relative to the pointer's folder) is unsafe, by the one rule."""
+    found = paths.problem(path)
+    if found:
+        return found
     root, cache_root = roots
-    target = os.path.normpath(os.path.join(os.path.dirname(file), path))
-    parent = os.path.realpath(os.path.dirname(target))
-    real = os.path.realpath(target)
-    into_cache = os.path.islink(target) and _inside(real, cache_root)
-    if not _inside(parent, root) or not (_inside(real, root) or into_cache):
-        raise fail(f"path {path!r} resolves through a symlink to outside the repository")
-    for place in (os.path.join(parent, os.path.basename(target)), real):
-        if place == real and into_cache:
-            continue
-        top = os.path.relpath(place, root).split(os.sep)[0]
-        if top in (".git", ".mlv"):
-            raise fail(f"path {path!r} points into {top}/, which mlv never writes to")
+    folder = os.path.relpath(os.path.dirname(file), root).replace(os.sep, "/")
+    rel = path if folder == "." else f"{folder}/{path}"
+    return paths.problem_on_disk(root, rel, allow_link_into=cache_root)
+
+
+def _overlap(path: str, earlier: list[str]) -> str | None:
+    for other in earlier:
+        if other == path:
+            return f"path {path!r} is listed twice"
+        if path.startswith(other + "/") or other.startswith(path + "/"):
+            return f"paths {other!r} and {path!r} overlap; a pointer tracks separate paths"
+    return None

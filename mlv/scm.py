@@ -7,8 +7,8 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
-from mlv import fsio
-from mlv.errors import ScmError
+from mlv import fsio, paths
+from mlv.errors import PathError, ScmError
 
 
 def _git(root: str, *args: str) -> Any:
@@ -52,7 +52,11 @@ def _ignore_lines(path: str) -> list[str]:
 
 
 def ignore_entry(name: str) -> str:
-    """The .gitignore line that matches exactly one name in its folder."""
+    """The .gitignore line that matches exactly one name in its folder. A name with a
+    control character has none: a newline would add a line (a pattern) of its own."""
+    if paths.has_control_character(name):
+        raise PathError(f"{name!r} contains a control character, so no .gitignore line can "
+                        "name it", hint="rename it, then add it")
     special = "\\*?[!# "
     escaped = "".join("\\" + c if c in special else c for c in name)
     return "/" + escaped

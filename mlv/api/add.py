@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from mlv import manifest, pointer, scm
+from mlv import manifest, paths, pointer, scm
 from mlv.api.targets import check_not_in_tracked_folder
 from mlv.checkout import is_link_to, materialize, wants_links
 from mlv.diff import fingerprint
 from mlv.errors import PathError
 from mlv.pointer import SUFFIX, Out, Pointer
-from mlv.repo import MLV_DIR, Repo
+from mlv.repo import Repo
 from mlv.snapshot import snapshot
 from mlv.workspace import Progress, WFile
 
@@ -29,15 +29,12 @@ class Added:
 def _check_target(repo: Repo, target: str) -> str:
     path = repo.resolve(target.rstrip("/") or target)
     rel = repo.rel(path)
-    if not os.path.lexists(path):
-        raise PathError(f"{target} does not exist", hint="check the path and try again")
     if path == repo.root:
         raise PathError("cannot add the repository root itself",
                         hint="add the data folders inside it, e.g. `mlv add data`")
-    top = rel.split("/")[0]
-    if top in (".git", MLV_DIR):
-        raise PathError(f"{rel} is mlv's or git's own folder and cannot be tracked",
-                        hint="add your data folders, e.g. `mlv add data`")
+    check_trackable(rel)
+    if not os.path.lexists(path):
+        raise PathError(f"{target} does not exist", hint="check the path and try again")
     if path.endswith(SUFFIX):
         raise PathError(f"{rel} is a pointer file, not data",
                         hint=f"to record a new version, run `mlv add {rel[: -len(SUFFIX)]}`")
@@ -61,6 +58,20 @@ def _check_pointer_name(path: str) -> None:
                         f"pointer file's name would be longer than {limit} bytes",
                         hint=f"rename it to at most {limit - len(SUFFIX)} bytes, or add the "
                              "folder that holds it")
+
+
+def check_trackable(rel: str) -> None:
+    """Refuse a repo-relative path that the one path rule (mlv/paths.py) does not allow:
+    in .git/ or .mlv/ (in any case), or with a control character (a newline would add
+    a line of its own to .gitignore)."""
+    found = paths.problem(rel)
+    if found is None:
+        return
+    folder = next(filter(None, map(paths.reserved_name, rel.split("/"))), None)
+    if folder and rel.isprintable():
+        raise PathError(f"{rel} names {folder}/, git's or mlv's own folder, and cannot be "
+                        "tracked", hint="add your data folders, e.g. `mlv add data`")
+    raise PathError(f"cannot track it: {found}", hint="rename it, then add it")
 
 
 def _links_into_cache(repo: Repo, path: str) -> bool:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from mlv import fsio, pointer, scm, workspace
+from mlv import fsio, paths, pointer, scm, workspace
 from mlv.api import targets as targets_mod
+from mlv.api.add import check_trackable
 from mlv.diff import diff_out
 from mlv.errors import PathError
 from mlv.pointer import SUFFIX, Out, Pointer
@@ -61,6 +62,20 @@ def _check_saved(repo: Repo, path: str, out: Out) -> None:
                         hint="keep the data, or run `mlv add` to store it again")
 
 
+def _check_destination(repo: Repo, path: str) -> None:
+    """The one path rule (mlv/paths.py) for where `mlv move` writes: not into .git/ or
+    .mlv/ (in any case), no control character, no symlinked folder on the way."""
+    rel = repo.rel(path)
+    if rel == "." or rel.startswith("../"):
+        raise PathError("cannot move there: the destination is outside the repository",
+                        hint="choose a destination inside the repository")
+    check_trackable(rel)
+    found = paths.problem_on_disk(repo.root, rel)
+    if found:
+        raise PathError(f"cannot move there: {found}",
+                        hint="choose a destination that is not below a symlink")
+
+
 @dataclass
 class Moved:
     src: str
@@ -84,6 +99,7 @@ def move(repo: Repo, src: str, dst: str) -> Moved:
                                      and not os.path.exists(new_path + SUFFIX))
         if into:
             new_path = os.path.join(new_path, os.path.basename(old_path))
+        _check_destination(repo, new_path)
         if os.path.lexists(new_path) or os.path.lexists(new_path + SUFFIX):
             raise PathError(f"{repo.rel(new_path)} already exists",
                             hint="choose another destination, or remove it first")

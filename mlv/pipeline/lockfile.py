@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
-from mlv import fsio, yamlio
+from mlv import fsio, paths, yamlio
 from mlv.hashing import OID_RE
 from mlv.pipeline.stage import PipelineError
 
@@ -45,20 +45,57 @@ class LockEntry:
         return data
 
 
+def _malformed(what: str) -> PipelineError:
+    return PipelineError(f"{LOCK_FILE}: {what}",
+                         hint=f"restore it with `git checkout -- {LOCK_FILE}` (or delete it "
+                              "and run `mlv repro`)")
+
+
+def _is_count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _hashed_list(value: Any, where: str) -> dict[str, Hashed]:
+    """Deps or outs of one stage: each path held to the one path rule (mlv/paths.py)."""
     result = {}
     if not isinstance(value, list):
-        raise PipelineError(f"{LOCK_FILE}: {where} must be a list",
-                            hint=f"delete {LOCK_FILE} and run `mlv repro` (or `mlv commit`)")
-    for item in value:
-        ok = (isinstance(item, dict) and isinstance(item.get("path"), str)
-              and isinstance(item.get("xxh128"), str) and OID_RE.match(item["xxh128"])
-              and isinstance(item.get("size"), int))
-        if not ok:
-            raise PipelineError(f"{LOCK_FILE}: {where} has a malformed entry: {item!r}",
-                                hint=f"restore it with `git checkout -- {LOCK_FILE}`")
-        result[item["path"]] = Hashed(item["xxh128"], item["size"], item.get("nfiles"))
+        raise _malformed(f"{where} must be a list")
+    for i, item in enumerate(value):
+        at = f"{where}[{i}]"
+        if not isinstance(item, dict):
+            raise _malformed(f"{at} must be a mapping with path, xxh128 and size")
+        path, oid, size, nfiles = (item.get(k) for k in ("path", "xxh128", "size", "nfiles"))
+        if not isinstance(path, str):
+            raise _malformed(f"{at}.path must be a string")
+        found = paths.problem(path)
+        if found:
+            raise _malformed(f"{at}.path: {found}")
+        if path in result:
+            raise _malformed(f"{at}.path: {path!r} is listed twice")
+        if not isinstance(oid, str) or not OID_RE.match(oid):
+            raise _malformed(f"{at}.xxh128 must be 32 lower-case hex digits (with .dir for "
+                             "a folder)")
+        if not _is_count(size):
+            raise _malformed(f"{at}.size must be a whole number of bytes")
+        if nfiles is not None and not _is_count(nfiles):
+            raise _malformed(f"{at}.nfiles must be a whole number")
+        result[path] = Hashed(oid, size, nfiles)
     return result
+
+
+def _params(value: Any, where: str) -> dict[str, dict[str, Any]]:
+    """Recorded params: files (held to the path rule) to mappings of string keys."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _malformed(f"{where} must map params files to values")
+    for file, values in value.items():
+        found = paths.problem(file) if isinstance(file, str) else "must be a path"
+        if found:
+            raise _malformed(f"{where}: {file!r}: {found}")
+        if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
+            raise _malformed(f"{where}.{file} must map keys to values")
+    return value
 
 
 def read(root: str) -> dict[str, LockEntry]:
@@ -77,13 +114,10 @@ def read(root: str) -> dict[str, LockEntry]:
     entries = {}
     for name, body in (data.get("stages") or {}).items():
         if not isinstance(body, dict) or not isinstance(body.get("cmd"), str):
-            raise PipelineError(f"{LOCK_FILE}: stage {name} has no cmd",
-                                hint=f"restore it with `git checkout -- {LOCK_FILE}`")
-        params = body.get("params") or {}
-        if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
-            raise PipelineError(f"{LOCK_FILE}: stage {name}: params must map files to values")
+            raise _malformed(f"stage {name} has no cmd")
         entries[str(name)] = LockEntry(
-            body["cmd"], _hashed_list(body.get("deps", []), f"{name}.deps"), params,
+            body["cmd"], _hashed_list(body.get("deps", []), f"{name}.deps"),
+            _params(body.get("params"), f"{name}.params"),
             _hashed_list(body.get("outs", []), f"{name}.outs"))
     return entries
 

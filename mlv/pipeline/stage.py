@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlv import yamlio
+from mlv import paths, yamlio
 from mlv.errors import MlvError
 
 PIPELINE_FILE = "mlv.yaml"
@@ -73,9 +73,9 @@ def load_text(root: str, text: str, filename: str = PIPELINE_FILE) -> list[Stage
         return []
     if not isinstance(data, dict):
         raise loc.error((), "expected a mapping with `stages:`")
-    unknown = set(data) - {"stages", "vars"}
+    unknown = [key for key in data if key not in ("stages", "vars")]
     if unknown:
-        raise loc.error((sorted(unknown)[0],), "unknown top-level key (expected `stages:`)")
+        raise loc.error((str(unknown[0]),), "unknown top-level key (expected `stages:`)")
     stages_data = data.get("stages") or {}
     if not isinstance(stages_data, dict):
         raise loc.error(("stages",), "expected a mapping of stage names to stages")
@@ -145,11 +145,12 @@ def _stage(name: str, body: dict[str, Any], where: tuple[Any, ...], loc: Loc,
     wdir_raw = body.get("wdir", ".")
     if not isinstance(wdir_raw, str):
         raise loc.error(where + ("wdir",), "must be a path")
-    wdir = _repo_path(root, ".", wdir_raw, where + ("wdir",), loc)
+    at_root = wdir_raw and _join(".", wdir_raw) == "."  # `.`, `./`, `a/..`
+    wdir = "." if at_root else _repo_path(root, ".", wdir_raw, where + ("wdir",), loc)
     stage = Stage(name, cmd, wdir, line=yamlio.line_of(loc.lines, where))
     stage.deps = [_repo_path(root, wdir, d, where + ("deps", i), loc)
                   for i, d in enumerate(_str_list(body.get("deps"), where + ("deps",), loc))]
-    stage.params = _params(body.get("params"), where + ("params",), loc, wdir)
+    stage.params = _params(root, body.get("params"), where + ("params",), loc, wdir)
     for kind, field_name, cached in (("out", "outs", True), ("metric", "metrics", True),
                                      ("plot", "plots", True)):
         stage.outs += _outs(root, wdir, body.get(field_name), kind, cached,
@@ -194,7 +195,8 @@ def _outs(root: str, wdir: str, value: Any, kind: str, cached: bool, where: tupl
     return result
 
 
-def _params(value: Any, where: tuple[Any, ...], loc: Loc, wdir: str) -> dict[str, list[str]]:
+def _params(root: str, value: Any, where: tuple[Any, ...], loc: Loc,
+            wdir: str) -> dict[str, list[str]]:
     default = DEFAULT_PARAMS if wdir == "." else f"{wdir}/{DEFAULT_PARAMS}"
     result: dict[str, list[str]] = {}
     if value is None:
@@ -205,7 +207,8 @@ def _params(value: Any, where: tuple[Any, ...], loc: Loc, wdir: str) -> dict[str
         if isinstance(item, str):
             file, sep, key = item.rpartition(":")
             if sep and file:
-                result.setdefault(_join(wdir, file), []).append(key)
+                result.setdefault(_repo_path(root, wdir, file, where + (i,), loc),
+                                  []).append(key)
             else:
                 result.setdefault(default, []).append(item)
         elif isinstance(item, dict):
@@ -213,9 +216,14 @@ def _params(value: Any, where: tuple[Any, ...], loc: Loc, wdir: str) -> dict[str
                 if not isinstance(file, str) or not (
                         isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
                     raise loc.error(where + (i,), "must be {params-file: [key, …]}")
-                result.setdefault(_join(wdir, file), []).extend(keys)
+                result.setdefault(_repo_path(root, wdir, file, where + (i,), loc),
+                                  []).extend(keys)
         else:
             raise loc.error(where + (i,), "must be a key like train.lr, or {file: [keys]}")
+    if default in result:  # `wdir` passed the rule; its params.yaml may still be a link
+        found = _problem_on_disk(root, default)
+        if found:
+            raise loc.error(where, found)
     return result
 
 
@@ -224,22 +232,32 @@ def _join(wdir: str, path: str) -> str:
 
 
 def _repo_path(root: str, wdir: str, path: str, where: tuple[Any, ...], loc: Loc) -> str:
-    """A path from mlv.yaml as repo-relative POSIX; refused if it leaves the repository."""
-    if not path or "\0" in path:
+    """A path from mlv.yaml as repo-relative POSIX, held to the one path rule
+    (mlv/paths.py) after `wdir` is joined and `..` resolved."""
+    if not path:
         raise loc.error(where, "empty path")
-    if os.path.isabs(path):
+    if paths.absolute(path):
         raise loc.error(where, f"absolute path {path!r}; use a path inside the repository")
     rel = _join(wdir, path)
     if rel == ".." or rel.startswith("../"):
         raise loc.error(where, f"{path!r} is outside the repository")
-    top = rel.split("/")[0]
-    if top in (".git", ".mlv"):
-        raise loc.error(where, f"{path!r} points into {top}/")
-    real_parent = os.path.realpath(os.path.join(root, os.path.dirname(rel)))
-    real_root = os.path.realpath(root)
-    if real_parent != real_root and not real_parent.startswith(real_root + os.sep):
-        raise loc.error(where, f"{path!r} resolves through a symlink to outside the repository")
+    if rel == ".":
+        raise loc.error(where, f"{path!r} names the whole repository; name a file or folder")
+    found = paths.problem(rel) or _problem_on_disk(root, rel)
+    if found:
+        raise loc.error(where, found)
     return rel
+
+
+def _problem_on_disk(root: str, rel: str) -> str | None:
+    """The on-disk part of the rule; the last component may link into the cache (the
+    `symlink` cache type links stage outputs there)."""
+    cache = None
+    if os.path.islink(os.path.join(root, *rel.split("/"))):
+        from mlv.repo import Repo  # the cache may be configured elsewhere (cache.dir)
+
+        cache = Repo(root).cache_dir
+    return paths.problem_on_disk(root, rel, allow_link_into=cache)
 
 
 # ---- ${…} interpolation ----------------------------------------------------------------
