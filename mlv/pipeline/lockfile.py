@@ -64,8 +64,7 @@ def _hashed_list(value: Any, where: str) -> dict[str, Hashed]:
 def read(root: str) -> dict[str, LockEntry]:
     path = os.path.join(root, LOCK_FILE)
     try:
-        with open(path, encoding="utf-8") as fobj:
-            text = fobj.read()
+        text = fsio.read_text(path, fsio.LOCK_LIMIT, LOCK_FILE, PipelineError)
     except FileNotFoundError:
         return {}
     data, _ = yamlio.load(text, LOCK_FILE, PipelineError)

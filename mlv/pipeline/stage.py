@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlv import yamlio
+from mlv import fsio, yamlio
 from mlv.errors import MlvError
 
 PIPELINE_FILE = "mlv.yaml"
@@ -100,8 +100,7 @@ def load(root: str) -> list[Stage]:
     """The stages of `<root>/mlv.yaml` (none when there is no such file)."""
     path = os.path.join(root, PIPELINE_FILE)
     try:
-        with open(path, encoding="utf-8") as fobj:
-            text = fobj.read()
+        text = fsio.read_text(path, fsio.PIPELINE_LIMIT, PIPELINE_FILE, PipelineError)
     except FileNotFoundError:
         return []
     return load_text(root, text)
@@ -298,8 +297,7 @@ def params_file(context: dict[str, Any], name: str, loc: Loc | None = None) -> A
 
 def read_params(path: str, name: str) -> Any:
     try:
-        with open(path, "rb") as fobj:
-            raw = fobj.read()
+        raw = fsio.read_regular(path, fsio.PARAMS_LIMIT, name, PipelineError)
     except FileNotFoundError:
         raise PipelineError(f"params file {name} does not exist",
                             hint=f"create {name}, or fix the params of the stage") from None
