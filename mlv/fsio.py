@@ -219,7 +219,7 @@ _UNSUPPORTED = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno
 def copy_new(src: str, dst: str, mode: int) -> os.stat_result:
     """Copy `src` to a new file `dst` inside the kernel (copy_file_range, else sendfile).
     Returns the new file's stat (its inode and mtime survive a later rename)."""
-    fin = os.open(src, os.O_RDONLY)
+    fin = os.open(src, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO gives EOF, never blocks
     try:
         fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
