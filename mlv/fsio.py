@@ -15,6 +15,7 @@ import shutil
 import stat
 import time
 
+from mlv import paths
 from mlv.errors import LockError, MlvError, StorageError
 
 TMP_MARK = ".mlvtmp-"
@@ -131,8 +132,8 @@ def kind_of(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "a special file")
 
 
-def read_regular(path: str, limit: int, name: str,
-                 error: type[MlvError] = StorageError, follow: bool = False) -> bytes:
+def read_regular(path: str, limit: int, name: str, error: type[MlvError] = StorageError,
+                 follow: bool = False, follow_into: str | None = None) -> bytes:
     """The bytes of the regular file `path`, at most `limit` of them.
 
     For files a clone can bring (pointers, mlv.yaml, mlv.lock, params, .gitignore,
@@ -141,8 +142,12 @@ def read_regular(path: str, limit: int, name: str,
     read forever, /dev/zero would fill memory). Opened with O_NONBLOCK, so a file swapped
     for a FIFO meanwhile does not block either. A missing file raises FileNotFoundError;
     every other problem raises `error` with a one-line message naming the file (`name`).
+    A symlink whose target lies in `follow_into` (the cache's objects, for outputs placed
+    by the `symlink` cache type) is followed.
     """
     try:
+        if follow_into is not None and not follow and os.path.islink(path):
+            follow = paths.inside(os.path.realpath(path), os.path.realpath(follow_into))
         _check_regular(os.stat(path) if follow else os.lstat(path), limit, name, error)
         flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
         fd = os.open(path, flags)
@@ -170,8 +175,8 @@ def read_regular(path: str, limit: int, name: str,
         os.close(fd)
 
 
-def read_text(path: str, limit: int, name: str,
-              error: type[MlvError] = StorageError, follow: bool = False) -> str:
+def read_text(path: str, limit: int, name: str, error: type[MlvError] = StorageError,
+              follow: bool = False) -> str:
     """`read_regular` as UTF-8 text with universal newlines (what `open(path).read()`
     returns); bytes that are not UTF-8 raise `error`."""
     try:

@@ -295,9 +295,11 @@ def params_file(context: dict[str, Any], name: str, loc: Loc | None = None) -> A
     return cache[name]
 
 
-def read_params(path: str, name: str) -> Any:
+def read_params(path: str, name: str, objects: str | None = None) -> Any:
+    """A params (or metrics) file's data. A symlink is refused unless it points into
+    `objects`, the cache's object folder (an output placed by the `symlink` cache type)."""
     try:
-        raw = fsio.read_regular(path, fsio.PARAMS_LIMIT, name, PipelineError)
+        raw = fsio.read_regular(path, fsio.PARAMS_LIMIT, name, PipelineError, follow_into=objects)
     except FileNotFoundError:
         raise PipelineError(f"params file {name} does not exist",
                             hint=f"create {name}, or fix the params of the stage") from None
@@ -315,7 +317,7 @@ def read_params(path: str, name: str) -> Any:
 
         try:
             return json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise PipelineError(f"{name}: invalid JSON: {exc}") from None
     data, _ = yamlio.load(raw.decode("utf-8", "replace"), name, PipelineError)
     return data if data is not None else {}

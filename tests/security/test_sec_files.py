@@ -248,3 +248,43 @@ def test_a_tracked_file_swapped_for_a_fifo_does_not_hang_status(mlv_repo: Path) 
     os.mkfifo(mlv_repo / "data")
     proc = victim(mlv_repo, "status")
     assert proc.returncode == 0 and "data (data.mlv): modified" in proc.stdout, proc.stderr
+
+
+# ---- metrics, and outputs the `symlink` cache type placed -----------------------------
+
+METRICS_STAGE = """stages:
+  score:
+    cmd: echo '{"acc":0.9}' > scores.json
+    params: [lr]
+    metrics: [scores.json]
+"""
+
+
+def test_metrics_linking_outside_are_not_shown(mlv_repo: Path, tmp_path: Path) -> None:
+    """In CI, `mlv metrics show` prints into a public log: a committed link to a JSON
+    secret on the runner must not be read."""
+    secret = tmp_path / "token.json"
+    secret.write_text('{"token": "SECRET"}')
+    make_tree(mlv_repo, {"mlv.yaml": METRICS_STAGE, "params.yaml": "lr: 1\n"})
+    os.symlink(secret, mlv_repo / "scores.json")
+    proc = victim(mlv_repo, "metrics", "show")
+    assert_one_error(proc, "scores.json", "symlink")
+    assert "SECRET" not in proc.stdout + proc.stderr
+
+
+def test_outputs_linked_into_the_cache_are_read(mlv_repo: Path) -> None:
+    """With cache.type symlink, a cached metric is a link into the cache: still shown."""
+    make_tree(mlv_repo, {"mlv.yaml": METRICS_STAGE, "params.yaml": "lr: 1\n"})
+    for args in (("config", "cache.type", "symlink"), ("repro",)):
+        assert run_mlv(mlv_repo, *args).exit_code == 0
+    (mlv_repo / "scores.json").unlink()
+    assert run_mlv(mlv_repo, "checkout").exit_code == 0
+    assert (mlv_repo / "scores.json").is_symlink()
+    res = run_mlv(mlv_repo, "metrics", "show")
+    assert res.exit_code == 0 and "0.9" in res.stdout, res.output
+
+
+def test_stage_add_does_not_hang_on_a_fifo_pipeline(mlv_repo: Path) -> None:
+    os.mkfifo(mlv_repo / "mlv.yaml")
+    proc = victim(mlv_repo, "stage", "add", "-n", "s", "-o", "o.txt", "echo hi > o.txt")
+    assert_one_error(proc, "mlv.yaml", "FIFO")
