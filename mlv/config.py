@@ -91,10 +91,11 @@ def validate(key: str, value: Any) -> Any:
     return check(value)
 
 
-def _read(path: str) -> dict[str, Any]:
+def _read(path: str, follow: bool = False) -> dict[str, Any]:
+    """One config layer. A repository's .mlv/config comes with a clone, so a symlink
+    there is refused; the user's own (`follow`) may be one (a dotfiles checkout)."""
     try:
-        with open(path, encoding="utf-8") as fobj:
-            text = fobj.read()
+        text = fsio.read_text(path, fsio.CONFIG_LIMIT, path, ConfigError, follow=follow)
     except FileNotFoundError:
         return {}
     except OSError as exc:
@@ -115,7 +116,8 @@ class Config:
         if mlv_dir is not None:
             self.paths["repo"] = os.path.join(mlv_dir, "config")
             self.paths["local"] = os.path.join(mlv_dir, "config.local")
-        self.layers = {level: _read(path) for level, path in self.paths.items()}
+        self.layers = {level: _read(path, follow=level == "global")
+                       for level, path in self.paths.items()}
 
     def get(self, key: str, default: Any = None, level: str | None = None) -> Any:
         """The effective value of `key` (or its value at one `level`)."""

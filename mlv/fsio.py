@@ -12,9 +12,11 @@ import fcntl
 import itertools
 import os
 import shutil
+import stat
 import time
 
-from mlv.errors import LockError, StorageError
+from mlv import paths
+from mlv.errors import LockError, MlvError, StorageError
 
 TMP_MARK = ".mlvtmp-"
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
@@ -130,6 +132,100 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
+# Largest file of each kind that mlv reads whole. A clone brings these files, so a limit
+# turns a planted huge file into one clear line instead of a long stall or an
+# out-of-memory kill. Each is far above anything mlv or a person writes.
+MiB = 1 << 20
+POINTER_LIMIT = 1 * MiB  # mlv writes ~200 bytes per pointer
+CONFIG_LIMIT = 1 * MiB  # a few sections of keys
+PIPELINE_LIMIT = 16 * MiB  # mlv.yaml: written by people (or `mlv stage add`)
+LOCK_LIMIT = 64 * MiB  # mlv.lock: ~150 bytes per dep or out; 64 MiB is ~400k of them
+PARAMS_LIMIT = 64 * MiB  # params files may be generated, but are parsed whole
+IGNORE_LIMIT = 100 * MiB  # git itself ignores a .gitignore larger than this
+
+_KINDS = ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"))
+
+
+def kind_of(mode: int) -> str:
+    """What a file mode names, for messages: "a FIFO", "a symlink", …"""
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
+
+
+def read_regular(path: str, limit: int, name: str, error: type[MlvError] = StorageError,
+                 follow: bool = False, follow_into: str | None = None) -> bytes:
+    """The bytes of the regular file `path`, at most `limit` of them.
+
+    For files a clone can bring (pointers, mlv.yaml, mlv.lock, params, .gitignore,
+    .mlv/config): a symlink is refused unless `follow` (never followed out of the
+    workspace), and so is anything that is not a regular file (a FIFO would block the
+    read forever, /dev/zero would fill memory). Opened with O_NONBLOCK, so a file swapped
+    for a FIFO meanwhile does not block either. A missing file raises FileNotFoundError;
+    every other problem raises `error` with a one-line message naming the file (`name`).
+    A symlink whose target lies in `follow_into` (the cache's objects, for outputs placed
+    by the `symlink` cache type) is followed.
+    """
+    try:
+        if follow_into is not None and not follow and os.path.islink(path):
+            follow = paths.inside(os.path.realpath(path), os.path.realpath(follow_into))
+        _check_regular(os.stat(path) if follow else os.lstat(path), limit, name, error)
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+        fd = os.open(path, flags)
+    except (FileNotFoundError, MlvError):
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # became a symlink after the lstat
+            raise error(f"{name} is a symlink, not a regular file",
+                        hint=f"replace {name} with a regular file") from None
+        raise error(f"cannot read {name}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        _check_regular(st, limit, name, error)
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, min(max(st.st_size + 1 - total, 1 << 16), limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise _too_large(name, limit, error)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise error(f"cannot read {name}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def read_text(path: str, limit: int, name: str, error: type[MlvError] = StorageError,
+              follow: bool = False) -> str:
+    """`read_regular` as UTF-8 text with universal newlines (what `open(path).read()`
+    returns); bytes that are not UTF-8 raise `error`."""
+    try:
+        text = read_regular(path, limit, name, error, follow).decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{name}: not a text file (not UTF-8)",
+                    hint=f"check {name}, or restore it with `git checkout -- {name}`") from None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def _check_regular(st: os.stat_result, limit: int, name: str, error: type[MlvError]) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        raise error(f"{name} is a symlink, not a regular file; mlv does not follow it",
+                    hint=f"replace {name} with a regular file")
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{name} is {kind_of(st.st_mode)}, not a regular file",
+                    hint=f"remove {name}, or replace it with a regular file")
+    if st.st_size > limit:
+        raise _too_large(name, limit, error)
+
+
+def _too_large(name: str, limit: int, error: type[MlvError]) -> MlvError:
+    return error(f"{name} is larger than {limit // MiB} MiB, the most mlv reads for it",
+                 hint=f"check {name}: a file of this kind is never that large")
+
+
 def makedirs(path: str) -> None:
     try:
         os.makedirs(path, exist_ok=True)
@@ -149,7 +245,7 @@ _UNSUPPORTED = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno
 def copy_new(src: str, dst: str, mode: int) -> os.stat_result:
     """Copy `src` to a new file `dst` inside the kernel (copy_file_range, else sendfile).
     Returns the new file's stat (its inode and mtime survive a later rename)."""
-    fin = os.open(src, os.O_RDONLY)
+    fin = os.open(src, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO gives EOF, never blocks
     try:
         fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:

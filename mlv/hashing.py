@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import stat
 
 import xxhash
+
+from mlv.errors import PathError
+from mlv.fsio import kind_of
 
 HASH_NAME = "xxh128"
 BLOCK = 8 * 1024 * 1024
@@ -18,9 +23,26 @@ def hash_bytes(data: bytes) -> str:
     return xxhash.xxh3_128_hexdigest(data)
 
 
+def open_regular(path: str) -> io.FileIO:
+    """Open a file to read its bytes (following a symlink), refusing anything that is not
+    a regular file with one line: opening with O_NONBLOCK means a FIFO cannot block, and
+    the check on the open file means a device never gets read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise PathError(f"{path} is {kind_of(mode)}, not a regular file",
+                            hint="mlv tracks regular files and folders; remove it or move it "
+                                 "out of the way")
+    except BaseException:
+        os.close(fd)
+        raise
+    return io.FileIO(fd, "rb")
+
+
 def hash_file(path: str) -> tuple[str, int]:
     """Return (hex digest, size) of a file, reading large files in large blocks."""
-    with open(path, "rb", buffering=0) as fobj:
+    with open_regular(path) as fobj:
         if os.fstat(fobj.fileno()).st_size <= SMALL:
             data = fobj.readall()
             return hash_bytes(data), len(data)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from mlv import fsio
 from mlv.errors import StorageError
-from mlv.hashing import HASH_NAME, SMALL, hash_bytes, hash_file, intact, is_oid
+from mlv.hashing import HASH_NAME, SMALL, hash_bytes, hash_file, intact, is_oid, open_regular
 
 OBJECT_MODE = 0o444
 
@@ -79,7 +79,7 @@ class ObjectStore:
         bytes are hashed again before it is renamed to its final name.
         """
         try:
-            with open(path, "rb", buffering=0) as fobj:
+            with open_regular(path) as fobj:
                 data = fobj.readall() if os.fstat(fobj.fileno()).st_size <= SMALL else None
             if data is not None and len(data) <= SMALL:
                 return self.add_bytes(data), len(data)

@@ -69,11 +69,7 @@ def load(file: str, root: str, display: str | None = None,
     workspace symlink may also point into `cache_root` (the `symlink` cache type)."""
     name = display or os.path.relpath(file, root)
     try:
-        with open(file, encoding="utf-8") as fobj:
-            text = fobj.read()
-    except UnicodeDecodeError:
-        raise PointerError(f"{name}: not a text file",
-                           hint=f"restore it with `git checkout -- {name}`") from None
+        text = fsio.read_text(file, fsio.POINTER_LIMIT, name, PointerError)
     except OSError as exc:
         raise PointerError(f"{name}: cannot read ({exc.strerror})") from None
     data, lines = _fast_parse(text) or yamlio.load(text, name, PointerError)

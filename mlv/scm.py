@@ -45,8 +45,7 @@ def tracked(root: str, paths: list[str]) -> list[str]:
 
 def _ignore_lines(path: str) -> list[str]:
     try:
-        with open(path, encoding="utf-8") as fobj:
-            return fobj.read().splitlines()
+        return fsio.read_text(path, fsio.IGNORE_LIMIT, path, ScmError).splitlines()
     except FileNotFoundError:
         return []
 

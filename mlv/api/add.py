@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from mlv import manifest, paths, pointer, scm
+from mlv import fsio, manifest, paths, pointer, scm
 from mlv.api.targets import check_not_in_tracked_folder
 from mlv.checkout import is_link_to, materialize, wants_links
 from mlv.diff import fingerprint
-from mlv.errors import PathError
+from mlv.errors import MlvError, PathError
 from mlv.pointer import SUFFIX, Out, Pointer
 from mlv.repo import Repo
 from mlv.snapshot import snapshot
@@ -134,9 +134,9 @@ def _add_one(repo: Repo, path: str, link_types: list[str],
     new = Pointer(file, (out,))
     changed = True
     if os.path.exists(file):
-        try:
-            changed = pointer.dumps([out]) != open(file, encoding="utf-8").read()
-        except (OSError, UnicodeDecodeError):
+        try:  # a FIFO or symlink there is not read; the write below replaces it
+            changed = pointer.dumps([out]) != fsio.read_text(file, fsio.POINTER_LIMIT, file)
+        except (OSError, MlvError):
             changed = True
     if changed:
         pointer.write(new)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 
-from mlv import scm
+from mlv import fsio, scm
 from mlv.api import targets as targets_mod
 from mlv.errors import MlvError
 from mlv.odb import ObjectStore
@@ -46,8 +46,8 @@ def roots(repo: Repo, targets: list[str] | None = None, all_branches: bool = Fal
 
 def _lock_outs(repo: Repo) -> set[str]:
     try:
-        with open(os.path.join(repo.root, LOCK_FILE), encoding="utf-8") as fobj:
-            return _outs_in_lock_text(fobj.read())
+        path = os.path.join(repo.root, LOCK_FILE)
+        return _outs_in_lock_text(fsio.read_text(path, fsio.LOCK_LIMIT, LOCK_FILE))
     except FileNotFoundError:
         return set()
 

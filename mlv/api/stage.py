@@ -68,8 +68,7 @@ def add_stage(repo: Repo, new: NewStage, force: bool = False) -> str:
     """Write a stage into mlv.yaml, keeping the rest of the file (comments too) as it is."""
     path = os.path.join(repo.root, PIPELINE_FILE)
     try:
-        with open(path, encoding="utf-8") as fobj:
-            text = fobj.read()
+        text = fsio.read_text(path, fsio.PIPELINE_LIMIT, PIPELINE_FILE, PipelineError)
     except FileNotFoundError:
         text = ""
     data, lines_map = yamlio.load(text, PIPELINE_FILE, PipelineError) if text.strip() else ({},
@@ -200,13 +199,13 @@ def metrics_show(repo: Repo) -> dict[str, dict[str, Any]]:
             if not os.path.exists(path):
                 continue
             if out.path.endswith(".json"):
-                try:
-                    with open(path, encoding="utf-8") as fobj:
-                        data = json.load(fobj)
-                except ValueError as exc:
+                try:  # a committed file: never a symlink out of the repository, nor a FIFO
+                    data = json.loads(fsio.read_regular(path, fsio.PARAMS_LIMIT, out.path,
+                                                        PipelineError, follow_into=pipe.odb.base))
+                except (ValueError, RecursionError) as exc:
                     raise PipelineError(f"metrics file {out.path}: invalid JSON ({exc})") from None
             else:
-                data = read_params(path, out.path)
+                data = read_params(path, out.path, pipe.odb.base)
             shown[out.path] = {k: v for k, v in flatten(data).items()
                                if isinstance(v, (int, float, str, bool)) or v is None}
     return shown

@@ -101,8 +101,7 @@ def _params(value: Any, where: str) -> dict[str, dict[str, Any]]:
 def read(root: str) -> dict[str, LockEntry]:
     path = os.path.join(root, LOCK_FILE)
     try:
-        with open(path, encoding="utf-8") as fobj:
-            text = fobj.read()
+        text = fsio.read_text(path, fsio.LOCK_LIMIT, LOCK_FILE, PipelineError)
     except FileNotFoundError:
         return {}
     data, _ = yamlio.load(text, LOCK_FILE, PipelineError)

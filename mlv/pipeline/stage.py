@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlv import paths, yamlio
+from mlv import fsio, paths, yamlio
 from mlv.errors import MlvError
 
 PIPELINE_FILE = "mlv.yaml"
@@ -100,8 +100,7 @@ def load(root: str) -> list[Stage]:
     """The stages of `<root>/mlv.yaml` (none when there is no such file)."""
     path = os.path.join(root, PIPELINE_FILE)
     try:
-        with open(path, encoding="utf-8") as fobj:
-            text = fobj.read()
+        text = fsio.read_text(path, fsio.PIPELINE_LIMIT, PIPELINE_FILE, PipelineError)
     except FileNotFoundError:
         return []
     return load_text(root, text)
@@ -314,10 +313,11 @@ def params_file(context: dict[str, Any], name: str, loc: Loc | None = None) -> A
     return cache[name]
 
 
-def read_params(path: str, name: str) -> Any:
+def read_params(path: str, name: str, objects: str | None = None) -> Any:
+    """A params (or metrics) file's data. A symlink is refused unless it points into
+    `objects`, the cache's object folder (an output placed by the `symlink` cache type)."""
     try:
-        with open(path, "rb") as fobj:
-            raw = fobj.read()
+        raw = fsio.read_regular(path, fsio.PARAMS_LIMIT, name, PipelineError, follow_into=objects)
     except FileNotFoundError:
         raise PipelineError(f"params file {name} does not exist",
                             hint=f"create {name}, or fix the params of the stage") from None
@@ -335,7 +335,7 @@ def read_params(path: str, name: str) -> Any:
 
         try:
             return json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise PipelineError(f"{name}: invalid JSON: {exc}") from None
     data, _ = yamlio.load(raw.decode("utf-8", "replace"), name, PipelineError)
     return data if data is not None else {}

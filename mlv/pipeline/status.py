@@ -53,7 +53,7 @@ class Pipeline:
         for file, keys in stage.params.items():
             if file not in self._params:
                 try:
-                    self._params[file] = read_params(self.abspath(file), file)
+                    self._params[file] = read_params(self.abspath(file), file, self.odb.base)
                 except PipelineError as exc:
                     raise PipelineError(f"stage {stage.name}: {exc.message}",
                                         hint=exc.hint) from None
