@@ -8,8 +8,10 @@ this rule where it is read (`problem`), and again right before anything is writt
 - relative, normalized (no empty, `.` or `..` component), POSIX separators, no NUL or
   other control character (a newline would break `.gitignore`);
 - no component that names `.git` or `.mlv`, compared case-insensitively and without
-  the trailing dots and spaces that some filesystems drop (`.GIT.`, `.git ` and the
-  8.3 short name `git~1` all name the same folder somewhere);
+  what some filesystems drop or ignore: trailing dots and spaces (`.GIT.`, `.git `),
+  an NTFS stream suffix (`.git::$INDEX_ALLOCATION`), the invisible characters that
+  HFS+ ignores (`.g\u200cit`), and the 8.3 short name `git~1`;
+- at most 4096 bytes, 255 bytes a component and 255 components deep;
 - on disk: no folder along the path is a symlink (a clone can commit one pointing
   at `.git` or at `/`), and the path stays inside the repository.
 """
@@ -28,11 +30,18 @@ _DRIVE = re.compile(r"[A-Za-z]:(?:[\\/]|\Z)")
 # The UTF-8 bytes of a plain path (see `_plain`): printable ASCII but '\\', ':' and '~',
 # and every byte of a non-ASCII character (all >= 0x80).
 _PLAIN_BYTES = bytes(c for c in range(0x20, 0x100) if c != 0x7f and chr(c) not in "\\:~")
+# Code points HFS+ ignores in names (as git's is_hfs_dotgit does), and other invisible
+# format characters: `.g\u200cit` is `.git` on a Mac.
+_IGNORABLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u206a-\u206f\ufeff]")
+MAX_BYTES = 4096
+MAX_NAME_BYTES = 255
+MAX_DEPTH = 255
+_PLAIN_MAX_LEN = 255  # bytes: a plain path this short is within every limit above
 
 
 def reserved_name(name: str) -> str | None:
     """`.git` or `.mlv` when `name` (one component) would name that folder somewhere."""
-    folded = name.rstrip(". ").casefold()
+    folded = _IGNORABLE.sub("", name.partition(":")[0]).rstrip(". ").casefold()
     if folded in RESERVED:
         return folded
     if folded in _SHORT_NAMES:
@@ -62,6 +71,21 @@ def problem(rel: str) -> str | None:
         folder = reserved_name(part)
         if folder:
             return f"path {rel!r} names {folder}/, which mlv never writes to"
+    return _too_long(rel, parts)
+
+
+def _encoded(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")  # a lone surrogate counts 3 bytes
+
+
+def _too_long(rel: str, parts: list[str]) -> str | None:
+    shown = rel if len(rel) <= 60 else rel[:57] + "..."
+    if len(parts) > MAX_DEPTH:
+        return f"path {shown!r} is {len(parts)} folders deep (at most {MAX_DEPTH})"
+    if len(_encoded(rel)) > MAX_BYTES:
+        return f"path {shown!r} is longer than {MAX_BYTES} bytes"
+    if any(len(_encoded(p)) > MAX_NAME_BYTES for p in parts):
+        return f"path {shown!r} has a name longer than {MAX_NAME_BYTES} bytes"
     return None
 
 
@@ -70,7 +94,7 @@ def first_problem(rels: list[str]) -> tuple[int, str] | None:
     None when every one is fine. Fast for the 100,000+ paths of a manifest."""
     # Joined by '/', the paths are plain exactly when each one is: a path that is empty,
     # starts with '.' or '/' or ends with '/' shows as '//', '/.' or an end.
-    if _plain("/".join(rels)):
+    if _plain("/".join(rels), max(map(len, rels), default=0)):
         return None
     for i, rel in enumerate(rels):
         found = problem(rel)
@@ -79,13 +103,23 @@ def first_problem(rels: list[str]) -> tuple[int, str] | None:
     return None
 
 
-def _plain(rel: str) -> bool:
+def _plain(rel: str, longest: int | None = None) -> bool:
     """A fast yes for the common case: a path without control characters, '\\', ':' or
     '~', whose components are not empty and do not start with '.', passes every check
     in `problem` (no separator but '/', no drive, no '..', and no component that names
     .git or .mlv, which needs a leading '.' or a '~'; no non-ASCII character folds to
-    either). Keep this in step with `problem` when a rule is added there."""
+    either, and a path of at most 255 characters is within every length limit; an
+    invisible character sends the path to the full rule). Keep this in step with
+    `problem` when a rule is added there. `longest`: the length of the longest path
+    when `rel` is several joined by '/'."""
     if not rel or rel[0] in "./" or rel[-1] == "/" or "/." in rel or "//" in rel:
+        return False
+    size = len(rel) if longest is None else longest
+    if not rel.isascii():
+        if _IGNORABLE.search(rel):
+            return False
+        size *= 4  # at most 4 UTF-8 bytes a character
+    if size > _PLAIN_MAX_LEN:
         return False
     try:
         data = rel.encode("utf-8")

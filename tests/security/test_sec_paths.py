@@ -36,3 +36,19 @@ def test_a_symlinked_folder_on_the_way_is_refused(tmp_path: Path) -> None:
     assert paths.problem_on_disk(str(root), "real/new/x") is None
     os.symlink("/etc/passwd", root / "real" / "f")
     assert paths.problem_on_disk(str(root), "real/f") is not None
+
+
+@pytest.mark.parametrize("rel", [
+    ".g\u200cit/hooks/post-checkout", ".git\u200b/config", "\u200c.git/x", "a/.m\ufefflv/x",
+    ".git::$INDEX_ALLOCATION/hooks", ".GIT:stream", "a/" * 300 + "b", "x" * 256,
+    "d/" + "é" * 200, "/".join(["abcdefghij"] * 420),
+])
+def test_names_that_some_filesystem_reads_as_git_or_too_long_are_refused(rel: str) -> None:
+    assert paths.problem(rel) is not None
+    assert paths.first_problem(["ok", rel]) is not None
+
+
+def test_long_but_legal_paths_pass() -> None:
+    rel = "/".join(["n" * 200] * 10)
+    assert paths.problem(rel) is None
+    assert paths.first_problem(["a", rel]) is None
