@@ -80,8 +80,8 @@ def load(file: str, root: str, display: str | None = None,
 # start-up). Anything else -- hand edits, quoted names -- goes through PyYAML.
 _CANONICAL = re.compile(
     r"((?:#[^\n]*\n)*)outs:\n- path: ([A-Za-z_][A-Za-z0-9_.-]*)\n"
-    r"  xxh128: ([0-9a-f]{32}(?:\.dir)?)\n  size: (0|[1-9][0-9]*)\n"
-    r"(?:  nfiles: (0|[1-9][0-9]*)\n)?(  exec: true\n)?\Z")
+    r"  xxh128: ([0-9a-f]{32}(?:\.dir)?)\n  size: (0|[1-9][0-9]{0,18})\n"
+    r"(?:  nfiles: (0|[1-9][0-9]{0,18})\n)?(  exec: true\n)?\Z")
 _YAML_WORDS = {"yes", "no", "true", "false", "on", "off", "null"}  # not plain strings in YAML
 
 

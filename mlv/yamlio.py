@@ -45,6 +45,10 @@ def load(text: str, filename: str, error: type[MlvError] = MlvError) -> tuple[An
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise error(f"{where}: invalid YAML: {problem}",
                     hint=f"fix the syntax of {filename}") from None
+    except (ValueError, OverflowError) as exc:  # a value YAML parses but Python cannot
+        # build: an integer of more than 4300 digits, a date like 2001-02-31
+        raise error(f"{filename}: invalid YAML value: {str(exc).splitlines()[0]}",
+                    hint=f"fix {filename}") from None
     except RecursionError:  # only without libyaml: the pure-Python composer recurses
         raise error(f"{filename}: YAML nested too deeply",
                     hint=f"fix {filename}: at most {MAX_DEPTH} levels") from None

@@ -290,3 +290,19 @@ def test_stage_add_does_not_hang_on_a_fifo_pipeline(mlv_repo: Path) -> None:
     os.mkfifo(mlv_repo / "mlv.yaml")
     proc = victim(mlv_repo, "stage", "add", "-n", "s", "-o", "o.txt", "echo hi > o.txt")
     assert_one_error(proc, "mlv.yaml", "FIFO")
+
+
+@pytest.mark.parametrize("text", ["size: " + "9" * 5000, "nfiles: 2001-02-31",
+                                  "a: !!timestamp 2001-13-01"])
+def test_values_python_cannot_build_are_one_error(text: str) -> None:
+    with pytest.raises(MlvError, match="invalid YAML value"):
+        yamlio.load(text, "x.mlv")
+
+
+def test_a_huge_integer_in_a_pointer_is_one_line(mlv_repo: Path) -> None:
+    (mlv_repo / "d.mlv").write_text(
+        "outs:\n- path: d\n  xxh128: " + "0" * 32 + "\n  size: " + "9" * 5000 + "\n")
+    res = run_mlv(mlv_repo, "status")
+    assert res.exit_code == 1, res.output
+    assert res.stderr.startswith("error: d.mlv: invalid YAML value"), res.stderr
+    assert "Traceback" not in res.stderr
