@@ -234,18 +234,49 @@ def makedirs(path: str) -> None:
 
 
 def _reflink(src: str, dst: str) -> None:
-    with open(src, "rb") as fsrc, open(dst, "wb") as fdst:
+    fd = _open_object(src)
+    with os.fdopen(fd, "rb") as fsrc, open(dst, "wb") as fdst:
         fcntl.ioctl(fdst.fileno(), _FICLONE, fsrc.fileno())
+
+
+def not_an_object(path: str) -> StorageError:
+    return StorageError(f"cache object {path} is not a regular file (a symlink, or a special "
+                        "file); mlv never follows one", hint="delete it, then fetch it again "
+                        "with `mlv pull` (a clone may not bring its own cache)")
+
+
+def _open_object(src: str) -> int:
+    """Open a cache object for reading: never through a symlink, never a FIFO."""
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise not_an_object(src) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise not_an_object(src)
+    return fd
+
+
+def check_object(src: str) -> None:
+    """Refuse a cache object that is not a regular file, without following it."""
+    if not stat.S_ISREG(os.lstat(src).st_mode):
+        raise not_an_object(src)
 
 
 _UNSUPPORTED = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EPERM,
                 errno.EMLINK, errno.ENOSYS}
 
 
-def copy_new(src: str, dst: str, mode: int) -> os.stat_result:
+def copy_new(src: str, dst: str, mode: int, from_store: bool = False) -> os.stat_result:
     """Copy `src` to a new file `dst` inside the kernel (copy_file_range, else sendfile).
-    Returns the new file's stat (its inode and mtime survive a later rename)."""
-    fin = os.open(src, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO gives EOF, never blocks
+    Returns the new file's stat (its inode and mtime survive a later rename). With
+    `from_store`, `src` is an object of a store and must be a regular file itself."""
+    if from_store:
+        fin = _open_object(src)
+    else:
+        fin = os.open(src, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO gives EOF, never blocks
     try:
         fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
@@ -272,14 +303,16 @@ def copy_new(src: str, dst: str, mode: int) -> os.stat_result:
 
 def _make(src: str, dst: str, link_type: str, mode: int) -> os.stat_result | None:
     if link_type == "hardlink":
-        os.link(src, dst)
+        check_object(src)
+        os.link(src, dst, follow_symlinks=False)
     elif link_type == "symlink":
+        check_object(src)
         os.symlink(os.path.abspath(src), dst)
     elif link_type == "reflink":
         _reflink(src, dst)
         os.chmod(dst, mode)
     else:
-        return copy_new(src, dst, mode)
+        return copy_new(src, dst, mode, from_store=True)
     return None
 
 

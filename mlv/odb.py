@@ -14,6 +14,8 @@ from mlv.errors import StorageError
 from mlv.hashing import HASH_NAME, SMALL, hash_bytes, hash_file, intact, is_oid, open_regular
 
 OBJECT_MODE = 0o444
+# A manifest lists about 100 bytes a file: 1 GiB is ten million files.
+MANIFEST_MAX = 1 << 30
 
 
 class ObjectStore:
@@ -120,14 +122,16 @@ class ObjectStore:
             fsio.remove_file(tmp)
             raise
 
-    def read_bytes(self, oid: str) -> bytes:
+    def read_bytes(self, oid: str, limit: int = MANIFEST_MAX) -> bytes:
+        """An object's bytes (a manifest's, in practice): a regular file of at most
+        `limit` bytes, never read through a symlink."""
+        path = self.path_of(oid)
         try:
-            with open(self.path_of(oid), "rb") as fobj:
-                return fobj.read()
+            return fsio.read_regular(path, limit, f"cache object {oid}")
         except FileNotFoundError:
             raise
         except OSError as exc:
-            raise fsio.storage_error(exc, self.path_of(oid)) from exc
+            raise fsio.storage_error(exc, path) from exc
 
     def remove(self, oid: str) -> None:
         fsio.remove_file(self.path_of(oid))

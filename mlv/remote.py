@@ -209,7 +209,7 @@ class LocalRemote(Remote):
                 self._made.add(folder)
             tmp = fsio.tmp_name(final)
             try:
-                fsio.copy_new(src, tmp, 0o444)
+                fsio.copy_new(src, tmp, 0o444, from_store=True)
                 fsio.commit(tmp, final)
             except BaseException:
                 fsio.remove_file(tmp)
@@ -224,7 +224,7 @@ class LocalRemote(Remote):
 
         def get(item: tuple[str, str]) -> None:
             oid, dst = item
-            fsio.copy_new(self.path_of(oid), dst, 0o444)
+            fsio.copy_new(self.path_of(oid), dst, 0o444, from_store=True)
             if after:
                 after(oid, dst)
 
@@ -397,6 +397,7 @@ class FsspecRemote(Remote):
 
             async def one(item: tuple[str, str]) -> None:
                 src, oid = item
+                fsio.check_object(src)  # never upload what a symlink in the cache names
                 if not self.is_s3:
                     await self.fs._put_file(src, self.path_of(oid))
                     return
@@ -411,9 +412,11 @@ class FsspecRemote(Remote):
 
             failures = self._gather(one, items, progress, key=lambda item: item[1])
         else:
-            failures = self._threads(
-                lambda item: self.fs.put_file(item[0], self.path_of(item[1])), items, progress,
-                key=lambda item: item[1])
+            def put(item: tuple[str, str]) -> None:
+                fsio.check_object(item[0])
+                self.fs.put_file(item[0], self.path_of(item[1]))
+
+            failures = self._threads(put, items, progress, key=lambda item: item[1])
         self._raise_fatal(failures)
         return failures
 

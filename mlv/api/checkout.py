@@ -12,6 +12,7 @@ from mlv.checkout import ensure_folder, is_link_to, materialize
 from mlv.diff import OutDiff, diff_out
 from mlv.errors import CheckoutConflictError, PathError
 from mlv.manifest import Entry
+from mlv.pointer import SUFFIX, Pointer
 from mlv.repo import Repo
 from mlv.workspace import Progress, WFile
 
@@ -150,6 +151,7 @@ def checkout(repo: Repo, targets: list[str] | None = None, force: bool = False,
             pointers = targets_mod.collect(repo, targets)
             if not targets:
                 pointers += targets_mod.stage_outputs(repo)
+            _check_no_nesting(repo, pointers)
             for ptr in pointers:
                 for out in ptr.outs:
                     diff = diff_out(repo.odb, repo.state, repo.jobs, ptr.out_path(out), out,
@@ -172,8 +174,24 @@ def checkout(repo: Repo, targets: list[str] | None = None, force: bool = False,
     return result
 
 
+def _check_no_nesting(repo: Repo, pointers: list[Pointer]) -> None:
+    """Refuse two tracked paths one inside the other (`lnk` and `lnk/hooks/x`): writing
+    the first could put a symlink where the second's folders go."""
+    outs = sorted((repo.rel(ptr.out_path(out)),
+                   repo.rel(ptr.file) if ptr.file.endswith(SUFFIX) else "mlv.lock")
+                  for ptr in pointers for out in ptr.outs)
+    for (outer, src), (inner, src2) in zip(outs, outs[1:]):
+        if inner.startswith(outer + "/"):
+            raise PathError(f"{inner} (from {src2}) is inside {outer} (from {src}); a tracked "
+                            "path cannot hold another", hint="remove one of the two pointers "
+                            "or stage outputs (`mlv remove`), then run the command again")
+
+
 def _apply(repo: Repo, plan: _Plan, result: CheckoutResult, progress: Progress | None) -> None:
     diff = plan.diff
+    # Again, right before anything changes: an out written before this one must not
+    # have turned a folder on its way into a symlink.
+    _check_place(repo, diff.path)
     fsio.remove_stale_temps(diff.path)  # a half-built folder from a killed checkout
     if diff.same_tree:
         return
