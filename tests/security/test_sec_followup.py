@@ -1,0 +1,108 @@
+"""Loose ends of issue 8: an add that is refused changes nothing; refused run-cache
+entries are reported, and an unusable run-cache hit is a miss; remote URLs never show
+their secrets; remote manifests are read with a size limit; deeply nested JSON params
+and metrics are one error line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, make_tree, run_mlv
+
+
+def victim(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mlv", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=60)
+
+
+def assert_one_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for word in words:
+        assert word in errors[0], proc.stderr
+
+
+def snapshot_files(root: Path) -> dict[str, bytes | str]:
+    """Every path below root except .git/ and the cache: file bytes or the link target."""
+    seen: dict[str, bytes | str] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith((".git/", ".mlv/cache", ".mlv/tmp")) or rel == ".git":
+            continue
+        if path.is_symlink():
+            seen[rel] = "-> " + os.readlink(path)
+        elif path.is_fifo():
+            seen[rel] = "fifo"
+        elif path.is_file():
+            seen[rel] = path.read_bytes()
+        else:
+            seen[rel] = "dir"
+    return seen
+
+
+# ---- 1. `mlv add` is all or nothing ---------------------------------------------------
+
+def _bad_gitignore(path: Path, kind: str, tmp_path: Path) -> None:
+    if kind == "symlink":
+        secret = tmp_path / "secret"
+        secret.write_text("SECRET\n")
+        os.symlink(secret, path)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:  # larger than git itself reads (sparse: takes no disk)
+        with open(path, "wb") as f:
+            f.truncate(101 << 20)
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "oversized"])
+def test_a_refused_gitignore_leaves_no_pointer(mlv_repo: Path, tmp_path: Path,
+                                               kind: str) -> None:
+    """The first target is fine, the second's folder has a bad .gitignore: neither gets a
+    pointer and no .gitignore changes."""
+    make_tree(mlv_repo, {"first": "one\n", "sub": {"second": "two\n"}})
+    _bad_gitignore(mlv_repo / "sub" / ".gitignore", kind, tmp_path)
+    before = snapshot_files(mlv_repo)
+    assert_one_error(victim(mlv_repo, "add", "first", "sub/second"), ".gitignore")
+    assert snapshot_files(mlv_repo) == before
+    assert not (mlv_repo / "first.mlv").exists()
+    assert not (mlv_repo / "sub" / "second.mlv").exists()
+
+
+def test_a_target_refused_while_reading_leaves_no_pointer(mlv_repo: Path) -> None:
+    """A broken link inside the second folder is found while hashing: the first target,
+    already hashed, gets no pointer either."""
+    make_tree(mlv_repo, {"first": "one\n", "second": {"ok": "x"}})
+    os.symlink("nowhere", mlv_repo / "second" / "broken")
+    before = snapshot_files(mlv_repo)
+    assert_one_error(victim(mlv_repo, "add", "first", "second"), "broken symlink")
+    assert snapshot_files(mlv_repo) == before
+
+
+def test_a_read_only_folder_is_refused_before_any_pointer(mlv_repo: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root writes anywhere")
+    make_tree(mlv_repo, {"first": "one\n", "sub": {"second": "two\n"}})
+    os.chmod(mlv_repo / "sub", 0o555)
+    try:
+        before = snapshot_files(mlv_repo)
+        assert_one_error(victim(mlv_repo, "add", "first", "sub/second"), "sub")
+        assert snapshot_files(mlv_repo) == before
+    finally:
+        os.chmod(mlv_repo / "sub", 0o755)
+
+
+def test_a_good_add_still_writes_pointers_and_ignores(mlv_repo: Path) -> None:
+    make_tree(mlv_repo, {"first": "one\n", "sub": {"second": "two\n"}})
+    res = run_mlv(mlv_repo, "add", "first", "sub/second")
+    assert res.exit_code == 0, res.output
+    assert (mlv_repo / "first.mlv").is_file()
+    assert (mlv_repo / "sub" / "second.mlv").is_file()
+    assert "/second" in (mlv_repo / "sub" / ".gitignore").read_text()
+    git(mlv_repo, "add", "-A")
