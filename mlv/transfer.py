@@ -21,6 +21,7 @@ class TransferResult:
     missing: list[str] = field(default_factory=list)  # in neither the source nor the target
     corrupted: list[str] = field(default_factory=list)  # downloads whose hash did not match
     verified: list[str] = field(default_factory=list)  # manifests whose files were checked
+    refused: dict[str, str] = field(default_factory=dict)  # run-cache key -> why not kept
     seconds: float = 0.0
 
 

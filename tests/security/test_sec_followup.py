@@ -5,6 +5,7 @@ and metrics are one error line."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_tree, run_mlv
+from tests.conftest import add_remote, git, make_tree, run_mlv
 
 
 def victim(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -106,3 +107,70 @@ def test_a_good_add_still_writes_pointers_and_ignores(mlv_repo: Path) -> None:
     assert (mlv_repo / "sub" / "second.mlv").is_file()
     assert "/second" in (mlv_repo / "sub" / ".gitignore").read_text()
     git(mlv_repo, "add", "-A")
+
+
+# ---- 2. run-cache entries refused on pull are reported ----------------------------------
+
+PIPE = ("stages:\n  gen:\n    cmd: cat in.txt > out.txt\n    deps: [in.txt]\n"
+        "    outs: [out.txt]\n")
+
+
+@pytest.fixture
+def shared(mlv_repo: Path, request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A pipeline run once and pushed with its run-cache to a folder remote; returns
+    the remote's folder. The repository is committed without mlv.lock."""
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    make_tree(mlv_repo, {"in.txt": "input\n", "mlv.yaml": PIPE, ".gitignore": "/out.txt\n"})
+    assert run_mlv(mlv_repo, "repro").exit_code == 0
+    res = run_mlv(mlv_repo, "push", "--run-cache")
+    assert res.exit_code == 0, res.output
+    git(mlv_repo, "add", "mlv.yaml", "in.txt", ".gitignore", ".mlv")
+    git(mlv_repo, "commit", "-qm", "a pipeline (no lock: the victim runs it)")
+    return url
+
+
+def run_entries(root: Path) -> list[Path]:
+    return sorted(p for p in (root / "runs").glob("*/*") if p.is_file())
+
+
+def clone(repo: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "victim"
+    git(tmp_path, "clone", "-q", str(repo), str(target))
+    return target
+
+
+def warnings(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("warning:")]
+
+
+def test_a_refused_run_cache_entry_is_reported(mlv_repo: Path, shared: Path,
+                                               tmp_path: Path) -> None:
+    [entry] = run_entries(shared)
+    doc = json.loads(entry.read_text())
+    doc["outs"][0]["xxh128"] = "//srv/secret.txt"
+    entry.write_text(json.dumps(doc))
+    key = entry.parent.name + entry.name
+    victim_repo = clone(mlv_repo, tmp_path)
+    proc = victim(victim_repo, "pull", "--run-cache")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert warnings(proc.stderr) == [
+        f"warning: run-cache entry {key} from 'store' ignored: out 1: xxh128 of 'out.txt' "
+        "is not an object id"], proc.stderr
+    assert not run_entries(victim_repo / ".mlv" / "cache")
+
+
+def test_many_refused_entries_are_capped(mlv_repo: Path, shared: Path, tmp_path: Path) -> None:
+    for n in range(8):
+        key = f"{n:02x}" + "ab" * 15
+        (shared / "runs" / key[:2]).mkdir(parents=True, exist_ok=True)
+        (shared / "runs" / key[:2] / key[2:]).write_text("{oops" if n % 2 else "[]")
+    victim_repo = clone(mlv_repo, tmp_path)
+    proc = victim(victim_repo, "pull", "--run-cache")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shown = warnings(proc.stderr)
+    assert len(shown) == 6, proc.stderr
+    assert "ignored: not valid JSON" in shown[1]
+    assert 'ignored: not an object holding one "outs" list' in shown[0]
+    assert shown[-1] == "warning: and 3 more run-cache entries from 'store' ignored"
+    assert "Traceback" not in proc.stderr
+    assert len(run_entries(victim_repo / ".mlv" / "cache")) == 1  # the good one is kept
