@@ -174,3 +174,44 @@ def test_many_refused_entries_are_capped(mlv_repo: Path, shared: Path, tmp_path:
     assert shown[-1] == "warning: and 3 more run-cache entries from 'store' ignored"
     assert "Traceback" not in proc.stderr
     assert len(run_entries(victim_repo / ".mlv" / "cache")) == 1  # the good one is kept
+
+
+# ---- 3. a run-cache hit that cannot be used is a miss -----------------------------------
+
+DIR_PIPE = ("stages:\n  gen:\n    cmd: mkdir -p out && cat in.txt > out/a.txt\n"
+            "    deps: [in.txt]\n    outs: [out]\n")
+
+
+def _plant_object(repo: Path, oid: str, data: bytes) -> None:
+    path = repo / ".mlv" / "cache" / "xxh128" / oid[:2] / oid[2:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize("manifest", [
+    b'[{"path": ".git/config", "xxh128": "' + b"0" * 32 + b'", "size": 1}]',
+    b"{oops",
+    b"[" * 5000 + b"]" * 5000,
+])
+def test_a_run_cache_hit_naming_a_bad_manifest_is_a_miss(mlv_repo: Path, manifest: bytes
+                                                         ) -> None:
+    make_tree(mlv_repo, {"in.txt": "input\n", "mlv.yaml": DIR_PIPE})
+    assert run_mlv(mlv_repo, "repro").exit_code == 0
+    [entry] = run_entries(mlv_repo / ".mlv" / "cache")
+    doc = json.loads(entry.read_text())
+    bad = "ab" * 16 + ".dir"
+    doc["outs"][0]["xxh128"] = bad
+    os.chmod(entry, 0o644)
+    entry.write_text(json.dumps(doc))
+    _plant_object(mlv_repo, bad, manifest)
+    import shutil
+
+    shutil.rmtree(mlv_repo / "out")
+    proc = victim(mlv_repo, "repro")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "running stage gen" in proc.stdout
+    assert "restored" not in proc.stdout
+    assert (mlv_repo / "out" / "a.txt").read_text() == "input\n"
+    assert len(warnings(proc.stdout + proc.stderr)) <= 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (mlv_repo / ".git" / "config").read_text().count("0" * 32)
