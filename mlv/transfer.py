@@ -32,8 +32,8 @@ def _manifest(odb: ObjectStore, oid: str) -> list[manifest.Entry] | None:
         return None
 
 
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+def _reason(exc: BaseException, remote: Remote) -> str:
+    return remote.hide(f"{type(exc).__name__}: {exc}".splitlines()[0])[:300]
 
 
 def push(odb: ObjectStore, remote: Remote, roots: set[str],
@@ -69,7 +69,7 @@ def push(odb: ObjectStore, remote: Remote, roots: set[str],
     result.already = len(present) + len(vouched)
     todo = sorted(o for o in files if o in local and o not in present)
     failures = remote.upload([(odb.path_of(o), o) for o in todo], progress, sizes)
-    result.failed.update({o: _reason(e) for o, e in failures.items()})
+    result.failed.update({o: _reason(e, remote) for o, e in failures.items()})
     on_remote = present | vouched | (set(todo) - set(failures))
     for d in sorted(dirs_there - trusted):
         if listing[d] is None:
@@ -85,7 +85,7 @@ def push(odb: ObjectStore, remote: Remote, roots: set[str],
         else:
             ready.append(d)
     failures = remote.upload([(odb.path_of(d), d) for d in ready], progress)
-    result.failed.update({o: _reason(e) for o, e in failures.items()})
+    result.failed.update({o: _reason(e, remote) for o, e in failures.items()})
     moved = [o for o in todo + ready if o not in result.failed]
     on_remote.update(o for o in ready if o not in result.failed)
     result.verified = [d for d in dirs if d in (distrust or set()) and d in on_remote
@@ -153,7 +153,7 @@ def _download(odb: ObjectStore, remote: Remote, oids: list[str], jobs: int,
             if isinstance(exc, FileNotFoundError):
                 result.missing.append(oid)
             else:
-                result.failed[oid] = _reason(exc)
+                result.failed[oid] = _reason(exc, remote)
         result.moved += len(kept)
         result.bytes += sum(_size(odb.path_of(oid)) for oid in kept)
         result.corrupted += bad

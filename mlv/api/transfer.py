@@ -114,7 +114,7 @@ def push_run_cache(repo: Repo, remote: str | None = None, jobs: int | None = Non
         runs = target.with_namespace(runcache.RUNS)
         todo = sorted(set(keys) - runs.has(keys))
         failures = runs.upload([(runcache.path_of(runs_dir, k), k) for k in todo], None)
-        result.failed.update({k: str(e) for k, e in failures.items()})
+        result.failed.update({k: runs.hide(str(e)) for k, e in failures.items()})
         result.moved += len(todo) - len(failures)
         return target.name, result
 

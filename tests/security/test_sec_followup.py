@@ -215,3 +215,52 @@ def test_a_run_cache_hit_naming_a_bad_manifest_is_a_miss(mlv_repo: Path, manifes
     assert len(warnings(proc.stdout + proc.stderr)) <= 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (mlv_repo / ".git" / "config").read_text().count("0" * 32)
+
+
+# ---- 4. remote URLs never show their secrets ----------------------------------------------
+
+def _tracked(mlv_repo: Path) -> None:
+    make_tree(mlv_repo, {"data": "rows\n"})
+    res = run_mlv(mlv_repo, "add", "data")
+    assert res.exit_code == 0, res.output
+
+
+def test_an_unreachable_remote_with_a_password_is_named_without_it(mlv_repo: Path) -> None:
+    _tracked(mlv_repo)
+    url = "http://alice:hunter2pw@127.0.0.1:9/store?sig=SIGSECRET&v=1"
+    assert run_mlv(mlv_repo, "remote", "add", "-d", "web", url).exit_code == 0
+    for args in (("push",), ("status", "--cloud"), ("gc", "-w", "--cloud")):
+        proc = victim(mlv_repo, *args)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 1, out
+        assert "hunter2pw" not in out and "SIGSECRET" not in out, out
+        assert "Traceback" not in out
+        assert "remote 'web' (http://alice:***@127.0.0.1:9/store?sig=***&v=1)" in out, out
+
+
+def test_a_missing_bucket_with_a_signature_is_named_without_it(
+        mlv_repo: Path, s3_bucket: str, s3_endpoint: str) -> None:
+    _tracked(mlv_repo)
+    url = f"s3://{s3_bucket}-gone/p?X-Amz-Signature=SIGSECRET"
+    for args in (("remote", "add", "-d", "store", url),
+                 ("remote", "modify", "store", "endpoint_url", s3_endpoint)):
+        assert run_mlv(mlv_repo, *args).exit_code == 0
+    for args in (("push",), ("gc", "-w", "--cloud")):
+        proc = victim(mlv_repo, *args)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 1, out
+        assert "SIGSECRET" not in out, out
+        assert "X-Amz-Signature=***" in out, out
+
+
+def test_a_library_error_quoting_the_password_is_masked() -> None:
+    import fsspec
+
+    from mlv.remote import FsspecRemote, RemoteError
+
+    url = "memory://bob:pa55word@host/x?token=T0KEN"
+    remote = FsspecRemote("r", url, 1, fsspec.filesystem("memory"), "bob:pa55word@host/x")
+    with pytest.raises(RemoteError) as caught, remote.errors():
+        raise OSError("cannot open bob:pa55word@host/x (token T0KEN)")
+    assert "pa55word" not in caught.value.message and "T0KEN" not in caught.value.message
+    assert "bob:***@host" in caught.value.message
