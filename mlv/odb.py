@@ -120,10 +120,11 @@ class ObjectStore:
             fsio.remove_file(tmp)
             raise
 
-    def read_bytes(self, oid: str) -> bytes:
+    def read_bytes(self, oid: str, limit: int = -1) -> bytes:
+        """The object's bytes, or only its first `limit` of them."""
         try:
             with open(self.path_of(oid), "rb") as fobj:
-                return fobj.read()
+                return fobj.read(limit)
         except FileNotFoundError:
             raise
         except OSError as exc:

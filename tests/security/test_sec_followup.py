@@ -264,3 +264,53 @@ def test_a_library_error_quoting_the_password_is_masked() -> None:
         raise OSError("cannot open bob:pa55word@host/x (token T0KEN)")
     assert "pa55word" not in caught.value.message and "T0KEN" not in caught.value.message
     assert "bob:***@host" in caught.value.message
+
+
+# ---- 5. manifests are read with a size limit -----------------------------------------------
+
+def _folder_on_remote(mlv_repo: Path, request: pytest.FixtureRequest, tmp_path: Path
+                      ) -> tuple[Path, str]:
+    """A tracked folder pushed to a folder remote, then dropped from the cache; returns
+    the remote's folder and the manifest's id."""
+    import shutil
+
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    make_tree(mlv_repo, {"data": {"a.txt": "a\n", "b.txt": "b\n"}})
+    for args in (("add", "data"), ("push",)):
+        res = run_mlv(mlv_repo, *args)
+        assert res.exit_code == 0, res.output
+    oid = next(line.split()[-1] for line in (mlv_repo / "data.mlv").read_text().splitlines()
+               if "xxh128" in line)
+    shutil.rmtree(mlv_repo / ".mlv" / "cache" / "xxh128")
+    return url, oid
+
+
+def test_a_huge_manifest_on_a_remote_is_refused(mlv_repo: Path, request: pytest.FixtureRequest,
+                                                tmp_path: Path) -> None:
+    url, oid = _folder_on_remote(mlv_repo, request, tmp_path)
+    path = url / "xxh128" / oid[:2] / oid[2:]
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:  # sparse: takes no disk
+        f.truncate(257 << 20)
+    proc = victim(mlv_repo, "status", "--cloud")
+    assert_one_error(proc, oid, "larger than 256 MiB")
+
+
+@pytest.mark.parametrize("where", ["cache", "remote"])
+def test_a_manifest_over_the_limit_is_refused(mlv, mlv_repo: Path, request: pytest.FixtureRequest,
+                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             where: str) -> None:
+    """The same with the limit lowered to a few bytes (the cache's copy too)."""
+    from mlv import manifest
+
+    url, oid = _folder_on_remote(mlv_repo, request, tmp_path)
+    if where == "cache":
+        res = run_mlv(mlv_repo, "fetch")
+        assert res.exit_code == 0, res.output
+    monkeypatch.setattr(manifest, "MAX_BYTES", 20, raising=False)
+    res = mlv("status", "--cloud", cwd=mlv_repo)
+    assert res.exit_code == 1, res.output
+    assert f"directory manifest {oid} is larger than" in res.output
+    monkeypatch.setattr(manifest, "MAX_BYTES", 256 << 20)
+    res = mlv("status", "--cloud", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
