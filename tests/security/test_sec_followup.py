@@ -314,3 +314,45 @@ def test_a_manifest_over_the_limit_is_refused(mlv, mlv_repo: Path, request: pyte
     monkeypatch.setattr(manifest, "MAX_BYTES", 256 << 20)
     res = mlv("status", "--cloud", cwd=mlv_repo)
     assert res.exit_code == 0, res.output
+
+
+# ---- 6. deeply nested JSON/TOML params and metrics are one error line ----------------------
+
+def _deep_json(depth: int, key: str) -> str:
+    return f'{{"{key}": 1, "deep": ' + '{"a": ' * depth + "1" + "}" * depth + "}"
+
+
+DEEP = {
+    "json-5000": ("params.json", '{"lr": 1, "deep": ' + "[" * 5000 + "]" * 5000 + "}"),
+    "json-950": ("params.json", _deep_json(950, "lr")),
+    "toml-5000": ("params.toml", "lr = 1\ndeep = " + "[" * 5000 + "]" * 5000 + "\n"),
+    "toml-950": ("params.toml", "lr = 1\ndeep = " + "[" * 950 + "]" * 950 + "\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEEP))
+def test_deeply_nested_params_are_one_error(mlv_repo: Path, case: str) -> None:
+    name, text = DEEP[case]
+    make_tree(mlv_repo, {name: "lr = 1\n" if name.endswith(".toml") else '{"lr": 1}',
+                         "mlv.yaml": f"stages:\n  s:\n    cmd: echo hi > out.txt\n"
+                                     f"    params: [{{{name}: [lr]}}]\n    outs: [out.txt]\n"})
+    res = run_mlv(mlv_repo, "repro")  # a lock entry: status then reads the params
+    assert res.exit_code == 0, res.output
+    (mlv_repo / name).write_text(text)
+    for args in (("params", "show"), ("status",), ("repro",)):
+        assert_one_error(victim(mlv_repo, *args), name, "nested deeper than 100 levels")
+
+
+@pytest.mark.parametrize("depth", [5000, 950])
+def test_deeply_nested_metrics_are_one_error(mlv_repo: Path, depth: int) -> None:
+    make_tree(mlv_repo, {"mlv.yaml": "stages:\n  s:\n    cmd: echo 1 > m.json\n"
+                                     "    metrics: [m.json]\n",
+                         "m.json": '{"acc": 1}'})
+    assert run_mlv(mlv_repo, "repro").exit_code == 0
+    text = ('{"acc": 1, "deep": ' + "[" * depth + "]" * depth + "}" if depth > 1000
+            else _deep_json(depth, "acc"))
+    (mlv_repo / "m.json").write_text(text)
+    assert_one_error(victim(mlv_repo, "metrics", "show"), "m.json",
+                     "nested deeper than 100 levels")
+    proc = victim(mlv_repo, "status")  # a metric's content is not read by status
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
