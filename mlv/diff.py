@@ -43,7 +43,7 @@ def load_entries(odb: ObjectStore, out: Out) -> list[Entry] | None:
     if not out.is_dir:
         return [Entry("", out.oid, out.size, out.exec)]
     try:
-        data = odb.read_bytes(out.oid)
+        data = odb.read_bytes(out.oid, manifest.MAX_BYTES + 1)
     except FileNotFoundError:
         return None
     return manifest.loads(data, out.oid)

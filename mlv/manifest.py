@@ -9,6 +9,10 @@ from mlv import paths
 from mlv.errors import PointerError
 from mlv.hashing import HEX_RE
 
+# The largest manifest mlv reads (it is parsed whole, from the cache or a remote): about
+# 2.5 million files at ~100 bytes each, far above any folder mlv is meant to track.
+MAX_BYTES = 256 << 20
+
 
 class Entry(NamedTuple):
     path: str  # POSIX, relative to the tracked directory
@@ -33,7 +37,11 @@ def loads(data: bytes, oid: str) -> list[Entry]:
     of objects with exactly the keys path, xxh128, size and optional exec; each path safe
     (`mlv.paths.problem`), listed once, and not both a file and a folder; file ids; sizes
     that are non-negative ints. A manifest may come from someone else's remote: this
-    check keeps what checkout writes inside the tracked folder."""
+    check keeps what checkout writes inside the tracked folder. Read it with at most
+    MAX_BYTES + 1 bytes: more is refused."""
+    if len(data) > MAX_BYTES:
+        raise PointerError(f"directory manifest {oid} is larger than {MAX_BYTES >> 20} MiB, "
+                           "the most mlv reads for one", hint=_HINT)
     try:
         items = json.loads(data)
     except (ValueError, RecursionError) as exc:

@@ -12,6 +12,7 @@ import asyncio
 import copy
 import os
 import posixpath
+import re
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -33,6 +34,17 @@ EXISTS_ONE_BY_ONE = 64
 PAGE_COST_IN_HEADS = 100
 SECRET_KEYS = ("access_key_id", "secret_access_key", "session_token")
 REMOTE_KEYS = ("url", "endpoint_url", "profile", "region", "jobs") + SECRET_KEYS
+MASK = "***"
+# Parts of an option name that mark its value as a secret. Hand-added options go to the
+# fsspec filesystem (sftp `password`, azure `account_key`, `sas_token`, `client_secret`,
+# `connection_string` …); showing a harmless value masked costs less than leaking a key.
+_SECRET_PARTS = ("pass", "secret", "token", "key", "credential", "auth", "sas", "sig",
+                 "connection_string")
+# In a URL (or a message quoting one): `scheme://user:PASSWORD@`, and `?name=VALUE` or
+# `&name=VALUE` where the name marks a secret.
+_URL_PASSWORD = re.compile(r"(?P<user>[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:\s]*)"
+                           r":(?P<pw>[^/?#@\s]*)@")
+_URL_QUERY_PAIR = re.compile(r"(?P<name>(?<=[?&])[^=&#\s]+)=(?P<value>[^&#\s)'\"]*)")
 # S3 objects up to this size move in one request each; bigger ones in parallel parts.
 # One request is the least work for the endpoint, and with many objects in flight the
 # connections are busy anyway; parts pay off only when one stream would be the
@@ -41,6 +53,30 @@ WHOLE_OBJECT_MAX = 256 * 2**20
 PART_SIZE = 64 * 2**20  # bigger objects move in parts of this size, 10 at a time
 # Uploads (and downloads in parts) hold data in memory: what they hold stays under this.
 BUFFER_MAX = 2**30
+
+
+def is_secret(key: str) -> bool:
+    """Whether a remote option's value (or a URL's query value) is a secret, by its name."""
+    name = str(key).lower()
+    return key in SECRET_KEYS or any(part in name for part in _SECRET_PARTS)
+
+
+def masked_url(text: str) -> str:
+    """`text` with the password and the secret query values (`sig=`,
+    `X-Amz-Signature=` …) of every URL in it replaced by `***`."""
+    if "://" not in text:
+        return text
+    text = _URL_PASSWORD.sub(rf"\g<user>:{MASK}@", text)
+    return _URL_QUERY_PAIR.sub(lambda m: f"{m['name']}={MASK}" if is_secret(m["name"])
+                               else m[0], text)
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The password and secret query values in `url`, longest first: a library's error
+    may quote them outside the URL (an sftp root `user:pw@host/…`)."""
+    found = [m["pw"] for m in _URL_PASSWORD.finditer(url)]
+    found += [m["value"] for m in _URL_QUERY_PAIR.finditer(url) if is_secret(m["name"])]
+    return sorted({f for f in found if f}, key=len, reverse=True)
 
 
 class RemoteError(MlvError):
@@ -57,8 +93,15 @@ class Remote(ABC):
     def __init__(self, name: str, url: str, jobs: int) -> None:
         self.name = name
         self.url = url
+        self.shown_url = masked_url(url)  # for messages: the URL without its secrets
         self.jobs = jobs
         self.namespace = HASH_NAME  # the top folder: objects, or "runs" for the run-cache
+
+    def hide(self, text: str) -> str:
+        """`text` (a message, a library's error) without this remote's URL secrets."""
+        for secret in _url_secrets(self.url):
+            text = text.replace(secret, MASK)
+        return masked_url(text)
 
     def with_namespace(self, namespace: str) -> Remote:
         """The same remote, looking at another top folder (e.g. the run-cache's)."""
@@ -305,10 +348,10 @@ class FsspecRemote(Remote):
     def _missing_root(self) -> RemoteError:
         bucket = self.root.split("/", 1)[0]
         if self.url.split("://")[0] in ("s3", "s3a", "gs", "gcs", "az", "abfs"):
-            return RemoteError(f"remote '{self.name}' ({self.url}): bucket '{bucket}' does "
+            return RemoteError(f"remote '{self.name}' ({self.shown_url}): bucket '{bucket}' does "
                                "not exist", hint="create the bucket, or fix the URL with "
                                f"`mlv remote modify {self.name} url s3://BUCKET/PATH`")
-        return RemoteError(f"remote '{self.name}' ({self.url}): {bucket} does not exist",
+        return RemoteError(f"remote '{self.name}' ({self.shown_url}): {bucket} does not exist",
                            hint=f"create it, or fix the URL with `mlv remote modify {self.name} "
                                 "url URL`")
 
@@ -522,20 +565,29 @@ class FsspecRemote(Remote):
     def errors(self) -> Iterator[None]:
         try:
             yield
-        except MlvError:
+        except MlvError as exc:
+            self._hidden(exc)
             raise
         except Exception as exc:  # noqa: BLE001 - every remote failure gets one clear line
             translated = self.translate(exc)
             if translated is None and isinstance(exc, FileNotFoundError):
                 raise  # one object is missing: the caller decides what that means
             translated = translated or RemoteError(
-                f"remote '{self.name}' ({self.url}): {type(exc).__name__}: {exc}")
-            raise translated from exc
+                f"remote '{self.name}' ({self.shown_url}): {type(exc).__name__}: {exc}")
+            raise self._hidden(translated) from exc
+
+    def _hidden(self, exc: MlvError) -> MlvError:
+        """`exc` with this remote's URL secrets taken out of its message and hint (a
+        library's error quotes the URL, or the root path that holds the password)."""
+        exc.message = self.hide(exc.message)
+        exc.args = (exc.message,)
+        exc.hint = exc.hint and self.hide(exc.hint)
+        return exc
 
     def translate(self, exc: BaseException) -> RemoteError | None:
         """A clear error for failures that are about the remote as a whole."""
         text = f"{type(exc).__name__}: {exc}"
-        where = f"remote '{self.name}' ({self.url})"
+        where = f"remote '{self.name}' ({self.shown_url})"
         creds = ("NoCredentialsError", "Unable to locate credentials", "PartialCredentials")
         if any(c in text for c in creds):
             return RemoteError(f"{where}: no credentials found",
@@ -551,7 +603,7 @@ class FsspecRemote(Remote):
                        "Could not connect", "Connection refused", "ConnectionRefused",
                        "Name or service not known", "ReadTimeout")
         if any(u in text for u in unreachable) or isinstance(exc, ConnectionError):
-            return RemoteError(f"{where}: cannot reach {self.endpoint or self.url}",
+            return RemoteError(f"{where}: cannot reach {masked_url(self.endpoint or self.url)}",
                                hint="check the network and the remote's endpoint_url "
                                     "(`mlv remote list`)")
         if isinstance(exc, FileNotFoundError) and ("NoSuchBucket" in text or
@@ -671,7 +723,8 @@ def open_remote(name: str, options: dict[str, Any], default_jobs: int,
             extra = {k: v for k, v in options.items() if k not in REMOTE_KEYS}
             fs = fsspec.filesystem(protocol, **extra)
     except (ImportError, ValueError) as exc:
-        raise RemoteError(f"remote '{name}': protocol {protocol}:// is not available ({exc})",
+        raise RemoteError(f"remote '{name}': protocol {protocol}:// is not available "
+                          f"({masked_url(str(exc))})",
                           hint="install the fsspec package for it (e.g. gcsfs, adlfs, sshfs)"
                           ) from None
     return FsspecRemote(name, url, jobs, fs, posixpath.normpath(rest),

@@ -61,6 +61,18 @@ def ignore_entry(name: str) -> str:
     return "/" + escaped
 
 
+def check_ignore(folder: str, name: str) -> None:
+    """Raise what `add_ignore(folder, name)` would raise, without writing: the name has
+    a .gitignore line, `folder/.gitignore` is a regular text file within the limit, and
+    the folder can take the rewritten file."""
+    ignore_entry(name)
+    path = os.path.join(folder, ".gitignore")
+    _ignore_lines(path)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ScmError(f"cannot write {path}: permission denied",
+                       hint=f"check the permissions of {folder}")
+
+
 def add_ignore(folder: str, name: str) -> bool:
     """Add `/name` to `folder/.gitignore` unless present. True if the file changed."""
     path = os.path.join(folder, ".gitignore")

@@ -21,18 +21,19 @@ class TransferResult:
     missing: list[str] = field(default_factory=list)  # in neither the source nor the target
     corrupted: list[str] = field(default_factory=list)  # downloads whose hash did not match
     verified: list[str] = field(default_factory=list)  # manifests whose files were checked
+    refused: dict[str, str] = field(default_factory=dict)  # run-cache key -> why not kept
     seconds: float = 0.0
 
 
 def _manifest(odb: ObjectStore, oid: str) -> list[manifest.Entry] | None:
     try:
-        return manifest.loads(odb.read_bytes(oid), oid)
+        return manifest.loads(odb.read_bytes(oid, manifest.MAX_BYTES + 1), oid)
     except FileNotFoundError:
         return None
 
 
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+def _reason(exc: BaseException, remote: Remote) -> str:
+    return remote.hide(f"{type(exc).__name__}: {exc}".splitlines()[0])[:300]
 
 
 def push(odb: ObjectStore, remote: Remote, roots: set[str],
@@ -68,7 +69,7 @@ def push(odb: ObjectStore, remote: Remote, roots: set[str],
     result.already = len(present) + len(vouched)
     todo = sorted(o for o in files if o in local and o not in present)
     failures = remote.upload([(odb.path_of(o), o) for o in todo], progress, sizes)
-    result.failed.update({o: _reason(e) for o, e in failures.items()})
+    result.failed.update({o: _reason(e, remote) for o, e in failures.items()})
     on_remote = present | vouched | (set(todo) - set(failures))
     for d in sorted(dirs_there - trusted):
         if listing[d] is None:
@@ -84,7 +85,7 @@ def push(odb: ObjectStore, remote: Remote, roots: set[str],
         else:
             ready.append(d)
     failures = remote.upload([(odb.path_of(d), d) for d in ready], progress)
-    result.failed.update({o: _reason(e) for o, e in failures.items()})
+    result.failed.update({o: _reason(e, remote) for o, e in failures.items()})
     moved = [o for o in todo + ready if o not in result.failed]
     on_remote.update(o for o in ready if o not in result.failed)
     result.verified = [d for d in dirs if d in (distrust or set()) and d in on_remote
@@ -152,7 +153,7 @@ def _download(odb: ObjectStore, remote: Remote, oids: list[str], jobs: int,
             if isinstance(exc, FileNotFoundError):
                 result.missing.append(oid)
             else:
-                result.failed[oid] = _reason(exc)
+                result.failed[oid] = _reason(exc, remote)
         result.moved += len(kept)
         result.bytes += sum(_size(odb.path_of(oid)) for oid in kept)
         result.corrupted += bad
@@ -172,10 +173,10 @@ def entries_anywhere(odb: ObjectStore, remote: Remote, oid: str) -> list[manifes
     if found is not None:
         return found
     try:
-        with remote.open(oid) as fobj:
-            data = fobj.read()
+        with remote.open(oid) as fobj:  # a remote's file may be any size: read a bounded part
+            data = fobj.read(manifest.MAX_BYTES + 1)
     except FileNotFoundError:
         return None
-    if hash_bytes(data) + ".dir" != oid:
+    if len(data) <= manifest.MAX_BYTES and hash_bytes(data) + ".dir" != oid:
         return None
-    return manifest.loads(data, oid)
+    return manifest.loads(data, oid)  # one that is too large is refused in one line

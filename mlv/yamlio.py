@@ -55,6 +55,26 @@ def load(text: str, filename: str, error: type[MlvError] = MlvError) -> tuple[An
     return data, lines
 
 
+def check_depth(data: Any, filename: str, error: type[MlvError] = MlvError) -> None:
+    """Refuse data (parsed JSON or TOML) nested deeper than MAX_DEPTH, the limit YAML
+    has: mlv's own code walks params and metrics recursively. Iterative, so any depth
+    is checked safely."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise too_deep(filename, error)
+        if isinstance(value, dict):
+            stack += [(v, depth + 1) for v in value.values()]
+        elif isinstance(value, list):
+            stack += [(v, depth + 1) for v in value]
+
+
+def too_deep(filename: str, error: type[MlvError] = MlvError) -> MlvError:
+    return error(f"{filename}: nested deeper than {MAX_DEPTH} levels",
+                 hint=f"fix {filename}: at most {MAX_DEPTH} levels")
+
+
 def _walk(root: Any, filename: str, error: type[MlvError]) -> Lines:
     """Line numbers of every key path, visiting each node once (in document order, with
     an explicit stack). A node reached twice is an alias: refused, naming its line."""

@@ -12,7 +12,7 @@ from mlv.diff import fingerprint
 from mlv.errors import MlvError, PathError
 from mlv.pointer import SUFFIX, Out, Pointer
 from mlv.repo import Repo
-from mlv.snapshot import snapshot
+from mlv.snapshot import Snapshot, snapshot
 from mlv.workspace import Progress, WFile
 
 
@@ -113,20 +113,24 @@ def add(repo: Repo, targets: list[str], progress: Progress | None = None) -> lis
             owner = next(r for r in rels if first == r or first.startswith(r + "/"))
             raise PathError(f"{owner} is tracked by git ({first})",
                             hint=f"run `git rm -r --cached {owner}` first, then `mlv add {owner}`")
+        for path in paths:  # refused now, before any pointer or .gitignore changes
+            scm.check_ignore(os.path.dirname(path), os.path.basename(path))
     results = []
     with repo.lock():
         try:
-            for path in paths:
-                results.append(_add_one(repo, path, link_types, progress))
+            # Every target is read and stored before the first pointer is written, so
+            # one that is refused (a broken link inside it, say) changes nothing.
+            snaps = [snapshot(repo.odb, repo.state, repo.jobs, path, store=True,
+                              progress=progress) for path in paths]
+            for path, snap in zip(paths, snaps):
+                results.append(_add_one(repo, path, snap, link_types))
         finally:
             repo.state.save()
     return results
 
 
-def _add_one(repo: Repo, path: str, link_types: list[str],
-             progress: Progress | None) -> Added:
+def _add_one(repo: Repo, path: str, snap: Snapshot, link_types: list[str]) -> Added:
     name = os.path.basename(path)
-    snap = snapshot(repo.odb, repo.state, repo.jobs, path, store=True, progress=progress)
     files, entries = snap.files, snap.entries
     out = Out(name, snap.oid, snap.size, snap.nfiles, snap.exec)
     # Every object is stored; only now may a pointer reference them.

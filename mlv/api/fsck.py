@@ -38,7 +38,8 @@ def _users(repo: Repo) -> dict[str, list[str]]:
             users.setdefault(out.oid, []).append(name)
             if out.is_dir:
                 try:
-                    entries = manifest.loads(repo.odb.read_bytes(out.oid), out.oid)
+                    entries = manifest.loads(repo.odb.read_bytes(out.oid, manifest.MAX_BYTES + 1),
+                                             out.oid)
                 except FileNotFoundError:
                     continue
                 for e in entries:

@@ -9,19 +9,11 @@ from typing import Any
 
 from mlv.config import LEVELS
 from mlv.errors import ConfigError, UsageError
-from mlv.remote import REMOTE_KEYS, SECRET_KEYS, Remote, open_remote
+from mlv.remote import MASK, REMOTE_KEYS, SECRET_KEYS, Remote, is_secret, masked_url, open_remote
 from mlv.repo import Repo
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
-MASK = "***"
 MAX_JOBS = 1024  # as `-j`: more threads or requests in flight than this help nobody
-# Parts of an option name that mark its value as a secret. Hand-added options go to the
-# fsspec filesystem (sftp `password`, azure `account_key`, `sas_token`, `client_secret`,
-# `connection_string` …); showing a harmless value masked costs less than leaking a key.
-_SECRET_PARTS = ("pass", "secret", "token", "key", "credential", "auth", "sas", "sig",
-                 "connection_string")
-_URL_PASSWORD = re.compile(r"(?P<user>[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*):[^/?#@]*@")
-_URL_QUERY_PAIR = re.compile(r"(?P<name>(?<=[?&])[^=&#]+)=(?P<value>[^&#]*)")
 
 
 @dataclass
@@ -29,12 +21,6 @@ class RemoteInfo:
     name: str
     options: dict[str, Any]  # secrets masked
     default: bool
-
-
-def is_secret(key: str) -> bool:
-    """Whether a remote option's value is a secret, by its name."""
-    name = str(key).lower()
-    return key in SECRET_KEYS or any(part in name for part in _SECRET_PARTS)
 
 
 def masked(key: str, value: Any) -> Any:
@@ -46,10 +32,8 @@ def masked(key: str, value: Any) -> Any:
         return {k: masked(str(k), v) for k, v in value.items()}
     if isinstance(value, list):
         return [masked(key, v) for v in value]
-    if isinstance(value, str) and "://" in value:
-        value = _URL_PASSWORD.sub(rf"\g<user>:{MASK}@", value)
-        return _URL_QUERY_PAIR.sub(lambda m: f"{m['name']}={MASK}" if is_secret(m["name"])
-                                   else m[0], value)
+    if isinstance(value, str):
+        return masked_url(value)
     return value
 
 
@@ -116,7 +100,8 @@ def add(repo: Repo, name: str, url: str, default: bool = False, local: bool = Fa
     _check_name(name)
     if name in repo.config.remotes():
         raise ConfigError(f"remote '{name}' already exists",
-                          hint=f"change it with `mlv remote modify {name} url {url}`")
+                          hint=f"change it with `mlv remote modify {name} url "
+                               f"{masked_url(url)}`")
     level = _level(local)
     repo.config.set_remote(name, "url", url, level)
     if default:

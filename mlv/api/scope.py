@@ -72,7 +72,8 @@ def expand(odb: ObjectStore, oids: set[str]) -> set[str]:
     for oid in oids:
         if oid.endswith(".dir"):
             try:
-                used.update(e.oid for e in manifest.loads(odb.read_bytes(oid), oid))
+                data = odb.read_bytes(oid, manifest.MAX_BYTES + 1)
+                used.update(e.oid for e in manifest.loads(data, oid))
             except FileNotFoundError:
                 continue
     return used

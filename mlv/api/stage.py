@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlv import fsio, scm, yamlio
 from mlv.pipeline.dag import Dag
-from mlv.pipeline.stage import PIPELINE_FILE, PipelineError, Stage, load_text, read_params
+from mlv.pipeline.stage import (
+    PIPELINE_FILE,
+    PipelineError,
+    Stage,
+    load_text,
+    read_json,
+    read_params,
+)
 from mlv.pipeline.status import Pipeline
 from mlv.repo import Repo
 
@@ -199,11 +205,10 @@ def metrics_show(repo: Repo) -> dict[str, dict[str, Any]]:
             if not os.path.exists(path):
                 continue
             if out.path.endswith(".json"):
-                try:  # a committed file: never a symlink out of the repository, nor a FIFO
-                    data = json.loads(fsio.read_regular(path, fsio.PARAMS_LIMIT, out.path,
-                                                        PipelineError, follow_into=pipe.odb.base))
-                except (ValueError, RecursionError) as exc:
-                    raise PipelineError(f"metrics file {out.path}: invalid JSON ({exc})") from None
+                # a committed file: never a symlink out of the repository, nor a FIFO
+                raw = fsio.read_regular(path, fsio.PARAMS_LIMIT, out.path, PipelineError,
+                                        follow_into=pipe.odb.base)
+                data = read_json(raw, out.path, "metrics file ")
             else:
                 data = read_params(path, out.path, pipe.odb.base)
             shown[out.path] = {k: v for k, v in flatten(data).items()

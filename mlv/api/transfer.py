@@ -114,7 +114,7 @@ def push_run_cache(repo: Repo, remote: str | None = None, jobs: int | None = Non
         runs = target.with_namespace(runcache.RUNS)
         todo = sorted(set(keys) - runs.has(keys))
         failures = runs.upload([(runcache.path_of(runs_dir, k), k) for k in todo], None)
-        result.failed.update({k: str(e) for k, e in failures.items()})
+        result.failed.update({k: runs.hide(str(e)) for k, e in failures.items()})
         result.moved += len(todo) - len(failures)
         return target.name, result
 
@@ -134,13 +134,29 @@ def fetch_run_cache(repo: Repo, remote: str | None = None, jobs: int | None = No
             temps[key] = fsio.tmp_name(final)
         failures = runs.download(list(temps.items()), None)
         kept = 0
+        refused: dict[str, str] = {}
         for key, tmp in temps.items():
-            # read() refuses a malformed or unsafe entry: it is not kept (a miss later).
-            if key not in failures and runcache.read(tmp) is not None:
+            # A malformed or unsafe entry is not kept (a miss later), and is reported.
+            why = None if key in failures else _entry_problem(tmp)
+            if key not in failures and why is None:
                 fsio.commit(tmp, runcache.path_of(runs_dir, key))
                 kept += 1
-            elif os.path.lexists(tmp):
-                fsio.remove_file(tmp)
+            else:
+                if why is not None:
+                    refused[key] = why
+                if os.path.lexists(tmp):
+                    fsio.remove_file(tmp)
         result = transfer.fetch(repo.odb, source, _run_objects(runs_dir, todo), repo.jobs)
         result.moved += kept
+        result.refused = refused
         return source.name, result
+
+
+def _entry_problem(path: str) -> str | None:
+    """Why a downloaded run-cache entry cannot be kept, or None."""
+    try:
+        runcache.load(path)
+    except (OSError, ValueError) as exc:
+        why = str(exc) if isinstance(exc, ValueError) else f"cannot read it: {exc.strerror}"
+        return why if len(why) <= 200 else why[:199] + "…"  # a path in it may be long
+    return None

@@ -140,12 +140,24 @@ def _common(func: Any) -> Any:
     return click.argument("targets", nargs=-1, type=click.Path())(func)
 
 
+REFUSED_SHOWN = 5  # run-cache entries named one by one; the rest are counted
+
+
+def _warn_refused(name: str, refused: dict[str, str]) -> None:
+    for key, why in sorted(refused.items())[:REFUSED_SHOWN]:
+        click.echo(f"warning: run-cache entry {key} from '{name}' ignored: {why}", err=True)
+    if len(refused) > REFUSED_SHOWN:
+        click.echo(f"warning: and {len(refused) - REFUSED_SHOWN} more run-cache entries "
+                   f"from '{name}' ignored", err=True)
+
+
 def _report(verb: str, name: str, result: TransferResult, quiet: bool) -> None:
+    _warn_refused(name, result.refused)
     if not quiet:
         if result.moved:
             click.echo(f"{verb} {plural(result.moved, 'file')}, {human_size(result.bytes)} "
                        f"in {result.seconds:.1f} s ({name})")
-        elif not (result.failed or result.missing or result.corrupted):
+        elif not (result.failed or result.missing or result.corrupted or result.refused):
             click.echo(f"everything is up to date ({name}: {plural(result.already, 'object')})")
     problems = []
     for oid, reason in sorted(result.failed.items())[:10]:

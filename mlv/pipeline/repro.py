@@ -17,6 +17,8 @@ from types import FrameType
 
 from mlv import fsio
 from mlv.checkout import materialize, wants_links
+from mlv.errors import MlvError
+from mlv.manifest import Entry
 from mlv.pipeline import lockfile, runcache
 from mlv.pipeline.lockfile import Hashed
 from mlv.pipeline.stage import PipelineError, Stage
@@ -302,20 +304,19 @@ class Runner:
         return entry
 
     def _restore(self, stage: Stage, outs: dict[str, Hashed]) -> bool:
+        """Put a run-cache hit's outputs in place; False (a miss: the stage runs) when
+        the hit cannot be used: other outs, objects not in the cache, or a manifest that
+        is refused (it may have come from a remote), which also says one warning line."""
         pipe = self.pipe
         if set(outs) != {o.path for o in stage.outs}:
             return False
-        from mlv.diff import load_entries
-        from mlv.pointer import Out
-
-        wanted = []
-        for path, hashed in outs.items():
-            out = Out(os.path.basename(path), hashed.oid, hashed.size, hashed.nfiles)
-            entries = load_entries(pipe.odb, out)
-            if entries is None or pipe.odb.existing([e.oid for e in entries]) != {
-                    e.oid for e in entries}:
-                return False
-            wanted.append((path, entries))
+        try:
+            wanted = self._restorable(outs)
+        except MlvError as exc:
+            self.emit(f"warning: stage {stage.name}: run-cache entry not used: {exc.message}")
+            return False
+        if wanted is None:
+            return False
         self._clear_outs(stage)
         for path, entries in wanted:
             base = pipe.abspath(path)
@@ -329,6 +330,23 @@ class Runner:
                 pipe.state.set(st, e.oid)
             pipe.forget(path)
         return True
+
+    def _restorable(self, outs: dict[str, Hashed]) -> list[tuple[str, list[Entry]]] | None:
+        """Each out's files, or None when some object is not in the cache. A manifest
+        that is refused raises its MlvError."""
+        from mlv.diff import load_entries
+        from mlv.pointer import Out
+
+        odb = self.pipe.odb
+        wanted = []
+        for path, hashed in outs.items():
+            out = Out(os.path.basename(path), hashed.oid, hashed.size, hashed.nfiles)
+            entries = load_entries(odb, out)
+            if entries is None or odb.existing([e.oid for e in entries]) != {
+                    e.oid for e in entries}:
+                return None
+            wanted.append((path, entries))
+        return wanted
 
 
 @contextmanager

@@ -49,29 +49,51 @@ def read(path: str) -> dict[str, Hashed] | None:
     """The outputs recorded in one run-cache file: None if it is missing, damaged, or
     names an unsafe path or something other than an object id (the stage then runs)."""
     try:
-        with open(path, "rb") as fobj:
-            data = fobj.read(MAX_BYTES + 1)
-        doc = json.loads(data) if len(data) <= MAX_BYTES else None
-    except (OSError, ValueError, RecursionError):
+        return load(path)
+    except (OSError, ValueError):
         return None
+
+
+def load(path: str) -> dict[str, Hashed]:
+    """`read`, but a file that cannot be used raises: OSError if it cannot be read,
+    ValueError saying what is wrong with it otherwise."""
+    with open(path, "rb") as fobj:
+        data = fobj.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise ValueError(f"larger than {MAX_BYTES >> 20} MiB")
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        raise ValueError("not valid JSON") from None
     if type(doc) is not dict or set(doc) != {"outs"} or type(doc["outs"]) is not list:
-        return None
+        raise ValueError('not an object holding one "outs" list')
     outs: dict[str, Hashed] = {}
-    for item in doc["outs"]:
-        if not _valid_out(item) or item["path"] in outs:
-            return None
+    for n, item in enumerate(doc["outs"], 1):
+        why = _out_problem(item)
+        if why is None and item["path"] in outs:
+            why = f"path {item['path']!r} appears twice"
+        if why is not None:
+            raise ValueError(f"out {n}: {why}")
         outs[item["path"]] = Hashed(item["xxh128"], item["size"], item.get("nfiles"))
     return outs
 
 
-def _valid_out(item: Any) -> bool:
-    """One recorded out: a safe path (mlv.paths), an object id, sizes that are ints."""
+def _out_problem(item: Any) -> str | None:
+    """What is wrong with one recorded out: it needs a safe path (mlv.paths), an object
+    id, and sizes that are ints."""
     if type(item) is not dict or not {"path", "xxh128", "size"} <= set(item) <= OUT_KEYS:
-        return False
+        return 'not an object with "path", "xxh128" and "size" (and maybe "nfiles")'
     path, oid, size, nfiles = item["path"], item["xxh128"], item["size"], item.get("nfiles", 0)
-    return (type(path) is str and paths.problem(path) is None
-            and type(oid) is str and OID_RE.match(oid) is not None
-            and type(size) is int and size >= 0 and type(nfiles) is int and nfiles >= 0)
+    if type(path) is not str:
+        return "path is not a string"
+    found = paths.problem(path)
+    if found is not None:
+        return found
+    if type(oid) is not str or OID_RE.match(oid) is None:
+        return f"xxh128 of {path!r} is not an object id"
+    if type(size) is not int or size < 0 or type(nfiles) is not int or nfiles < 0:
+        return f"size or nfiles of {path!r} is not a whole number of at least 0"
+    return None
 
 
 def entries(runs_dir: str) -> list[str]:

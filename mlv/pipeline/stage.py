@@ -327,18 +327,31 @@ def read_params(path: str, name: str, objects: str | None = None) -> Any:
         except ImportError:  # Python 3.10
             raise PipelineError(f"{name}: TOML params files need Python 3.11 or newer") from None
         try:
-            return tomllib.loads(raw.decode())
+            data = tomllib.loads(raw.decode())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise PipelineError(f"{name}: invalid TOML: {exc}") from None
+        except RecursionError:
+            raise yamlio.too_deep(name, PipelineError) from None
+        yamlio.check_depth(data, name, PipelineError)  # as YAML: mlv recurses over params
+        return data
     if name.endswith(".json"):
-        import json
-
-        try:
-            return json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise PipelineError(f"{name}: invalid JSON: {exc}") from None
+        return read_json(raw, name)
     data, _ = yamlio.load(raw.decode("utf-8", "replace"), name, PipelineError)
     return data if data is not None else {}
+
+
+def read_json(raw: bytes, name: str, what: str = "") -> Any:
+    """A params or metrics JSON file's data; nested at most as deep as YAML may be."""
+    import json
+
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise yamlio.too_deep(what + name, PipelineError) from None
+    except ValueError as exc:
+        raise PipelineError(f"{what}{name}: invalid JSON: {exc}") from None
+    yamlio.check_depth(data, what + name, PipelineError)
+    return data
 
 
 def _check_unique(stages: list[Stage], loc: Loc) -> None:
