@@ -28,13 +28,17 @@ def _check_link_types(value: str) -> str:
     return ",".join(kinds)
 
 
+MAX_JOBS = 1024  # more threads than this help nobody; a committed config may set it
+
+
 def _check_jobs(value: Any) -> int:
     try:
         jobs = int(value)
     except (TypeError, ValueError):
         jobs = 0
-    if jobs < 1:
-        raise ConfigError(f"core.jobs: expected a whole number >= 1, got {value!r}")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ConfigError(f"core.jobs: expected a whole number from 1 to {MAX_JOBS}, "
+                          f"got {value!r}")
     return jobs
 
 
