@@ -140,6 +140,15 @@ class Config:
                                   hint=f"fix it with `mlv config{flag} {key} VALUE`") from None
         return value
 
+    def level_of(self, key: str) -> str | None:
+        """The level whose value of `key` is the effective one, or None when unset."""
+        section, _, name = key.partition(".")
+        found = None
+        for level in LEVELS:
+            if name in self.layers.get(level, {}).get(section, {}):
+                found = level
+        return found
+
     def set(self, key: str, value: Any, level: str) -> None:
         value = validate(key, value)
         section, _, name = key.partition(".")
