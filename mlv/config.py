@@ -28,13 +28,17 @@ def _check_link_types(value: str) -> str:
     return ",".join(kinds)
 
 
+MAX_JOBS = 1024  # more threads than this help nobody; a committed config may set it
+
+
 def _check_jobs(value: Any) -> int:
     try:
         jobs = int(value)
     except (TypeError, ValueError):
         jobs = 0
-    if jobs < 1:
-        raise ConfigError(f"core.jobs: expected a whole number >= 1, got {value!r}")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ConfigError(f"core.jobs: expected a whole number from 1 to {MAX_JOBS}, "
+                          f"got {value!r}")
     return jobs
 
 
@@ -135,6 +139,15 @@ class Config:
                 raise ConfigError(f"{exc.message} (in {self.paths[source]})",
                                   hint=f"fix it with `mlv config{flag} {key} VALUE`") from None
         return value
+
+    def level_of(self, key: str) -> str | None:
+        """The level whose value of `key` is the effective one, or None when unset."""
+        section, _, name = key.partition(".")
+        found = None
+        for level in LEVELS:
+            if name in self.layers.get(level, {}).get(section, {}):
+                found = level
+        return found
 
     def set(self, key: str, value: Any, level: str) -> None:
         value = validate(key, value)

@@ -16,7 +16,7 @@ import stat
 import time
 
 from mlv import paths
-from mlv.errors import LockError, MlvError, StorageError
+from mlv.errors import LockError, MlvError, PathError, StorageError
 
 TMP_MARK = ".mlvtmp-"
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
@@ -414,10 +414,19 @@ class RepoLock:
 
     def acquire(self) -> None:
         makedirs(os.path.dirname(self.path))
+        # Never through a link a clone brought (it would truncate the file it names), and
+        # never a FIFO or device: the pid write below would go wherever it leads.
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, flags, 0o644)
         except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EISDIR):
+                what = "a symlink" if exc.errno == errno.ELOOP else "not a regular file"
+                raise _not_regular(self.path, what) from None
             raise storage_error(exc, self.path) from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise _not_regular(self.path, "not a regular file")
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -456,6 +465,11 @@ class RepoLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _not_regular(path: str, what: str) -> MlvError:
+    return PathError(f"{path} is {what}; a clone may not bring it; delete it",
+                     hint=f"`rm {path}` removes only that entry; mlv makes a new lock file")
 
 
 def _read_pid(fd: int) -> str:

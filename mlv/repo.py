@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shlex
+import stat
 from functools import cached_property
 
-from mlv import fsio, scm
+from mlv import fsio, paths, scm
 from mlv.config import Config
-from mlv.errors import NotARepoError, PathError
+from mlv.errors import ConfigError, NotARepoError, PathError
 from mlv.fsio import RepoLock
 from mlv.hashing import default_jobs
 from mlv.odb import ObjectStore
@@ -15,6 +17,42 @@ from mlv.state import StatCache
 
 MLV_DIR = ".mlv"
 GITIGNORE = "/cache/\n/tmp/\n/config.local\n"
+# What a clone may bring in .mlv/; the rest (config.local, tmp/, cache/) is this clone's own.
+COMMITTED = (".mlv/config", ".mlv/.gitignore")
+# Names in .mlv/ that a committed cache.dir may not take.
+_OWN_NAMES = ("tmp", "config", "config.local", ".gitignore")
+
+
+def _refuse_link(path: str, rel: str) -> None:
+    """Refuse `path` (shown as `rel`) when it exists and is not a real folder: a clone
+    can commit `.mlv`, `.mlv/tmp` or `.mlv/cache` as a symlink to anywhere."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        return
+    what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a folder"
+    raise PathError(f"{rel} is {what}; a clone may not bring it; delete it",
+                    hint=f"`rm {rel}` removes only that entry, never what a link points to")
+
+
+def committed_cache_problem(root: str, value: str) -> str | None:
+    """Why `value`, a cache.dir from the committed .mlv/config, cannot be used, or None.
+    It must be a relative path inside the repository (not in .git), through real folders
+    only: a clone may not choose where mlv writes and deletes outside itself."""
+    if value.startswith("~"):
+        return "~ is not expanded in .mlv/config"
+    rel = value.rstrip("/")
+    base = root
+    if rel == MLV_DIR or rel.startswith(MLV_DIR + "/"):  # the default lives in .mlv/
+        base, rel = os.path.join(root, MLV_DIR), rel[len(MLV_DIR) + 1:]
+        if not rel or rel.split("/")[0] in _OWN_NAMES:
+            return "it names a file or folder mlv keeps for itself"
+    found = paths.problem_on_disk(base, rel)
+    if found is None and os.path.islink(os.path.join(base, rel)):
+        found = f"{value} is a symlink"
+    return found
 
 
 class Repo:
@@ -23,6 +61,8 @@ class Repo:
         self.mlv_dir = os.path.join(self.root, MLV_DIR)
         self.tmp_dir = os.path.join(self.mlv_dir, "tmp")
         self.link_skip: set[str] = set()  # link types found unsupported for this cache
+        _refuse_link(self.mlv_dir, MLV_DIR)
+        _refuse_link(self.tmp_dir, f"{MLV_DIR}/tmp")
 
     @classmethod
     def find(cls, start: str | None = None) -> Repo:
@@ -60,14 +100,46 @@ class Repo:
 
     @cached_property
     def config(self) -> Config:
+        if self.has_scm:  # a config.local that git tracks came with a clone: not trusted
+            self._refuse_tracked(MLV_DIR, allowed=COMMITTED)
         return Config(self.mlv_dir)
 
     @cached_property
     def cache_dir(self) -> str:
         configured = self.config.get("cache.dir")
-        if configured:
-            return os.path.realpath(os.path.join(self.root, os.path.expanduser(configured)))
-        return os.path.join(self.mlv_dir, "cache")
+        if not configured:
+            default = os.path.join(self.mlv_dir, "cache")
+            _refuse_link(default, f"{MLV_DIR}/cache")
+            return default
+        if self.config.level_of("cache.dir") == "repo":
+            return self._committed_cache(configured)
+        # the user's own setting (local or global): trusted, `~` expanded
+        return os.path.realpath(os.path.join(self.root, os.path.expanduser(configured)))
+
+    def _committed_cache(self, value: str) -> str:
+        found = committed_cache_problem(self.root, value)
+        if found:
+            raise ConfigError(
+                f"cache.dir {value!r} in .mlv/config is not used: {found}; a clone may "
+                "not choose where mlv writes and deletes outside itself",
+                hint="if you trust it, accept it for this clone (it then takes precedence): "
+                     f"`mlv config --local cache.dir {shlex.quote(value)}`")
+        path = os.path.join(self.root, value.rstrip("/"))
+        if self.has_scm and not path.startswith(self.mlv_dir + os.sep):
+            self._refuse_tracked(self.rel(path))  # objects a clone brought
+        return path
+
+    def _refuse_tracked(self, rel: str, allowed: tuple[str, ...] = ()) -> None:
+        """Refuse when git tracks anything at or below `rel` but `allowed`."""
+        found = [p for p in scm.tracked_quick(self.root, rel) if p not in allowed]
+        if not found:
+            return
+        top = "/".join(found[0].split("/")[:2]) if rel == MLV_DIR else rel
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise PathError(f"git tracks {found[0]}{more}; a clone may not bring mlv's local "
+                        "files (local config, lock, stat cache, objects)",
+                        hint=f"`git rm -r --cached {shlex.quote(top)}` stops tracking it "
+                             "(the files stay), then commit")
 
     @cached_property
     def odb(self) -> ObjectStore:

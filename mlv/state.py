@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS state ("
@@ -15,6 +16,26 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS trees ("
     " path TEXT PRIMARY KEY, oid TEXT NOT NULL, fingerprint TEXT NOT NULL)"
 )
+
+
+# SQLite opens these next to the database, following symlinks.
+_SIDE_FILES = ("", "-journal", "-wal", "-shm")
+
+
+def _safe(path: str) -> bool:
+    """False when the database or a file SQLite keeps beside it is a symlink or not a
+    regular file (a clone can commit `.mlv/tmp/state.db -> /elsewhere`): then the cache
+    is neither read nor written, so nothing is written through the link."""
+    for suffix in _SIDE_FILES:
+        try:
+            st = os.lstat(path + suffix)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+        if not stat.S_ISREG(st.st_mode):
+            return False
+    return True
 
 
 class StatCache:
@@ -28,7 +49,7 @@ class StatCache:
     def _load(self) -> dict[int, tuple[int, int, str]]:
         if self._rows is None:
             self._rows = {}
-            if os.path.exists(self.path):
+            if os.path.exists(self.path) and _safe(self.path):
                 try:
                     with sqlite3.connect(self.path, timeout=10) as conn:
                         cur = conn.execute("SELECT inode, size, mtime_ns, oid FROM state")
@@ -60,7 +81,7 @@ class StatCache:
         """The oid recorded for folder `path` if its fingerprint is unchanged."""
         if self._tree_rows is None:
             self._tree_rows = {}
-            if os.path.exists(self.path):
+            if os.path.exists(self.path) and _safe(self.path):
                 try:
                     with sqlite3.connect(self.path, timeout=10) as conn:
                         cur = conn.execute("SELECT path, oid, fingerprint FROM trees")
@@ -80,6 +101,8 @@ class StatCache:
             return
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            if not _safe(self.path):
+                return
             with sqlite3.connect(self.path, timeout=10) as conn:
                 conn.executescript(_SCHEMA)
                 conn.executemany(

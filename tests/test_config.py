@@ -277,7 +277,12 @@ def test_cache_dir_shared_by_two_clones(tmp_path: Path, mlv) -> None:  # type: i
     first.mkdir()
     git(first, "init", "-q", "-b", "main")
     ok(run_mlv(first, "init"))
-    ok(mlv("config", "cache.dir", str(shared), cwd=first))
+    res = mlv("config", "cache.dir", str(shared), cwd=first)
+    ok(res)
+    # outside the repository: this clone's own setting, since no clone uses a committed one
+    assert res.stdout == ("cache.dir is set in .mlv/config.local (this clone only): the "
+                          "committed .mlv/config may only name a folder inside the repository\n")
+    assert load(first / ".mlv" / "config.local") == {"cache": {"dir": str(shared)}}
     make_tree(first, {"data": {"x": b"shared bytes"}})
     ok(mlv("add", "data", cwd=first))
     git(first, "add", "-A")
@@ -285,6 +290,7 @@ def test_cache_dir_shared_by_two_clones(tmp_path: Path, mlv) -> None:  # type: i
 
     second = tmp_path / "second"
     git(tmp_path, "clone", "-q", str(first), str(second))
+    ok(mlv("config", "--local", "cache.dir", str(shared), cwd=second))
     res = mlv("checkout", cwd=second)
     ok(res)
     assert read_tree(second / "data") == {"x": b"shared bytes"}

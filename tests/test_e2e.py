@@ -301,6 +301,7 @@ def test_clone_and_checkout_with_a_shared_cache(mlv_repo: Path, tmp_path: Path) 
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(mlv_repo), str(clone))
     assert not (clone / "data").exists()
+    ok(run_mlv(clone, "config", "--local", "cache.dir", str(shared)))  # each clone opts in
     st = run_mlv(clone, "status")
     assert st.stdout.startswith("data (data.mlv): deleted"), st.output
     ok(run_mlv(clone, "checkout"))

@@ -6,7 +6,7 @@ from typing import Any
 
 from mlv.config import DEFAULTS, KEYS, Config, validate
 from mlv.errors import NotARepoError
-from mlv.repo import Repo
+from mlv.repo import Repo, committed_cache_problem
 
 
 def _config(level: str) -> Config:
@@ -32,8 +32,17 @@ def get(key: str, level: str | None = None) -> Any:
     return value
 
 
-def set_value(key: str, value: str, level: str) -> None:
+def set_value(key: str, value: str, level: str | None = None) -> str:
+    """Set `key` at `level`, by default the committed .mlv/config; returns the level
+    written. With no level, a cache.dir that clones would refuse (outside the repository,
+    `~`, through a symlink) goes to .mlv/config.local: it is the user's own choice."""
+    if level is None:
+        level = "repo"
+        if key == "cache.dir" and committed_cache_problem(Repo.find().root,
+                                                          validate(key, value)):
+            level = "local"
     _config(level).set(key, value, level)
+    return level
 
 
 def unset(key: str, level: str) -> bool:

@@ -42,7 +42,8 @@ def config(key: str, value: str | None, level: str | None, unset: bool) -> None:
     """Show or set a config value (cache.type, cache.dir, core.jobs, core.remote).
 
     Without VALUE, prints the effective value. Writes go to .mlv/config (committed)
-    unless --local or --global is given.
+    unless --local or --global is given; a cache.dir outside the repository goes to
+    .mlv/config.local, since clones do not use one from .mlv/config.
 
     \b
     Example:
@@ -64,7 +65,9 @@ def config(key: str, value: str | None, level: str | None, unset: bool) -> None:
                               hint=f"set it with `mlv config {key} VALUE`")
         click.echo(shown)
         return
-    api.set_value(key, value, level or "repo")
+    if api.set_value(key, value, level) != (level or "repo"):
+        click.echo(f"{key} is set in .mlv/config.local (this clone only): the committed "
+                   ".mlv/config may only name a folder inside the repository")
 
 
 COMMANDS = [init, config]

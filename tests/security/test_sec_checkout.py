@@ -238,6 +238,8 @@ def _stage_output_through(attacker: Path, tmp_path: Path, request: pytest.Fixtur
     fsio.remove_tree(str(attacker / "out"))
     os.symlink(link_to, attacker / "link")
     git(attacker, "add", "-A", "-f")
+    # mlv refuses a clone that brings these (test_sec_repo.py); keep to the attack here
+    git(attacker, "rm", "-r", "-q", "--cached", "--ignore-unmatch", ".mlv/cache", ".mlv/tmp")
     git(attacker, "commit", "-qm", "innocent")
 
 
