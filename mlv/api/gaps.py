@@ -7,7 +7,8 @@ were deleted behind mlv's back, or lost), it notes the manifest here, and the ne
 to that remote checks every file the manifest lists and uploads what is missing.
 
 The record is machine state in `.mlv/tmp/remote-gaps.json`, safe to delete:
-`{"<remote url>": ["<oid>.dir", …]}`.
+`{"<key>": ["<oid>.dir", …]}`, where the key is a hash of the remote's URL (so a
+password in a URL is never written down).
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ import stat
 from collections.abc import Iterable
 
 from mlv import fsio
-from mlv.hashing import is_oid
+from mlv.hashing import hash_bytes, is_oid
 from mlv.remote import Remote
 from mlv.repo import Repo
 
 NAME = "remote-gaps.json"
 MAX_BYTES = 4 * 2**20  # far more than any real record; a bigger file is ignored
+
+
+def _key(remote: Remote) -> str:
+    return hash_bytes(remote.url.encode("utf-8", "surrogateescape"))
 
 
 def _path(repo: Repo) -> str:
@@ -65,7 +70,7 @@ def _save(repo: Repo, record: dict[str, list[str]]) -> None:
 
 def recorded(repo: Repo, remote: Remote) -> set[str]:
     """The manifests on `remote` that this clone knows lack some of their files."""
-    return set(_load(repo).get(remote.url, []))
+    return set(_load(repo).get(_key(remote), []))
 
 
 def record(repo: Repo, remote: Remote, manifests: Iterable[str]) -> None:
@@ -74,9 +79,9 @@ def record(repo: Repo, remote: Remote, manifests: Iterable[str]) -> None:
     if not new:
         return
     data = _load(repo)
-    if new <= set(data.get(remote.url, [])):
+    if new <= set(data.get(_key(remote), [])):
         return
-    data[remote.url] = sorted(new | set(data.get(remote.url, [])))
+    data[_key(remote)] = sorted(new | set(data.get(_key(remote), [])))
     _save(repo, data)
 
 
@@ -84,7 +89,7 @@ def clear(repo: Repo, remote: Remote, manifests: Iterable[str]) -> None:
     """Forget manifests whose files are all on `remote` again."""
     gone = set(manifests)
     data = _load(repo)
-    if not gone & set(data.get(remote.url, [])):
+    if not gone & set(data.get(_key(remote), [])):
         return
-    data[remote.url] = sorted(set(data[remote.url]) - gone)
+    data[_key(remote)] = sorted(set(data[_key(remote)]) - gone)
     _save(repo, data)

@@ -7,13 +7,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mlv.config import LEVELS
+from mlv.config import LEVELS, MAX_JOBS
 from mlv.errors import ConfigError, UsageError
 from mlv.remote import MASK, REMOTE_KEYS, SECRET_KEYS, Remote, is_secret, masked_url, open_remote
 from mlv.repo import Repo
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
-MAX_JOBS = 1024  # as `-j`: more threads or requests in flight than this help nobody
 
 
 @dataclass
