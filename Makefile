@@ -24,7 +24,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check mlv tests
 	$(BIN)/mypy mlv
-	PATH="$(abspath $(BIN)):$$PATH" MLV_REQUIRE_S3=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+	PATH="$(abspath $(BIN)):$$PATH" MLV_REQUIRE_S3=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2
 
 clean:
 	rm -rf $(VENV)
