@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlv.config import DEFAULTS, KEYS, Config, validate
+from mlv.config import DEFAULTS, KEYS, Config, parse_duration, validate
 from mlv.errors import NotARepoError
 from mlv.repo import Repo, committed_cache_problem
 
@@ -34,15 +34,23 @@ def get(key: str, level: str | None = None) -> Any:
 
 def set_value(key: str, value: str, level: str | None = None) -> str:
     """Set `key` at `level`, by default the committed .mlv/config; returns the level
-    written. With no level, a cache.dir that clones would refuse (outside the repository,
-    `~`, through a symlink) goes to .mlv/config.local: it is the user's own choice."""
+    written. With no level, a value that clones would refuse from the committed config
+    (`committed_refuses`) goes to .mlv/config.local: it is the user's own choice."""
     if level is None:
-        level = "repo"
-        if key == "cache.dir" and committed_cache_problem(Repo.find().root,
-                                                          validate(key, value)):
-            level = "local"
+        level = "local" if committed_refuses(key, value) else "repo"
     _config(level).set(key, value, level)
     return level
+
+
+def committed_refuses(key: str, value: str) -> str | None:
+    """Why clones would not use this value from the committed .mlv/config (a cache.dir
+    outside the repository, a gc.grace shorter than the default), or None."""
+    if key == "cache.dir" and committed_cache_problem(Repo.find().root, validate(key, value)):
+        return "the committed .mlv/config may only name a folder inside the repository"
+    if key == "gc.grace" and parse_duration(validate(key, value)) < parse_duration(
+            DEFAULTS["gc.grace"]):
+        return f"the committed .mlv/config may only lengthen it (at least {DEFAULTS[key]})"
+    return None
 
 
 def unset(key: str, level: str) -> bool:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from mlv import fsio
 from mlv.api import scope
 from mlv.config import parse_duration
-from mlv.errors import MlvError
+from mlv.errors import ConfigError, MlvError
 from mlv.repo import Repo
 
 if TYPE_CHECKING:
@@ -70,7 +70,16 @@ def grace_seconds(repo: Repo, grace: float | None) -> float:
     """The grace period for `gc --cloud`: the one given, else `gc.grace`, else a day."""
     if grace is not None:
         return grace
-    return parse_duration(repo.config.get("gc.grace", DEFAULT_GRACE))
+    value = repo.config.get("gc.grace", DEFAULT_GRACE)
+    seconds = parse_duration(value)
+    mine = [repo.config.get("gc.grace", level=lvl) for lvl in ("global", "local")]
+    if mine == [None, None] and seconds < parse_duration(DEFAULT_GRACE):
+        # set (only) by the committed config, which a clone brings
+        raise ConfigError(f"gc.grace {value} in .mlv/config is not used: a clone may only "
+                          f"lengthen the grace period (at least {DEFAULT_GRACE})",
+                          hint="to use it, set it for this clone: "
+                               f"`mlv config --local gc.grace {value}`, or pass --grace")
+    return seconds
 
 
 def gc_cloud(repo: Repo, remote: str | None, all_branches: bool = False,

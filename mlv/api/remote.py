@@ -13,6 +13,13 @@ from mlv.remote import MASK, REMOTE_KEYS, SECRET_KEYS, Remote, is_secret, masked
 from mlv.repo import Repo
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+# What the committed .mlv/config (which a clone brings) may choose for a remote: where
+# objects live, not how fsspec behaves on this machine. Caching and archive protocols
+# (filecache, simplecache, reference, zip, …) and their options read and write local
+# files of their own choosing, so they must come from the user's own config.
+CLONE_OPTIONS = ("url", "endpoint_url", "profile", "region", "jobs")
+CLONE_PROTOCOLS = {"file", "local", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl",
+                   "ssh", "sftp", "hdfs", "webhdfs", "http", "https", "oss"}
 
 
 @dataclass
@@ -53,6 +60,32 @@ def _known(repo: Repo, name: str) -> dict[str, Any]:
         raise ConfigError(f"unknown remote '{name}' (configured: {known})",
                           hint="see `mlv remote list`, or add one with `mlv remote add NAME URL`")
     return remotes[name]
+
+
+def _check_committed(repo: Repo, name: str) -> None:
+    """Refuse what only the committed .mlv/config says about remote `name` and a clone
+    may not choose: an option other than CLONE_OPTIONS, or a protocol outside
+    CLONE_PROTOCOLS. The same set by the user's local or global config is trusted."""
+    def options_at(level: str) -> dict[Any, Any]:
+        found = repo.config.layers.get(level, {}).get("remote", {}).get(name, {})
+        return found if isinstance(found, dict) else {}
+
+    mine = set(options_at("global")) | set(options_at("local"))
+    committed = {k: v for k, v in options_at("repo").items() if k not in mine}
+    where = ".mlv/config"
+    for key in sorted(map(str, committed)):
+        if key not in CLONE_OPTIONS and key not in SECRET_KEYS:
+            raise ConfigError(f"remote '{name}': option {key!r} in {where} is not used: a "
+                              f"clone may set only {', '.join(CLONE_OPTIONS)}",
+                              hint="if you trust it, move it to .mlv/config.local (this "
+                                   "clone only)")
+    url = str(committed.get("url", ""))
+    protocol = url.partition("://")[0] if "://" in url else "file"
+    if protocol not in CLONE_PROTOCOLS:
+        raise ConfigError(f"remote '{name}': the url {masked_url(url)!r} in {where} is not "
+                          f"used: a clone may not choose the {protocol}:// protocol",
+                          hint=f"if you trust it, set it for this clone: "
+                               f"`mlv remote modify --local {name} url URL`")
 
 
 def _check_option(key: str, value: Any, level: str) -> Any:
@@ -157,6 +190,7 @@ def resolve(repo: Repo, name: str | None = None, jobs: int | None = None) -> Rem
             raise ConfigError("no remote given and no default remote is set",
                               hint="pass -r NAME, or set one with `mlv remote add -d NAME URL`")
     options = dict(_known(repo, name))
+    _check_committed(repo, name)
     if options.get("jobs") is not None:
         options["jobs"] = _checked_jobs(repo, name, options["jobs"])
     url = str(options.get("url", ""))

@@ -65,9 +65,9 @@ def config(key: str, value: str | None, level: str | None, unset: bool) -> None:
                               hint=f"set it with `mlv config {key} VALUE`")
         click.echo(shown)
         return
+    why = api.committed_refuses(key, value) if level is None else None
     if api.set_value(key, value, level) != (level or "repo"):
-        click.echo(f"{key} is set in .mlv/config.local (this clone only): the committed "
-                   ".mlv/config may only name a folder inside the repository")
+        click.echo(f"{key} is set in .mlv/config.local (this clone only): {why}")
 
 
 COMMANDS = [init, config]

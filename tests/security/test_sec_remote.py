@@ -234,6 +234,8 @@ def test_grace_values_are_checked(mlv, mlv_repo: Path, tmp_path: Path) -> None:
                                "2d, got '1'"), res.stderr
     for value in ("0", "90s", "30m", "12h", "2d", "1w"):
         ok(mlv("config", "gc.grace", value, cwd=mlv_repo))
+    # values under a day went to config.local (a clone may only lengthen the period)
+    ok(mlv("config", "--local", "--unset", "gc.grace", cwd=mlv_repo))
     config = mlv_repo / ".mlv" / "config"
     config.write_text(config.read_text().replace("1w", "soon"))
     store = tmp_path / "store"

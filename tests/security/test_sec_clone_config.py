@@ -1,0 +1,84 @@
+"""What a clone's committed .mlv/config may choose about remotes (issue 8, found by the
+second attacker review): where objects live, not how fsspec touches this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, make_tree, run_mlv
+
+
+def _one_error(res) -> str:  # type: ignore[no-untyped-def]
+    assert res.exit_code == 1, res.output
+    lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    return lines[0]
+
+
+def _clone_with_config(attacker: Path, tmp_path: Path, config: str) -> Path:
+    (attacker / ".mlv" / "config").write_text(config)
+    git(attacker, "add", "-A")
+    git(attacker, "commit", "-qm", "config")
+    victim = tmp_path / "victim"
+    git(tmp_path, "clone", "-q", str(attacker), str(victim))
+    return victim
+
+
+@pytest.mark.parametrize("url", ["filecache://{remote}", "simplecache::file://{remote}",
+                                 "reference://", "zip://x::file://{remote}.zip",
+                                 "memory://store"])
+def test_a_committed_remote_may_not_choose_a_caching_protocol(mlv_repo: Path, tmp_path: Path,
+                                                             url: str) -> None:
+    remote, outside = tmp_path / "remote", tmp_path / "victimdir"
+    remote.mkdir()
+    outside.mkdir()
+    (outside / "notes").write_text("mine")
+    make_tree(mlv_repo, {"d": {"a": "x"}})
+    assert run_mlv(mlv_repo, "add", "d").exit_code == 0
+    config = (f"core: {{remote: r}}\nremote:\n  r:\n    url: {url.format(remote=remote)}\n"
+              f"    target_protocol: file\n    cache_storage: {outside}\n")
+    victim = _clone_with_config(mlv_repo, tmp_path, config)
+    for args in (("status", "--cloud"), ("pull",), ("push",), ("gc", "-w", "--cloud")):
+        line = _one_error(run_mlv(victim, *args))
+        assert "in .mlv/config is not used" in line, line
+    assert sorted(p.name for p in outside.iterdir()) == ["notes"]
+
+
+def test_a_committed_remote_may_not_pass_fsspec_options(mlv_repo: Path, tmp_path: Path) -> None:
+    config = ("core: {remote: r}\nremote:\n  r:\n    url: s3://bucket/x\n"
+              "    endpoint_url: http://127.0.0.1:9\n    cache_storage: /tmp/x\n")
+    victim = _clone_with_config(mlv_repo, tmp_path, config)
+    line = _one_error(run_mlv(victim, "status", "--cloud"))
+    assert "option 'cache_storage' in .mlv/config is not used" in line, line
+
+
+def test_the_users_own_config_may_choose_any_protocol(mlv_repo: Path) -> None:
+    # memory:// in .mlv/config.local is the user's own choice: used as given.
+    local = mlv_repo / ".mlv" / "config.local"
+    local.write_text("core: {remote: m}\nremote:\n  m:\n    url: memory://store\n")
+    make_tree(mlv_repo, {"d": {"a": "x"}})
+    assert run_mlv(mlv_repo, "add", "d").exit_code == 0
+    res = run_mlv(mlv_repo, "push")
+    # used as given: the memory store has no folder yet, and fsspec says so
+    assert "is not used" not in res.output and "store does not exist" in res.output, res.output
+
+
+def test_a_committed_gc_grace_may_only_lengthen(mlv_repo: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    make_tree(shared / "xxh128" / "ab", {"c" * 30: "someone else's data"})
+    config = (f"core: {{remote: r}}\nremote:\n  r:\n    url: {shared}\n"
+              "gc:\n  grace: '0'\n")
+    victim = _clone_with_config(mlv_repo, tmp_path, config)
+    line = _one_error(run_mlv(victim, "gc", "-w", "--cloud"))
+    assert "gc.grace 0 in .mlv/config is not used" in line, line
+    assert (shared / "xxh128" / "ab" / ("c" * 30)).exists()
+    # the user may still choose: for one run, or for this clone
+    res = run_mlv(victim, "gc", "-w", "--cloud", "--grace", "0", "--dry")
+    assert res.exit_code == 0, res.output
+    res = run_mlv(mlv_repo, "config", "gc.grace", "1h")
+    assert res.exit_code == 0 and "set in .mlv/config.local" in res.stdout, res.output
+    assert "grace" in (mlv_repo / ".mlv" / "config.local").read_text()
+    assert run_mlv(mlv_repo, "config", "gc.grace", "2w").stdout == ""
+    assert "2w" in (mlv_repo / ".mlv" / "config").read_text()
