@@ -11,7 +11,7 @@ import traceback
 import click
 
 from mlv import __version__
-from mlv.cli import data_cmds, fsck_cmd, gc_cmd, pipeline_cmds, remote_cmds, repo_cmds
+from mlv.cli import data_cmds, fsck_cmd, gc_cmd, pipeline_cmds, remote_cmds, repo_cmds, ui
 from mlv.errors import MlvError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -52,7 +52,7 @@ def _interrupted(exc: BaseException | None) -> int:
     SIGHUP (128 + the signal's number), which `mlv repro` handles like Ctrl-C."""
     signum = getattr(exc, "signum", signal.SIGINT)
     name = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
-    click.echo(f"aborted{name}", err=True)
+    ui.echo(f"aborted{name}", err=True)
     return 128 + signum
 
 
@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except MlvError as exc:
-        click.echo(f"error: {exc.message}", err=True)
+        ui.echo(f"error: {exc.message}", err=True)
         if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
+            ui.echo(f"hint: {exc.hint}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> None:
         log = _crash_log()
         lines = str(exc).strip().splitlines()  # one line: the traceback is in the log
         detail = f": {lines[0]}" if lines else ""
-        click.echo(f"error: unexpected {type(exc).__name__}{detail}", err=True)
-        click.echo(f"hint: this is a bug in mlv; the traceback is in {log}. Please report "
+        ui.echo(f"error: unexpected {type(exc).__name__}{detail}", err=True)
+        ui.echo(f"hint: this is a bug in mlv; the traceback is in {log}. Please report "
                    "it; rerun with `MLV_DEBUG=1 mlv …` to see the traceback here", err=True)
         sys.exit(BUG_EXIT)
     sys.exit(0)

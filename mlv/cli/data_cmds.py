@@ -10,7 +10,7 @@ import click
 if TYPE_CHECKING:
     from mlv.api.checkout import CheckoutResult
 
-from mlv.cli.ui import Progress, find_repo, human_size, listing, plural
+from mlv.cli.ui import Progress, echo, find_repo, human_size, listing, plural
 
 
 @click.command()
@@ -37,13 +37,13 @@ def add(paths: tuple[str, ...], quiet: bool) -> None:
     for r in results:
         what = plural(r.nfiles, "file") + ", " if r.nfiles is not None else ""
         verb = "added" if r.changed else "unchanged"
-        click.echo(f"{verb} {r.path} ({what}{human_size(r.size)}) -> {_here(r.pointer)}")
+        echo(f"{verb} {r.path} ({what}{human_size(r.size)}) -> {_here(r.pointer)}")
     changed = [r for r in results if r.changed]
     if changed and repo.has_scm:
         files = [r.pointer for r in changed] + [r.gitignore for r in changed if r.gitignore]
         shown = [_here(f) for f in dict.fromkeys(files)]
         sep = "-- " if any(p.startswith("-") for p in shown) else ""
-        click.echo(f"to track the change with git, run: git add {sep}"
+        echo(f"to track the change with git, run: git add {sep}"
                    + " ".join(_quote(p) for p in shown))
 
 
@@ -101,30 +101,30 @@ def status(targets: tuple[str, ...], as_json: bool, quiet: bool, cloud: bool,
         shown: dict[str, object] = {s.path: s.as_dict() for s in result}
         if pipeline:
             shown["stages"] = {name: why for name, why in stale}
-        click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+        echo(json.dumps(shown, indent=2, ensure_ascii=False))
         return
     for name, why in stale:
-        click.echo(f"stage {name}: {'; '.join(why)}")
+        echo(f"stage {name}: {'; '.join(why)}")
     if stale:
-        click.echo("run `mlv repro` to bring the stale stages up to date")
+        echo("run `mlv repro` to bring the stale stages up to date")
     if not report.tracked and not pipeline:
-        click.echo("nothing is tracked yet; run `mlv add PATH` to start")
+        echo("nothing is tracked yet; run `mlv add PATH` to start")
         return
     if not result and not stale:
-        click.echo("everything is up to date")
+        echo("everything is up to date")
         return
     if not result:
         return
     for s in result:
-        click.echo(f"{s.path} ({s.pointer}): {', '.join(s.changes)}")
+        echo(f"{s.path} ({s.pointer}): {', '.join(s.changes)}")
         listing("added:    ", s.added)
         listing("modified: ", s.modified)
         listing("deleted:  ", s.deleted)
         if s.missing_objects:
-            click.echo(f"    {plural(s.missing_objects, 'object')} not in the cache "
+            echo(f"    {plural(s.missing_objects, 'object')} not in the cache "
                        "(run `mlv pull` to fetch them)")
     if any("deleted" in s.changes or "modified" in s.changes for s in result):
-        click.echo("run `mlv add PATH` to record changes, or `mlv checkout --force PATH` "
+        echo("run `mlv add PATH` to record changes, or `mlv checkout --force PATH` "
                    "to discard them")
 
 
@@ -161,11 +161,11 @@ def _cloud_status(targets: list[str], as_json: bool, quiet: bool,
     if quiet:
         raise click.exceptions.Exit(1 if report.changed else 0)
     if as_json:
-        click.echo(json.dumps({s.path: s.as_dict() for s in report.changed}, indent=2,
+        echo(json.dumps({s.path: s.as_dict() for s in report.changed}, indent=2,
                               ensure_ascii=False))
         return
     if not report.changed:
-        click.echo(f"cache and remote '{report.remote}' are in sync "
+        echo(f"cache and remote '{report.remote}' are in sync "
                    f"({plural(report.tracked, 'tracked path')})")
         return
     for s in report.changed:
@@ -176,13 +176,13 @@ def _cloud_status(targets: list[str], as_json: bool, quiet: bool,
             parts.append(f"{plural(s.not_fetched, 'object')} not fetched")
         if s.missing:
             parts.append(f"{plural(s.missing, 'object')} missing from both")
-        click.echo(f"{s.path} ({s.pointer}): {', '.join(parts)}")
+        echo(f"{s.path} ({s.pointer}): {', '.join(parts)}")
     if report.incomplete:
         n = len(report.incomplete)
-        click.echo(f"{plural(n, 'folder manifest')} on '{report.remote}' "
+        echo(f"{plural(n, 'folder manifest')} on '{report.remote}' "
                    f"{'lists' if n == 1 else 'list'} files the remote does not have; the next "
                    "`mlv push` checks those files and uploads what is missing")
-    click.echo(f"run `mlv push` to upload, `mlv pull` to download (remote '{report.remote}')")
+    echo(f"run `mlv push` to upload, `mlv pull` to download (remote '{report.remote}')")
 
 
 def report_checkout(result: CheckoutResult, quiet: bool) -> None:
@@ -197,9 +197,9 @@ def report_checkout(result: CheckoutResult, quiet: bool) -> None:
         if result.relinked:
             counts.append(f"{result.relinked} relinked")
         if any((result.added, result.modified, result.deleted, result.relinked)):
-            click.echo(", ".join(counts))
+            echo(", ".join(counts))
         elif not result.missing:
-            click.echo("workspace already matches the pointers")
+            echo("workspace already matches the pointers")
     if result.missing:
         shown = ", ".join(result.missing[:10]) + (" …" if len(result.missing) > 10 else "")
         raise ObjectMissingError(
@@ -226,7 +226,7 @@ def remove(targets: tuple[str, ...], outs: bool) -> None:
 
     for r in api_remove(find_repo(), list(targets), outs=outs):
         extra = f" and {', '.join(r.outs_removed)}" if r.outs_removed else ""
-        click.echo(f"removed {r.pointer}{extra}")
+        echo(f"removed {r.pointer}{extra}")
 
 
 @click.command()
@@ -242,7 +242,7 @@ def move(src: str, dst: str) -> None:
     from mlv.api.track import move as api_move
 
     moved = api_move(find_repo(), src, dst)
-    click.echo(f"moved {moved.src} -> {moved.dst} ({moved.pointer})")
+    echo(f"moved {moved.src} -> {moved.dst} ({moved.pointer})")
 
 
 COMMANDS = [add, status, checkout, remove, move]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mlv.cli.ui import Progress, find_repo, plural
+from mlv.cli.ui import Progress, echo, find_repo, plural
 from mlv.errors import MlvError, UsageError
 
 
@@ -44,9 +44,9 @@ def fsck(remote_name: str | None, sample: str | None, jobs: int | None, quiet: b
     result = api_fsck(find_repo(), remote_name, pct, jobs, progress.callback)
     progress.done()
     for oid, users in sorted(result.bad.items()):
-        click.echo(f"damaged {oid}" + (f" (used by {', '.join(users[:5])})" if users else ""))
+        echo(f"damaged {oid}" + (f" (used by {', '.join(users[:5])})" if users else ""))
     for oid in result.vouching:
-        click.echo(f"lists-damaged {oid} (a folder manifest that lists a damaged object)")
+        echo(f"lists-damaged {oid} (a folder manifest that lists a damaged object)")
     if result.bad:
         raise MlvError(f"{plural(len(result.bad), 'damaged object')} in the {result.where} "
                        f"(of {result.checked} checked)",
@@ -55,7 +55,7 @@ def fsck(remote_name: str | None, sample: str | None, jobs: int | None, quiet: b
                              "with a good copy" if remote_name else
                              "delete the damaged objects from the cache, then `mlv fetch` them "
                              "or `mlv add` the data again"))
-    click.echo(f"{plural(result.checked, 'object')} in the {result.where}: all good")
+    echo(f"{plural(result.checked, 'object')} in the {result.where}: all good")
 
 
 COMMANDS = [fsck]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mlv.cli.ui import find_repo, human_size, plural
+from mlv.cli.ui import echo, find_repo, human_size, plural
 from mlv.errors import UsageError
 
 
@@ -48,29 +48,29 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
         name, result = gc_cloud(find_repo(), remote_name, all_branches, all_tags, all_commits,
                                 dry, grace=_grace(grace))
         for oid, _ in result.removed if dry else []:
-            click.echo(f"would delete {oid}")
+            echo(f"would delete {oid}")
         verb = "would delete" if dry else "deleted"
-        click.echo(f"{verb} {plural(len(result.removed), 'object')} on remote '{name}'; "
+        echo(f"{verb} {plural(len(result.removed), 'object')} on remote '{name}'; "
                    f"{result.kept} kept")
         if result.recent:
-            click.echo(f"kept {plural(len(result.recent), 'unreferenced object')} newer than "
+            echo(f"kept {plural(len(result.recent), 'unreferenced object')} newer than "
                        f"{duration(result.grace)} (another clone may be pushing them; "
                        "`--grace 0` deletes them)")
         if result.unknown_age:
-            click.echo(f"kept {plural(len(result.unknown_age), 'unreferenced object')} whose "
+            echo(f"kept {plural(len(result.unknown_age), 'unreferenced object')} whose "
                        "age the remote does not list")
         if result.temps:
-            click.echo(f"deleted {plural(result.temps, 'temp file')} left by interrupted "
+            echo(f"deleted {plural(result.temps, 'temp file')} left by interrupted "
                        "pushes (older than a day)")
         return
     result = api_gc(find_repo(), all_branches, all_tags, all_commits, dry)
     if dry:
         for oid, size in result.removed:
-            click.echo(f"would delete {oid} ({human_size(size)})")
-        click.echo(f"would delete {plural(len(result.removed), 'object')}, "
+            echo(f"would delete {oid} ({human_size(size)})")
+        echo(f"would delete {plural(len(result.removed), 'object')}, "
                    f"freeing {human_size(result.freed)}; {result.kept} kept")
     else:
-        click.echo(f"deleted {plural(len(result.removed), 'object')}, "
+        echo(f"deleted {plural(len(result.removed), 'object')}, "
                    f"freed {human_size(result.freed)}; {result.kept} kept")
 
 

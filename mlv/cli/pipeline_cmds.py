@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mlv.cli.ui import find_repo
+from mlv.cli.ui import echo, find_repo
 from mlv.errors import MlvError
 
 
@@ -61,7 +61,7 @@ def stage_add(name: str, deps: tuple[str, ...], outs: tuple[str, ...],
     new = NewStage(name, cmd, list(deps), list(outs), list(outs_no_cache), keys,
                    list(metrics), list(metrics_no_cache), list(plots), wdir, always_changed)
     add_stage(find_repo(), new, force=force)
-    click.echo(f"added stage {name} to mlv.yaml; run `mlv repro {name}` to run it")
+    echo(f"added stage {name} to mlv.yaml; run `mlv repro {name}` to run it")
 
 
 @stage.command("list")
@@ -76,10 +76,10 @@ def stage_list() -> None:
 
     stages = list_stages(find_repo())
     if not stages:
-        click.echo("no stages; add one with `mlv stage add`")
+        echo("no stages; add one with `mlv stage add`")
     for st in stages:
         outs = ", ".join(o.path for o in st.outs)
-        click.echo(f"{st.name}\t{st.cmd}" + (f"\t-> {outs}" if outs else ""))
+        echo(f"{st.name}\t{st.cmd}" + (f"\t-> {outs}" if outs else ""))
 
 
 class _Printer:
@@ -90,7 +90,7 @@ class _Printer:
 
     def __call__(self, line: str) -> None:
         with self.lock:
-            click.echo(line)
+            click.echo(line)  # the stage's own output, as the command wrote it
             sys.stdout.flush()
 
 
@@ -124,26 +124,26 @@ def repro(targets: tuple[str, ...], dry: bool, force: bool, single_item: bool, d
     the_plan, result = api_repro(find_repo(), options, _Printer())
     if dry:
         if not the_plan.order:
-            click.echo("everything is up to date; nothing would run")
+            echo("everything is up to date; nothing would run")
         for name in the_plan.order:
-            click.echo(f"would run {name}: {'; '.join(the_plan.reasons[name])}")
+            echo(f"would run {name}: {'; '.join(the_plan.reasons[name])}")
         return
     if result is None:
-        click.echo("everything is up to date")
+        echo("everything is up to date")
         return
     for name, why in result.failed.items():
-        click.echo(f"error: stage {name} failed: {why}", err=True)
+        echo(f"error: stage {name} failed: {why}", err=True)
     if result.skipped:
-        click.echo(f"not run because an upstream stage failed: {', '.join(result.skipped)}",
+        echo(f"not run because an upstream stage failed: {', '.join(result.skipped)}",
                    err=True)
     if result.stopped:
-        click.echo(f"not started after the failure (use -k to keep going): "
+        echo(f"not started after the failure (use -k to keep going): "
                    f"{', '.join(result.stopped)}", err=True)
     done = len(result.ran) + len(result.restored)
     summary = f"{done} stage(s) done"
     if result.restored:
         summary += f" ({len(result.restored)} restored from the run-cache)"
-    click.echo(summary)
+    echo(summary)
     if result.failed:
         names = ", ".join(result.failed)
         raise MlvError(f"stage{'s' if len(result.failed) > 1 else ''} {names} failed",
@@ -163,7 +163,7 @@ def commit(targets: tuple[str, ...]) -> None:
     from mlv.api.repro import commit as api_commit
 
     for name in api_commit(find_repo(), list(targets)):
-        click.echo(f"committed stage {name}")
+        echo(f"committed stage {name}")
 
 
 @click.command()
@@ -179,25 +179,25 @@ def dag(fmt: str | None, outs: bool) -> None:
     """
     from mlv.api.stage import dag_text
 
-    click.echo(dag_text(find_repo(), fmt or "text", outs))
+    echo(dag_text(find_repo(), fmt or "text", outs))
 
 
 def _table(data: dict[str, dict[str, Any]], as_json: bool, md: bool, what: str) -> None:
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        echo(json.dumps(data, indent=2, default=str))
         return
     rows = [(file, key, value) for file, values in data.items() for key, value in values.items()]
     if not rows:
-        click.echo(f"no {what} found")
+        echo(f"no {what} found")
         return
     if md:
-        click.echo("| file | key | value |\n|---|---|---|")
+        echo("| file | key | value |\n|---|---|---|")
         for row in rows:
-            click.echo(f"| {row[0]} | {row[1]} | {row[2]} |")
+            echo(f"| {row[0]} | {row[1]} | {row[2]} |")
         return
     width = [max(len(str(r[i])) for r in rows) for i in range(2)]
     for file, key, value in rows:
-        click.echo(f"{file:<{width[0]}}  {key:<{width[1]}}  {value}")
+        echo(f"{file:<{width[0]}}  {key:<{width[1]}}  {value}")
 
 
 @click.group()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mlv.cli.ui import Progress, find_repo, human_size, plural
+from mlv.cli.ui import Progress, echo, find_repo, human_size, plural
 from mlv.errors import MlvError
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def remote_add(name: str, url: str, default: bool, local: bool) -> None:
     from mlv.api import remote as api
 
     api.add(find_repo(), name, url, default=default, local=local)
-    click.echo(f"added remote '{name}' -> {api.masked('url', url)}"
+    echo(f"added remote '{name}' -> {api.masked('url', url)}"
                + (" (default)" if default else ""))
 
 
@@ -54,13 +54,13 @@ def remote_list() -> None:
 
     infos = api.listing(find_repo())
     if not infos:
-        click.echo("no remotes; add one with `mlv remote add NAME URL`")
+        echo("no remotes; add one with `mlv remote add NAME URL`")
     for info in infos:
         mark = " (default)" if info.default else ""
-        click.echo(f"{info.name}{mark}\t{info.options.get('url', '')}")
+        echo(f"{info.name}{mark}\t{info.options.get('url', '')}")
         for key, value in sorted(info.options.items()):
             if key != "url":
-                click.echo(f"    {key}: {value}")
+                echo(f"    {key}: {value}")
 
 
 @remote.command("remove")
@@ -75,7 +75,7 @@ def remote_remove(name: str) -> None:
     from mlv.api import remote as api
 
     api.remove(find_repo(), name)
-    click.echo(f"removed remote '{name}'")
+    echo(f"removed remote '{name}'")
 
 
 @remote.command("modify")
@@ -96,7 +96,7 @@ def remote_modify(name: str, key: str, value: str | None, local: bool, unset: bo
 
     api.modify(find_repo(), name, key, value, local=local, unset=unset)
     shown = api.masked(key, value)
-    click.echo(f"remote '{name}': " + (f"unset {key}" if unset else f"{key} = {shown}"))
+    echo(f"remote '{name}': " + (f"unset {key}" if unset else f"{key} = {shown}"))
 
 
 @remote.command("default")
@@ -116,7 +116,7 @@ def remote_default(name: str | None, local: bool) -> None:
         current = api.default_name(repo)
         if current is None:
             raise MlvError("no default remote is set", hint="run `mlv remote default NAME`")
-        click.echo(current)
+        echo(current)
         return
     api.set_default(repo, name, local=local)
 
@@ -145,9 +145,9 @@ REFUSED_SHOWN = 5  # run-cache entries named one by one; the rest are counted
 
 def _warn_refused(name: str, refused: dict[str, str]) -> None:
     for key, why in sorted(refused.items())[:REFUSED_SHOWN]:
-        click.echo(f"warning: run-cache entry {key} from '{name}' ignored: {why}", err=True)
+        echo(f"warning: run-cache entry {key} from '{name}' ignored: {why}", err=True)
     if len(refused) > REFUSED_SHOWN:
-        click.echo(f"warning: and {len(refused) - REFUSED_SHOWN} more run-cache entries "
+        echo(f"warning: and {len(refused) - REFUSED_SHOWN} more run-cache entries "
                    f"from '{name}' ignored", err=True)
 
 
@@ -155,13 +155,13 @@ def _report(verb: str, name: str, result: TransferResult, quiet: bool) -> None:
     _warn_refused(name, result.refused)
     if not quiet:
         if result.moved:
-            click.echo(f"{verb} {plural(result.moved, 'file')}, {human_size(result.bytes)} "
+            echo(f"{verb} {plural(result.moved, 'file')}, {human_size(result.bytes)} "
                        f"in {result.seconds:.1f} s ({name})")
         elif not (result.failed or result.missing or result.corrupted or result.refused):
-            click.echo(f"everything is up to date ({name}: {plural(result.already, 'object')})")
+            echo(f"everything is up to date ({name}: {plural(result.already, 'object')})")
     problems = []
     for oid, reason in sorted(result.failed.items())[:10]:
-        click.echo(f"  failed {oid}: {reason}", err=True)
+        echo(f"  failed {oid}: {reason}", err=True)
     if result.failed:
         problems.append(f"{plural(len(result.failed), 'object')} failed")
     if result.corrupted:
@@ -209,7 +209,7 @@ def push(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, qu
     name, result = api.push(find_repo(), where, remote_name, jobs, progress.callback, verify)
     progress.done()
     if result.verified and not quiet:
-        click.echo(f"checked every file of {plural(len(result.verified), 'folder')} "
+        echo(f"checked every file of {plural(len(result.verified), 'folder')} "
                    f"on '{name}'")
     _report("pushed", name, result, quiet)
     if run_cache:

@@ -6,6 +6,7 @@ import os
 
 import click
 
+from mlv.cli import ui
 from mlv.errors import ConfigError, UsageError
 
 
@@ -24,11 +25,11 @@ def init(force: bool, no_scm: bool) -> None:
 
     repo, created = Repo.init(os.getcwd(), force=force, no_scm=no_scm)
     if not created:
-        click.echo(f"mlv is already initialized in {repo.root} (--force repairs .mlv/)")
+        ui.echo(f"mlv is already initialized in {repo.root} (--force repairs .mlv/)")
         return
-    click.echo(f"initialized mlv in {repo.mlv_dir}")
+    ui.echo(f"initialized mlv in {repo.mlv_dir}")
     if not no_scm:
-        click.echo("next: git add .mlv && git commit -m 'Initialize mlv'")
+        ui.echo("next: git add .mlv && git commit -m 'Initialize mlv'")
 
 
 @click.command()
@@ -55,7 +56,7 @@ def config(key: str, value: str | None, level: str | None, unset: bool) -> None:
         raise UsageError("--unset takes no VALUE")
     if unset:
         if not api.unset(key, level or "repo"):
-            click.echo(f"{key} was not set at that level")
+            ui.echo(f"{key} was not set at that level")
         return
     if value is None:
         shown = api.get(key, level)
@@ -63,11 +64,11 @@ def config(key: str, value: str | None, level: str | None, unset: bool) -> None:
             where = f"the {level} config" if level else "any config"
             raise ConfigError(f"{key} is not set in {where}",
                               hint=f"set it with `mlv config {key} VALUE`")
-        click.echo(shown)
+        ui.echo(shown)
         return
     why = api.committed_refuses(key, value) if level is None else None
     if api.set_value(key, value, level) != (level or "repo"):
-        click.echo(f"{key} is set in .mlv/config.local (this clone only): {why}")
+        ui.echo(f"{key} is set in .mlv/config.local (this clone only): {why}")
 
 
 COMMANDS = [init, config]

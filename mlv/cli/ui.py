@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -18,6 +19,23 @@ def find_repo() -> Repo:
     from mlv.repo import Repo
 
     return Repo.find()
+
+
+# Control characters but tab and newline, DEL and the C1 range: a name or a value from a
+# clone (a pointer named `t\x1b]0;…`, a stage's cmd) must not drive the terminal.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters shown as `\\uXXXX` (which JSON reads back as
+    the same character, so `--json` output stays valid)."""
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def echo(message: str = "", err: bool = False, nl: bool = True) -> None:
+    """Print one message; everything mlv prints goes through here (but progress and a
+    stage's own output)."""
+    click.echo(printable(message), err=err, nl=nl)
 
 
 def human_size(size: float) -> str:
@@ -60,6 +78,6 @@ class Progress:
 def listing(title: str, items: list[str], limit: int = 10, indent: str = "    ",
             more: str = " (see `mlv status --json`)") -> None:
     for item in items[:limit]:
-        click.echo(f"{indent}{title}{item}")
+        echo(f"{indent}{title}{item}")
     if len(items) > limit:
-        click.echo(f"{indent}… and {len(items) - limit} more{more}")
+        echo(f"{indent}… and {len(items) - limit} more{more}")

@@ -3,6 +3,7 @@ second attacker review): where objects live, not how fsspec touches this machine
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,24 @@ def test_a_committed_gc_grace_may_only_lengthen(mlv_repo: Path, tmp_path: Path) 
     assert "grace" in (mlv_repo / ".mlv" / "config.local").read_text()
     assert run_mlv(mlv_repo, "config", "gc.grace", "2w").stdout == ""
     assert "2w" in (mlv_repo / ".mlv" / "config").read_text()
+
+
+def test_names_and_commands_from_a_clone_cannot_drive_the_terminal(mlv_repo: Path,
+                                                                  tmp_path: Path) -> None:
+    esc = "\x1b"
+    name = f"t{esc}]0;PWNED{esc}\\x{esc}[2J.mlv"
+    (mlv_repo / name).write_text("outs:\n- path: ok\n  xxh128: " + "6" * 32 + "\n  size: 6\n")
+    (mlv_repo / "mlv.yaml").write_text(
+        'stages:\n  s:\n    cmd: "echo \\e]52;c;ZXZpbA==\\a \\r\\e[2K harmless"\n')
+    git(mlv_repo, "add", "-A")
+    git(mlv_repo, "commit", "-qm", "escapes")
+    victim = tmp_path / "victim"
+    git(tmp_path, "clone", "-q", str(mlv_repo), str(victim))
+    for args in (("status",), ("stage", "list"), ("repro", "--dry"), ("status", "--json")):
+        res = run_mlv(victim, *args)
+        shown = res.stdout + res.stderr
+        assert esc not in shown and "\r" not in shown and "\x07" not in shown, (args, shown)
+    # --json stays valid and reads back the real name
+    data = json.loads(run_mlv(victim, "status", "--json").stdout)
+    assert data["ok"]["pointer"] == name
+    assert "\\u001b]0;PWNED" in run_mlv(victim, "status").stdout
