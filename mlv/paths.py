@@ -142,6 +142,22 @@ def _char_name(char: str) -> str:
     return names.get(char, f"U+{ord(char):04X}")
 
 
+# Files mlv reads as instructions: an out that writes one would let remote bytes
+# (which no reviewer sees in a diff) change the pipeline, a pointer or .gitignore.
+OWN_FILES = ("mlv.yaml", "mlv.lock", ".gitignore")
+
+
+def own_file(rel: str) -> str | None:
+    """Why an output (of a pointer or a stage) may not be at `rel`, or None: mlv's own
+    files, `.gitignore` and pointers are written by people or by mlv, never restored
+    from the cache."""
+    name = rel.rsplit("/", 1)[-1].casefold()
+    if name in OWN_FILES or name.endswith(".mlv"):
+        return (f"{rel} is one of the files mlv reads (mlv.yaml, mlv.lock, .gitignore, "
+                "pointers); it cannot be a tracked output")
+    return None
+
+
 def problem_on_disk(root: str, rel: str, allow_link_into: str | None = None) -> str | None:
     """Why writing `root/rel` would leave the repository, or None when it is safe.
 

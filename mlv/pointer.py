@@ -170,7 +170,7 @@ def _path_problem(file: str, roots: tuple[str, str], path: str) -> str | None:
     root, cache_root = roots
     folder = os.path.relpath(os.path.dirname(file), root).replace(os.sep, "/")
     rel = path if folder == "." else f"{folder}/{path}"
-    return paths.problem_on_disk(root, rel, allow_link_into=cache_root)
+    return paths.own_file(rel) or paths.problem_on_disk(root, rel, allow_link_into=cache_root)
 
 
 def _overlap(path: str, earlier: list[str]) -> str | None:

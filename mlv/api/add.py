@@ -66,6 +66,9 @@ def check_trackable(rel: str) -> None:
     a line of its own to .gitignore)."""
     found = paths.problem(rel)
     if found is None:
+        own = paths.own_file(rel)
+        if own and not rel.endswith(pointer.SUFFIX):  # pointers get their own message
+            raise PathError(f"cannot track it: {own}", hint="git tracks these files itself")
         return
     folder = next(filter(None, map(paths.reserved_name, rel.split("/"))), None)
     if folder and rel.isprintable():

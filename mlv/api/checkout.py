@@ -181,6 +181,10 @@ def _check_no_nesting(repo: Repo, pointers: list[Pointer]) -> None:
                    repo.rel(ptr.file) if ptr.file.endswith(SUFFIX) else "mlv.lock")
                   for ptr in pointers for out in ptr.outs)
     for (outer, src), (inner, src2) in zip(outs, outs[1:]):
+        if inner == outer and src != src2:
+            raise PathError(f"{inner} is tracked twice, by {src} and by {src2}",
+                            hint="remove one of the two (`mlv remove`), then run the command "
+                                 "again")
         if inner.startswith(outer + "/"):
             raise PathError(f"{inner} (from {src2}) is inside {outer} (from {src}); a tracked "
                             "path cannot hold another", hint="remove one of the two pointers "

@@ -32,10 +32,11 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def echo(message: str = "", err: bool = False, nl: bool = True) -> None:
-    """Print one message; everything mlv prints goes through here (but progress and a
-    stage's own output)."""
-    click.echo(printable(message), err=err, nl=nl)
+def echo(message: object = "", err: bool = False, nl: bool = True) -> None:
+    """Print one message (a value is printed as text); everything mlv prints goes
+    through here (but progress and a stage's own output)."""
+    click.echo(printable(message if isinstance(message, str) else str(message)),
+               err=err, nl=nl)
 
 
 def human_size(size: float) -> str:

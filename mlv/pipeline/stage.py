@@ -190,6 +190,8 @@ def _outs(root: str, wdir: str, value: Any, kind: str, cached: bool, where: tupl
         if not isinstance(item, str):
             raise loc.error(where + (i,), "must be a path, or {path: {cache: false}}")
         path = _repo_path(root, wdir, item, where + (i,), loc)
+        if paths.own_file(path):
+            raise loc.error(where + (i,), str(paths.own_file(path)))
         result.append(Output(path, kind, flags.get("cache", cached), flags.get("persist", False)))
     return result
 

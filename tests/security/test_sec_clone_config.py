@@ -104,3 +104,36 @@ def test_names_and_commands_from_a_clone_cannot_drive_the_terminal(mlv_repo: Pat
     data = json.loads(run_mlv(victim, "status", "--json").stdout)
     assert data["ok"]["pointer"] == name
     assert "\\u001b]0;PWNED" in run_mlv(victim, "status").stdout
+
+
+@pytest.mark.parametrize("out", [".gitignore", "mlv.yaml", "mlv.lock", "sub/x.mlv",
+                                 "self.mlv", "sub/MLV.YAML"])
+def test_a_pointer_may_not_restore_mlvs_own_files(mlv_repo: Path, out: str) -> None:
+    (mlv_repo / "self.mlv").write_text(
+        f"outs:\n- path: {out}\n  xxh128: {'7a' * 16}\n  size: 3\n")
+    for args in (("status",), ("checkout", "--force")):
+        line = _one_error(run_mlv(mlv_repo, *args))
+        assert "one of the files mlv reads" in line, line
+
+
+def test_a_stage_may_not_output_mlvs_own_files(mlv_repo: Path) -> None:
+    (mlv_repo / "a").mkdir()
+    (mlv_repo / "mlv.yaml").write_text(
+        "stages:\n  s:\n    cmd: echo\n    wdir: a\n    outs: [../mlv.lock]\n")
+    line = _one_error(run_mlv(mlv_repo, "repro", "--dry"))
+    assert "one of the files mlv reads" in line, line
+
+
+def test_two_pointers_may_not_claim_one_path(mlv_repo: Path) -> None:
+    body = f"outs:\n- path: data\n  xxh128: {'8b' * 16}\n  size: 3\n"
+    (mlv_repo / "data.mlv").write_text(body)
+    (mlv_repo / "other.mlv").write_text(body)
+    line = _one_error(run_mlv(mlv_repo, "checkout", "--force"))
+    assert "data is tracked twice" in line, line
+
+
+def test_add_refuses_mlvs_own_files(mlv_repo: Path) -> None:
+    (mlv_repo / "mlv.yaml").write_text("stages: {}\n")
+    line = _one_error(run_mlv(mlv_repo, "add", "mlv.yaml"))
+    assert "one of the files mlv reads" in line, line
+    assert not (mlv_repo / "mlv.yaml.mlv").exists()
