@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -84,11 +85,13 @@ def grace_seconds(repo: Repo, grace: float | None) -> float:
 
 def gc_cloud(repo: Repo, remote: str | None, all_branches: bool = False,
              all_tags: bool = False, all_commits: bool = False, dry: bool = False,
-             jobs: int | None = None, grace: float | None = None) -> tuple[str, GcResult]:
+             jobs: int | None = None, grace: float | None = None,
+             confirm: Callable[[str, int], bool] | None = None) -> tuple[str, GcResult]:
     """Delete objects on a remote that no pointer in scope references and that are older
     than the grace period (another clone may be pushing the newer ones right now).
     Manifests go before files, so an interrupted gc never leaves a manifest on the
-    remote that vouches for files it no longer has."""
+    remote that vouches for files it no longer has. `confirm(url, count)` is asked
+    before anything is deleted (the remote may come from a clone's config)."""
     from mlv.api import remote as remote_api
 
     target = remote_api.resolve(repo, remote, jobs)
@@ -109,6 +112,9 @@ def gc_cloud(repo: Repo, remote: str | None, all_branches: bool = False,
         result.recent = sorted(spared - unknown)
         result.unknown_age = sorted(unknown)
         doomed = sorted(unused - spared)
+        if not dry and doomed and confirm is not None and not confirm(target.shown_url,
+                                                                      len(doomed)):
+            raise MlvError("gc --cloud stopped: nothing was deleted")
         if not dry:
             manifests = [o for o in doomed if o.endswith(".dir")]
             _delete(target, manifests, len(doomed))

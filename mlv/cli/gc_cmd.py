@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from mlv.cli.ui import echo, find_repo, human_size, plural
@@ -16,11 +18,14 @@ from mlv.errors import UsageError
 @click.option("--dry", is_flag=True, help="Only list what would be deleted.")
 @click.option("-c", "--cloud", is_flag=True, help="Collect garbage on a remote instead.")
 @click.option("-r", "--remote", "remote_name", help="Remote for --cloud (default: the default).")
+@click.option("-f", "--force", is_flag=True,
+              help="With --cloud: delete without asking (mlv asks only on a terminal).")
 @click.option("--grace", metavar="DURATION",
               help="With --cloud: keep objects newer than this, e.g. 0, 30m, 12h, 2d "
                    "(default: config gc.grace, else 1d).")
 def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
-       dry: bool, cloud: bool, remote_name: str | None, grace: str | None) -> None:
+       dry: bool, cloud: bool, remote_name: str | None, force: bool, grace: str | None
+       ) -> None:
     """Delete cache objects that no pointer in the chosen scope references.
 
     A scope is required. The workspace is always kept; wider scopes add the
@@ -46,7 +51,8 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
         from mlv.api.gc import gc_cloud
 
         name, result = gc_cloud(find_repo(), remote_name, all_branches, all_tags, all_commits,
-                                dry, grace=_grace(grace))
+                                dry, grace=_grace(grace),
+                                confirm=None if force or not sys.stdin.isatty() else _ask)
         for oid, _ in result.removed if dry else []:
             echo(f"would delete {oid}")
         verb = "would delete" if dry else "deleted"
@@ -72,6 +78,13 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
     else:
         echo(f"deleted {plural(len(result.removed), 'object')}, "
                    f"freed {human_size(result.freed)}; {result.kept} kept")
+
+
+def _ask(url: str, count: int) -> bool:
+    """On a terminal: the remote may come from a clone's committed config, so show
+    where the objects go before they go."""
+    return click.confirm(f"delete {plural(count, 'object')} from {url}?", default=False,
+                         err=True)
 
 
 def _grace(text: str | None) -> float | None:

@@ -137,3 +137,27 @@ def test_add_refuses_mlvs_own_files(mlv_repo: Path) -> None:
     line = _one_error(run_mlv(mlv_repo, "add", "mlv.yaml"))
     assert "one of the files mlv reads" in line, line
     assert not (mlv_repo / "mlv.yaml.mlv").exists()
+
+
+def test_gc_cloud_on_a_terminal_asks_before_deleting(mlv_repo: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    shared = tmp_path / "shared"
+    old = shared / "xxh128" / "ab" / ("c" * 30)
+    make_tree(old.parent, {old.name: "someone else's data"})
+    os.utime(old, (1, 1))  # long past any grace period
+    assert run_mlv(mlv_repo, "remote", "add", "-d", "r", str(shared)).exit_code == 0
+    for answer, kept in (("n\n", True), ("y\n", False)):
+        master, slave = os.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "mlv", "gc", "-w", "--cloud"],
+                                cwd=mlv_repo, stdin=slave, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        os.close(slave)
+        os.write(master, answer.encode())
+        out, err = proc.communicate(timeout=60)
+        os.close(master)
+        assert str(shared) in err, err  # the prompt names where the objects go
+        assert old.exists() == kept, (out, err)
+        assert proc.returncode == (1 if kept else 0), (out, err)
