@@ -89,6 +89,6 @@ def main(argv: list[str] | None = None) -> None:
         detail = f": {lines[0]}" if lines else ""
         ui.echo(f"error: unexpected {type(exc).__name__}{detail}", err=True)
         ui.echo(f"hint: this is a bug in mlv; the traceback is in {log}. Please report "
-                   "it; rerun with `MLV_DEBUG=1 mlv …` to see the traceback here", err=True)
+                "it; rerun with `MLV_DEBUG=1 mlv …` to see the traceback here", err=True)
         sys.exit(BUG_EXIT)
     sys.exit(0)

@@ -44,7 +44,7 @@ def add(paths: tuple[str, ...], quiet: bool) -> None:
         shown = [_here(f) for f in dict.fromkeys(files)]
         sep = "-- " if any(p.startswith("-") for p in shown) else ""
         echo(f"to track the change with git, run: git add {sep}"
-                   + " ".join(_quote(p) for p in shown))
+             + " ".join(_quote(p) for p in shown))
 
 
 def _here(path: str) -> str:
@@ -122,10 +122,10 @@ def status(targets: tuple[str, ...], as_json: bool, quiet: bool, cloud: bool,
         listing("deleted:  ", s.deleted)
         if s.missing_objects:
             echo(f"    {plural(s.missing_objects, 'object')} not in the cache "
-                       "(run `mlv pull` to fetch them)")
+                 "(run `mlv pull` to fetch them)")
     if any("deleted" in s.changes or "modified" in s.changes for s in result):
         echo("run `mlv add PATH` to record changes, or `mlv checkout --force PATH` "
-                   "to discard them")
+             "to discard them")
 
 
 @click.command()
@@ -162,11 +162,11 @@ def _cloud_status(targets: list[str], as_json: bool, quiet: bool,
         raise click.exceptions.Exit(1 if report.changed else 0)
     if as_json:
         echo(json.dumps({s.path: s.as_dict() for s in report.changed}, indent=2,
-                              ensure_ascii=False))
+                        ensure_ascii=False))
         return
     if not report.changed:
         echo(f"cache and remote '{report.remote}' are in sync "
-                   f"({plural(report.tracked, 'tracked path')})")
+             f"({plural(report.tracked, 'tracked path')})")
         return
     for s in report.changed:
         parts = []
@@ -180,8 +180,8 @@ def _cloud_status(targets: list[str], as_json: bool, quiet: bool,
     if report.incomplete:
         n = len(report.incomplete)
         echo(f"{plural(n, 'folder manifest')} on '{report.remote}' "
-                   f"{'lists' if n == 1 else 'list'} files the remote does not have; the next "
-                   "`mlv push` checks those files and uploads what is missing")
+             f"{'lists' if n == 1 else 'list'} files the remote does not have; the next "
+             "`mlv push` checks those files and uploads what is missing")
     echo(f"run `mlv push` to upload, `mlv pull` to download (remote '{report.remote}')")
 
 

@@ -57,27 +57,27 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
             echo(f"would delete {oid}")
         verb = "would delete" if dry else "deleted"
         echo(f"{verb} {plural(len(result.removed), 'object')} on remote '{name}'; "
-                   f"{result.kept} kept")
+             f"{result.kept} kept")
         if result.recent:
             echo(f"kept {plural(len(result.recent), 'unreferenced object')} newer than "
-                       f"{duration(result.grace)} (another clone may be pushing them; "
-                       "`--grace 0` deletes them)")
+                 f"{duration(result.grace)} (another clone may be pushing them; "
+                 "`--grace 0` deletes them)")
         if result.unknown_age:
             echo(f"kept {plural(len(result.unknown_age), 'unreferenced object')} whose "
-                       "age the remote does not list")
+                 "age the remote does not list")
         if result.temps:
             echo(f"deleted {plural(result.temps, 'temp file')} left by interrupted "
-                       "pushes (older than a day)")
+                 "pushes (older than a day)")
         return
     result = api_gc(find_repo(), all_branches, all_tags, all_commits, dry)
     if dry:
         for oid, size in result.removed:
             echo(f"would delete {oid} ({human_size(size)})")
         echo(f"would delete {plural(len(result.removed), 'object')}, "
-                   f"freeing {human_size(result.freed)}; {result.kept} kept")
+             f"freeing {human_size(result.freed)}; {result.kept} kept")
     else:
         echo(f"deleted {plural(len(result.removed), 'object')}, "
-                   f"freed {human_size(result.freed)}; {result.kept} kept")
+             f"freed {human_size(result.freed)}; {result.kept} kept")
 
 
 def _ask(url: str, count: int) -> bool:

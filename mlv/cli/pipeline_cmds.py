@@ -135,10 +135,10 @@ def repro(targets: tuple[str, ...], dry: bool, force: bool, single_item: bool, d
         echo(f"error: stage {name} failed: {why}", err=True)
     if result.skipped:
         echo(f"not run because an upstream stage failed: {', '.join(result.skipped)}",
-                   err=True)
+             err=True)
     if result.stopped:
         echo(f"not started after the failure (use -k to keep going): "
-                   f"{', '.join(result.stopped)}", err=True)
+             f"{', '.join(result.stopped)}", err=True)
     done = len(result.ran) + len(result.restored)
     summary = f"{done} stage(s) done"
     if result.restored:

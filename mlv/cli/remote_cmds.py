@@ -39,7 +39,7 @@ def remote_add(name: str, url: str, default: bool, local: bool) -> None:
 
     api.add(find_repo(), name, url, default=default, local=local)
     echo(f"added remote '{name}' -> {api.masked('url', url)}"
-               + (" (default)" if default else ""))
+         + (" (default)" if default else ""))
 
 
 @remote.command("list")
@@ -148,7 +148,7 @@ def _warn_refused(name: str, refused: dict[str, str]) -> None:
         echo(f"warning: run-cache entry {key} from '{name}' ignored: {why}", err=True)
     if len(refused) > REFUSED_SHOWN:
         echo(f"warning: and {len(refused) - REFUSED_SHOWN} more run-cache entries "
-                   f"from '{name}' ignored", err=True)
+             f"from '{name}' ignored", err=True)
 
 
 def _report(verb: str, name: str, result: TransferResult, quiet: bool) -> None:
@@ -156,7 +156,7 @@ def _report(verb: str, name: str, result: TransferResult, quiet: bool) -> None:
     if not quiet:
         if result.moved:
             echo(f"{verb} {plural(result.moved, 'file')}, {human_size(result.bytes)} "
-                       f"in {result.seconds:.1f} s ({name})")
+                 f"in {result.seconds:.1f} s ({name})")
         elif not (result.failed or result.missing or result.corrupted or result.refused):
             echo(f"everything is up to date ({name}: {plural(result.already, 'object')})")
     problems = []
@@ -210,7 +210,7 @@ def push(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, qu
     progress.done()
     if result.verified and not quiet:
         echo(f"checked every file of {plural(len(result.verified), 'folder')} "
-                   f"on '{name}'")
+             f"on '{name}'")
     _report("pushed", name, result, quiet)
     if run_cache:
         name, result = api.push_run_cache(find_repo(), remote_name, jobs)
