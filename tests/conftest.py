@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,6 +73,20 @@ def mlv(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
         return _run_inprocess(list(args), cwd, capsys)
 
     return run
+
+
+def one_error(res: Any, *words: str, code: int = 1) -> str:
+    """The run failed with exit `code` and exactly one `error:` line holding every word,
+    and printed no traceback; returns that line. `res` is a Result or a CompletedProcess."""
+    exit_code = res.exit_code if hasattr(res, "exit_code") else res.returncode
+    shown = res.stdout + res.stderr
+    assert exit_code == code, shown
+    assert "Traceback" not in shown, shown
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, res.stderr
+    for word in words:
+        assert word in errors[0], res.stderr
+    return errors[0]
 
 
 def run_mlv(cwd: Path, *args: str, env: dict[str, str] | None = None,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import add_remote, git, run_mlv, xxh
+from tests.conftest import one_error as _one_error
 
 
 def _plant(repo: Path, oid: str, target: str) -> Path:
@@ -25,11 +26,6 @@ def _pointer(path: str, oid: str, size: int, exec_bit: bool = False) -> str:
     return text + ("  exec: true\n" if exec_bit else "")
 
 
-def _one_error(res) -> str:  # type: ignore[no-untyped-def]
-    assert res.exit_code == 1, res.output
-    lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize("link_type", ["copy", "symlink", "hardlink"])

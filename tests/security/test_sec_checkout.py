@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlv import fsio
-from tests.conftest import add_remote, git, make_tree, read_tree, run_mlv
+from tests.conftest import add_remote, git, make_tree, one_error, read_tree, run_mlv
 
 
 def ok(res):  # noqa: ANN001, ANN201 - a Result from conftest
@@ -20,13 +20,6 @@ def ok(res):  # noqa: ANN001, ANN201 - a Result from conftest
     return res
 
 
-def one_error(res, code: int = 1) -> str:  # noqa: ANN001 - a Result from conftest
-    """The run failed with exactly one `error:` line and no traceback."""
-    assert res.exit_code == code, res.output
-    assert "Traceback" not in res.output, res.output
-    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, res.output
-    return errors[0]
 
 
 def dead_pid() -> int:

@@ -9,13 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_tree, run_mlv
-
-
-def _one_error(res) -> str:  # type: ignore[no-untyped-def]
-    assert res.exit_code == 1, res.output
-    lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
-    return lines[0]
+from tests.conftest import one_error as _one_error
 
 
 def _clone_with_config(attacker: Path, tmp_path: Path, config: str) -> Path:

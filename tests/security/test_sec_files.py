@@ -22,6 +22,7 @@ from mlv import yamlio
 from mlv.errors import MlvError
 from mlv.pipeline.stage import PipelineError
 from tests.conftest import git, make_tree, run_mlv
+from tests.conftest import one_error as assert_one_error
 
 # The classic billion laughs: 9 levels of 9 aliases, 9**9 strings once expanded.
 BOMB = (
@@ -57,13 +58,6 @@ def victim(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=30, preexec_fn=_cap_memory)
 
 
-def assert_one_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for word in words:
-        assert word in errors[0], proc.stderr
 
 
 @pytest.fixture

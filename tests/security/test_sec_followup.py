@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import add_remote, git, make_tree, run_mlv
+from tests.conftest import one_error as assert_one_error
 
 
 def victim(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -21,13 +22,6 @@ def victim(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60)
 
 
-def assert_one_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for word in words:
-        assert word in errors[0], proc.stderr
 
 
 def snapshot_files(root: Path) -> dict[str, bytes | str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import add_remote, git, make_tree, run_mlv, xxh
+from tests.conftest import one_error as assert_one_error
 
 FILE = b"hello\n"
 FILE_OID = xxh(FILE)
@@ -34,15 +35,6 @@ def pointer(path: str, oid: str, size: int, nfiles: int) -> str:
             f"outs:\n- path: {path}\n  xxh128: {oid}\n  size: {size}\n  nfiles: {nfiles}\n")
 
 
-def assert_one_error(res, *needles: str) -> str:
-    """Exit 1, one `error:` line holding every needle, no traceback; returns that line."""
-    assert res.exit_code == 1, res.output
-    assert "Traceback" not in res.output, res.output
-    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, res.stderr
-    for needle in needles:
-        assert needle in errors[0], res.stderr
-    return errors[0]
 
 
 # ---- defect 2: a manifest plants a nested .git whose config runs a command ----------------

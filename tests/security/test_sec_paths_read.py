@@ -14,19 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import add_remote, git, make_tree, read_tree, run_mlv, xxh
+from tests.conftest import one_error as assert_one_error
 
 HEADER = "# mlv pointer: `mlv checkout` restores this path from the cache\n"
 
 
-def assert_one_error(res, *needles: str) -> str:  # type: ignore[no-untyped-def]
-    """Exit 1, exactly one `error:` line holding every needle, no traceback."""
-    assert res.exit_code == 1, res.output
-    assert "Traceback" not in res.output, res.output
-    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, res.stderr
-    for needle in needles:
-        assert needle in errors[0], res.stderr
-    return errors[0]
 
 
 def pointer_text(path: str, oid: str, size: str = "6", extra: str = "") -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import MLV, Result, run_mlv
+from tests.conftest import MLV, Result, one_error, run_mlv
 
 Mlv = Callable[..., Result]
 
@@ -30,13 +30,6 @@ def ok(res: Result) -> Result:
     return res
 
 
-def one_error(res: Result, code: int = 1) -> str:
-    """The run failed with `code`, one `error:` line and no traceback; returns that line."""
-    assert res.exit_code == code, res.output
-    assert "Traceback" not in res.output, res.output
-    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, res.stderr
-    return errors[0]
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:

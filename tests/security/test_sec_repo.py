@@ -24,21 +24,12 @@ import yaml
 from mlv.errors import PathError
 from mlv.fsio import RepoLock
 from mlv.state import StatCache
-from tests.conftest import add_remote, git, make_tree, run_mlv
+from tests.conftest import add_remote, git, make_tree, one_error, run_mlv
 
 PRECIOUS = b"the victim's only copy\n"
 COMMANDS = [("checkout",), ("pull",), ("gc", "--workspace"), ("status",)]
 
 
-def one_error(res, *words: str) -> str:  # noqa: ANN001 - a Result from conftest
-    """The run failed with exactly one `error:` line (holding `words`), no traceback."""
-    assert res.exit_code == 1, res.output
-    assert "Traceback" not in res.output, res.output
-    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, res.output
-    for word in words:
-        assert word in errors[0], res.output
-    return errors[0]
 
 
 def ok(res) -> None:  # noqa: ANN001
