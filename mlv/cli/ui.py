@@ -27,8 +27,9 @@ _UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def printable(text: str) -> str:
-    """`text` with control characters shown as `\\uXXXX` (which JSON reads back as
-    the same character, so `--json` output stays valid)."""
+    """`text` with each control character shown as a `\\u` escape of four hex digits
+    (ESC as `\\u001b`), which JSON reads back as the same character, so `--json`
+    output stays valid."""
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
