@@ -242,7 +242,7 @@ def _reflink(src: str, dst: str) -> None:
 def not_an_object(path: str) -> StorageError:
     return StorageError(f"cache object {path} is not a regular file (a symlink, or a special "
                         "file); mlv never follows one", hint="delete it, then fetch it again "
-                        "with `mlv pull` (a clone may not bring its own cache)")
+                        "with `mlv fetch` (a clone may not bring its own cache)")
 
 
 def _open_object(src: str) -> int:

@@ -64,11 +64,6 @@ def _plan(repo: Repo, diff: OutDiff, relink: bool, force: bool) -> _Plan:
     if relink:
         kind = repo.link_types[0]
         plan.write += [e for e, f in diff.same if not is_link_to(f.path, repo.odb, e.oid, kind)]
-    for e in plan.write:  # paths come from a manifest: held to the rule before any write
-        bad = paths.problem(e.path) if e.path else None
-        if bad:
-            raise PathError(f"cannot check out {repo.rel(diff.path)}: {bad}",
-                            hint=_ONLY_REAL_FOLDERS)
     if diff.present and diff.out.is_dir and diff.entries is not None:
         plan.in_way += _in_way_inside(repo, diff, plan)
     if at_risk and not force:
@@ -120,15 +115,14 @@ def _in_way_above(repo: Repo, path: str) -> list[str]:
 def _in_way_inside(repo: Repo, diff: OutDiff, plan: _Plan) -> list[str]:
     """What stands where a file or folder of a tracked folder goes, and that checkout has
     not already listed: special files (never opened), links to them, folders where a file
-    goes. Every path is checked again against the path rule before anything is written."""
+    goes. The entries' paths passed the path rule when the manifest was read, and the out
+    itself just now; what is left is that no folder inside it is a symlink (one lstat a
+    folder, not one a file)."""
     walked = {f.path for f in plan.remove} | {f.path for _, f in diff.modified + diff.same}
     found: list[str] = []
     folders: set[str] = set()
     for e in plan.write:
         dst = _join(diff.path, e.path)
-        bad = paths.problem_on_disk(repo.root, repo.rel(dst), repo.cache_dir)
-        if bad:
-            raise PathError(f"cannot check out {repo.rel(dst)}: {bad}", hint=_ONLY_REAL_FOLDERS)
         folder = os.path.dirname(dst)
         while folder != diff.path and folder not in folders:
             folders.add(folder)
@@ -136,7 +130,14 @@ def _in_way_inside(repo: Repo, diff: OutDiff, plan: _Plan) -> list[str]:
         if dst not in walked and os.path.lexists(dst):
             found.append(dst)
     for folder in sorted(folders):
-        if os.path.lexists(folder) and not _is_folder(folder) and folder not in walked:
+        try:
+            mode = os.lstat(folder).st_mode
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(mode):
+            raise PathError(f"cannot check out {repo.rel(folder)}: it is a symlink, and mlv "
+                            "does not write through symlinks", hint=_ONLY_REAL_FOLDERS)
+        if not stat.S_ISDIR(mode) and folder not in walked:
             found.append(folder)
     return found
 

@@ -6,6 +6,7 @@ is applied; a path that would leave the repository is refused.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -255,10 +256,17 @@ def _problem_on_disk(root: str, rel: str) -> str | None:
     `symlink` cache type links stage outputs there)."""
     cache = None
     if os.path.islink(os.path.join(root, *rel.split("/"))):
-        from mlv.repo import Repo  # the cache may be configured elsewhere (cache.dir)
-
-        cache = Repo(root).cache_dir
+        cache = _cache_dir(root)
     return paths.problem_on_disk(root, rel, allow_link_into=cache)
+
+
+@functools.lru_cache(maxsize=4)
+def _cache_dir(root: str) -> str:
+    """The cache folder (cache.dir may move it), found once a process: opening the
+    repository reads its config and asks git what it tracks under .mlv."""
+    from mlv.repo import Repo
+
+    return Repo(root).cache_dir
 
 
 # ---- ${…} interpolation ----------------------------------------------------------------
