@@ -87,6 +87,12 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def shortens_grace(value: Any) -> bool:
+    """True when a gc.grace value is shorter than the default: the committed config,
+    which a clone brings, may only lengthen the grace period."""
+    return parse_duration(value) < parse_duration(DEFAULTS["gc.grace"])
+
+
 def validate(key: str, value: Any) -> Any:
     check = KEYS.get(key)
     if check is None:

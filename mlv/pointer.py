@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from mlv import fsio, paths, yamlio
 from mlv.errors import PointerError
@@ -143,10 +143,10 @@ def _validate(file: str, name: str, roots: tuple[str, str], data: Any,
             raise _fail(name, lines, at + ("xxh128",),
                         f"expected 32 lower-case hex digits (xxh3-128), got {oid!r} "
                         f"({len(digest)} characters)")
-        if not _is_count(size):
+        if not is_count(size):
             raise _fail(name, lines, at + ("size",), "must be a whole number of bytes")
         nfiles = item.get("nfiles")
-        if nfiles is not None and not _is_count(nfiles):
+        if nfiles is not None and not is_count(nfiles):
             raise _fail(name, lines, at + ("nfiles",), "must be a whole number")
         execbit = item.get("exec", False)
         if not isinstance(execbit, bool):
@@ -158,7 +158,8 @@ def _validate(file: str, name: str, roots: tuple[str, str], data: Any,
     return Pointer(file, tuple(outs))
 
 
-def _is_count(value: Any) -> bool:
+def is_count(value: Any) -> TypeGuard[int]:
+    """A whole number >= 0 (not a bool): sizes and file counts in committed files."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 

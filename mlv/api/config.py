@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlv.config import DEFAULTS, KEYS, Config, parse_duration, validate
+from mlv.config import DEFAULTS, KEYS, Config, shortens_grace, validate
 from mlv.errors import NotARepoError
 from mlv.repo import Repo, committed_cache_problem
 
@@ -47,8 +47,7 @@ def committed_refuses(key: str, value: str) -> str | None:
     outside the repository, a gc.grace shorter than the default), or None."""
     if key == "cache.dir" and committed_cache_problem(Repo.find().root, validate(key, value)):
         return "the committed .mlv/config may only name a folder inside the repository"
-    if key == "gc.grace" and parse_duration(validate(key, value)) < parse_duration(
-            DEFAULTS["gc.grace"]):
+    if key == "gc.grace" and shortens_grace(validate(key, value)):
         return f"the committed .mlv/config may only lengthen it (at least {DEFAULTS[key]})"
     return None
 

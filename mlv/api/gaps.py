@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from collections.abc import Iterable
 
 from mlv import fsio
+from mlv.errors import MlvError
 from mlv.hashing import hash_bytes, is_oid
 from mlv.remote import Remote
 from mlv.repo import Repo
@@ -39,14 +39,8 @@ def _load(repo: Repo) -> dict[str, list[str]]:
     """The whole record; anything unreadable or malformed counts as empty (it only
     makes a push check more than it must, never less than a plain push does)."""
     try:
-        # not through a symlink, and never blocking on a special file
-        fd = os.open(_path(repo), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as fobj:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return {}
-            text = fobj.read(MAX_BYTES + 1)
-        data = json.loads(text) if len(text) <= MAX_BYTES else {}
-    except (OSError, ValueError):
+        data = json.loads(fsio.read_regular(_path(repo), MAX_BYTES, NAME))
+    except (OSError, ValueError, MlvError):
         return {}
     if not isinstance(data, dict):
         return {}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from mlv import fsio
 from mlv.api import scope
-from mlv.config import parse_duration
+from mlv.config import DEFAULTS, parse_duration, shortens_grace
 from mlv.errors import ConfigError, MlvError
 from mlv.repo import Repo
 
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from mlv.remote import Remote
 
 STALE_TMP_SECONDS = 24 * 3600
-DEFAULT_GRACE = "1d"  # `gc --cloud` keeps unreferenced objects younger than this
 
 
 @dataclass
@@ -71,16 +70,15 @@ def grace_seconds(repo: Repo, grace: float | None) -> float:
     """The grace period for `gc --cloud`: the one given, else `gc.grace`, else a day."""
     if grace is not None:
         return grace
-    value = repo.config.get("gc.grace", DEFAULT_GRACE)
-    seconds = parse_duration(value)
+    value = repo.config.get("gc.grace", DEFAULTS["gc.grace"])
     mine = [repo.config.get("gc.grace", level=lvl) for lvl in ("global", "local")]
-    if mine == [None, None] and seconds < parse_duration(DEFAULT_GRACE):
+    if mine == [None, None] and shortens_grace(value):
         # set (only) by the committed config, which a clone brings
         raise ConfigError(f"gc.grace {value} in .mlv/config is not used: a clone may only "
-                          f"lengthen the grace period (at least {DEFAULT_GRACE})",
+                          f"lengthen the grace period (at least {DEFAULTS['gc.grace']})",
                           hint="to use it, set it for this clone: "
                                f"`mlv config --local gc.grace {value}`, or pass --grace")
-    return seconds
+    return parse_duration(value)
 
 
 def gc_cloud(repo: Repo, remote: str | None, all_branches: bool = False,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any
 
 from mlv import fsio, paths, yamlio
 from mlv.hashing import OID_RE
 from mlv.pipeline.stage import PipelineError
+from mlv.pointer import is_count
 
 LOCK_FILE = "mlv.lock"
 SCHEMA = "1"
@@ -51,10 +52,6 @@ def _malformed(what: str) -> PipelineError:
                               "and run `mlv repro`)")
 
 
-def _is_count(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
 def _hashed_list(value: Any, where: str) -> dict[str, Hashed]:
     """Deps or outs of one stage: each path held to the one path rule (mlv/paths.py)."""
     result = {}
@@ -75,9 +72,9 @@ def _hashed_list(value: Any, where: str) -> dict[str, Hashed]:
         if not isinstance(oid, str) or not OID_RE.match(oid):
             raise _malformed(f"{at}.xxh128 must be 32 lower-case hex digits (with .dir for "
                              "a folder)")
-        if not _is_count(size):
+        if not is_count(size):
             raise _malformed(f"{at}.size must be a whole number of bytes")
-        if nfiles is not None and not _is_count(nfiles):
+        if nfiles is not None and not is_count(nfiles):
             raise _malformed(f"{at}.nfiles must be a whole number")
         result[path] = Hashed(oid, size, nfiles)
     return result

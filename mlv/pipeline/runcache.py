@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 from mlv import fsio, paths
+from mlv.errors import MlvError
 from mlv.hashing import OID_RE, hash_bytes
 from mlv.pipeline.lockfile import Hashed
 
@@ -57,10 +58,10 @@ def read(path: str) -> dict[str, Hashed] | None:
 def load(path: str) -> dict[str, Hashed]:
     """`read`, but a file that cannot be used raises: OSError if it cannot be read,
     ValueError saying what is wrong with it otherwise."""
-    with open(path, "rb") as fobj:
-        data = fobj.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise ValueError(f"larger than {MAX_BYTES >> 20} MiB")
+    try:  # a regular file only: never through a symlink, never blocking on a FIFO
+        data = fsio.read_regular(path, MAX_BYTES, "the entry")
+    except MlvError as exc:
+        raise ValueError(exc.message) from None
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError):
