@@ -72,8 +72,15 @@ def load(file: str, root: str, display: str | None = None,
         text = fsio.read_text(file, fsio.POINTER_LIMIT, name, PointerError)
     except OSError as exc:
         raise PointerError(f"{name}: cannot read ({exc.strerror})") from None
+    return parse(text, file, root, name, cache_root)
+
+
+def parse(text: str, file: str, root: str, name: str, cache_root: str | None = None,
+          on_disk: bool = True) -> Pointer:
+    """A pointer from its text. `on_disk` False (a pointer read from a git revision):
+    its paths are held to the path rule but not checked against the workspace."""
     data, lines = _fast_parse(text) or yamlio.load(text, name, PointerError)
-    return _validate(file, name, (root, cache_root or root), data, lines)
+    return _validate(file, name, (root, cache_root or root, on_disk), data, lines)
 
 
 # The exact text `dumps` writes for a plain path: read without a YAML parser (fast
@@ -112,7 +119,7 @@ def _fail(name: str, lines: yamlio.Lines, where: tuple[Any, ...], what: str) -> 
                         hint=f"fix {name} (or restore it with `git checkout -- {name}`)")
 
 
-def _validate(file: str, name: str, roots: tuple[str, str], data: Any,
+def _validate(file: str, name: str, roots: tuple[str, str, bool], data: Any,
               lines: yamlio.Lines) -> Pointer:
     if not isinstance(data, dict) or "outs" not in data:
         raise _fail(name, lines, (), "not an mlv pointer (expected a mapping with `outs:`)")
@@ -163,15 +170,17 @@ def is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _path_problem(file: str, roots: tuple[str, str], path: str) -> str | None:
-    """Why an out's path (relative to the pointer's folder) is unsafe, by the one rule."""
+def _path_problem(file: str, roots: tuple[str, str, bool], path: str) -> str | None:
+    """Why an out's path (relative to the pointer's folder) is unsafe, by the one rule
+    (checked against the workspace too when the pointer was read from it)."""
     found = paths.problem(path)
     if found:
         return found
-    root, cache_root = roots
+    root, cache_root, on_disk = roots
     folder = os.path.relpath(os.path.dirname(file), root).replace(os.sep, "/")
     rel = path if folder == "." else f"{folder}/{path}"
-    return paths.own_file(rel) or paths.problem_on_disk(root, rel, allow_link_into=cache_root)
+    return paths.own_file(rel) or (
+        paths.problem_on_disk(root, rel, allow_link_into=cache_root) if on_disk else None)
 
 
 def _overlap(path: str, earlier: list[str]) -> str | None:

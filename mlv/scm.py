@@ -130,26 +130,57 @@ def revisions(root: str, all_branches: bool, all_tags: bool, all_commits: bool) 
     return sorted(set(revs))
 
 
-def pointer_blobs(root: str, revs: list[str], suffix: str) -> Iterator[bytes]:
-    """The contents of every distinct file named `*suffix` in any of `revs`."""
-    blob_ids: dict[str, None] = {}
-    for rev in revs:
-        listing = _git(root, "ls-tree", "-r", "-z", "--full-tree", rev)
-        for record in listing.decode("utf-8", "surrogateescape").split("\0"):
-            meta, _, path = record.partition("\t")
-            parts = meta.split()
-            if len(parts) == 3 and parts[1] == "blob" and path.endswith(suffix):
-                blob_ids[parts[2]] = None
-    if not blob_ids:
-        return
+def resolve_commit(root: str, rev: str) -> str:
+    """The commit id a revision names (a branch, tag, `HEAD~2`, an id)."""
+    if not rev or rev.startswith("-") or paths.has_control_character(rev):
+        raise ScmError(f"{rev!r} is not a git revision", hint="name a branch, tag or commit")
+    out = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "--end-of-options",
+                          rev + "^{commit}"], cwd=root, capture_output=True)
+    if out.returncode != 0:
+        raise ScmError(f"unknown git revision {rev!r}",
+                       hint="name a branch, tag or commit of this repository (see `git log`)")
+    return out.stdout.decode().strip()
+
+
+def ls_tree(root: str, commit: str) -> dict[str, tuple[str, str, int]]:
+    """Every file of a commit: POSIX path -> (mode, blob id, size). Symlinks have mode
+    120000, submodules (no blob) are left out."""
+    listing = _git(root, "ls-tree", "-r", "-z", "-l", "--full-tree", commit)
+    files: dict[str, tuple[str, str, int]] = {}
+    for record in listing.decode("utf-8", "surrogateescape").split("\0"):
+        meta, _, path = record.partition("\t")
+        parts = meta.split()
+        if len(parts) == 4 and parts[1] == "blob":
+            files[path] = (parts[0], parts[2], int(parts[3]) if parts[3].isdigit() else 0)
+    return files
+
+
+def read_blobs(root: str, blob_ids: list[str]) -> dict[str, bytes]:
+    """The contents of git blobs, by one `git cat-file --batch`."""
+    wanted = list(dict.fromkeys(blob_ids))
+    if not wanted:
+        return {}
     proc = subprocess.run(["git", "cat-file", "--batch"], cwd=root, capture_output=True,
-                          input="".join(f"{b}\n" for b in blob_ids).encode())
+                          input="".join(f"{b}\n" for b in wanted).encode())
     if proc.returncode != 0:
         raise ScmError(f"git cat-file failed: {proc.stderr.decode(errors='replace').strip()}")
+    found: dict[str, bytes] = {}
     data, pos = proc.stdout, 0
     while pos < len(data):
         header_end = data.index(b"\n", pos)
         header = data[pos:header_end].split()
         size = int(header[2]) if len(header) == 3 else 0
-        yield data[header_end + 1: header_end + 1 + size]
-        pos = header_end + 1 + size + 1
+        if len(header) == 3:
+            found[header[0].decode()] = data[header_end + 1: header_end + 1 + size]
+        pos = header_end + 1 + size + (1 if len(header) == 3 else 0)
+    return found
+
+
+def pointer_blobs(root: str, revs: list[str], suffix: str) -> Iterator[bytes]:
+    """The contents of every distinct file named `*suffix` in any of `revs`."""
+    blob_ids: dict[str, None] = {}
+    for rev in revs:
+        for path, (_, blob, _) in ls_tree(root, rev).items():
+            if path.endswith(suffix):
+                blob_ids[blob] = None
+    yield from read_blobs(root, list(blob_ids)).values()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlv import fsio, paths, yamlio
 from mlv.hashing import OID_RE
 from mlv.pipeline.stage import PipelineError
 from mlv.pointer import is_count
+
+if TYPE_CHECKING:
+    from mlv.tree import Tree
 
 LOCK_FILE = "mlv.lock"
 SCHEMA = "1"
@@ -95,12 +98,23 @@ def _params(value: Any, where: str) -> dict[str, dict[str, Any]]:
     return value
 
 
-def read(root: str) -> dict[str, LockEntry]:
-    path = os.path.join(root, LOCK_FILE)
+def read(root: str, tree: Tree | None = None) -> dict[str, LockEntry]:
+    """The entries of `<root>/mlv.lock`, or of the one in `tree` (none when absent)."""
     try:
-        text = fsio.read_text(path, fsio.LOCK_LIMIT, LOCK_FILE, PipelineError)
+        if tree is None:
+            text = fsio.read_text(os.path.join(root, LOCK_FILE), fsio.LOCK_LIMIT, LOCK_FILE,
+                                  PipelineError)
+        else:
+            from mlv.pipeline.stage import decode
+
+            text = decode(tree.read(LOCK_FILE, fsio.LOCK_LIMIT, LOCK_FILE, PipelineError),
+                          LOCK_FILE)
     except FileNotFoundError:
         return {}
+    return parse(text)
+
+
+def parse(text: str) -> dict[str, LockEntry]:
     data, _ = yamlio.load(text, LOCK_FILE, PipelineError)
     if not data:
         return {}

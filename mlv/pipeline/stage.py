@@ -10,10 +10,13 @@ import functools
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlv import fsio, paths, yamlio
 from mlv.errors import MlvError
+
+if TYPE_CHECKING:
+    from mlv.tree import Tree
 
 PIPELINE_FILE = "mlv.yaml"
 DEFAULT_PARAMS = "params.yaml"
@@ -67,7 +70,13 @@ class Loc:
                              hint=hint or f"fix {self.filename}")
 
 
-def load_text(root: str, text: str, filename: str = PIPELINE_FILE) -> list[Stage]:
+def load_text(root: str, text: str, filename: str = PIPELINE_FILE,
+              tree: Tree | None = None) -> list[Stage]:
+    """The stages of an mlv.yaml's text. `tree` is where params files are read from (by
+    default the workspace at `root`); paths are checked against the disk only there."""
+    from mlv.tree import WorkspaceTree
+
+    tree = tree or WorkspaceTree(root)
     data, lines = yamlio.load(text, filename, PipelineError)
     loc = Loc(filename, lines)
     if data is None:
@@ -81,7 +90,8 @@ def load_text(root: str, text: str, filename: str = PIPELINE_FILE) -> list[Stage
     if not isinstance(stages_data, dict):
         raise loc.error(("stages",), "expected a mapping of stage names to stages")
     params_cache: dict[str, Any] = {}
-    context = {"root": root, "params": params_cache}
+    # "root" is None when the tree is not the workspace: nothing is checked on disk
+    context = {"root": root if tree.on_disk else None, "params": params_cache, "tree": tree}
     stages: list[Stage] = []
     for name, body in stages_data.items():
         where = ("stages", name)
@@ -97,14 +107,31 @@ def load_text(root: str, text: str, filename: str = PIPELINE_FILE) -> list[Stage
     return stages
 
 
-def load(root: str) -> list[Stage]:
-    """The stages of `<root>/mlv.yaml` (none when there is no such file)."""
-    path = os.path.join(root, PIPELINE_FILE)
+def load(root: str, tree: Tree | None = None) -> list[Stage]:
+    """The stages of `<root>/mlv.yaml`, or of the one in `tree` (none when there is no
+    such file)."""
+    if tree is None:
+        path = os.path.join(root, PIPELINE_FILE)
+        try:
+            text = fsio.read_text(path, fsio.PIPELINE_LIMIT, PIPELINE_FILE, PipelineError)
+        except FileNotFoundError:
+            return []
+    else:
+        try:
+            raw = tree.read(PIPELINE_FILE, fsio.PIPELINE_LIMIT, PIPELINE_FILE, PipelineError)
+        except FileNotFoundError:
+            return []
+        text = decode(raw, PIPELINE_FILE)
+    return load_text(root, text, tree=tree)
+
+
+def decode(raw: bytes, name: str) -> str:
+    """A committed text file's bytes as text, as `fsio.read_text` reads it."""
     try:
-        text = fsio.read_text(path, fsio.PIPELINE_LIMIT, PIPELINE_FILE, PipelineError)
-    except FileNotFoundError:
-        return []
-    return load_text(root, text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PipelineError(f"{name}: not a text file (not UTF-8)", hint=f"fix {name}") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
 def _expand_foreach(name: str, body: dict[str, Any], where: tuple[Any, ...], loc: Loc,
@@ -172,7 +199,7 @@ def _str_list(value: Any, where: tuple[Any, ...], loc: Loc) -> list[str]:
     return value
 
 
-def _outs(root: str, wdir: str, value: Any, kind: str, cached: bool, where: tuple[Any, ...],
+def _outs(root: str | None, wdir: str, value: Any, kind: str, cached: bool, where: tuple[Any, ...],
           loc: Loc) -> list[Output]:
     if value is None:
         return []
@@ -197,7 +224,7 @@ def _outs(root: str, wdir: str, value: Any, kind: str, cached: bool, where: tupl
     return result
 
 
-def _params(root: str, value: Any, where: tuple[Any, ...], loc: Loc,
+def _params(root: str | None, value: Any, where: tuple[Any, ...], loc: Loc,
             wdir: str) -> dict[str, list[str]]:
     default = DEFAULT_PARAMS if wdir == "." else f"{wdir}/{DEFAULT_PARAMS}"
     result: dict[str, list[str]] = {}
@@ -222,7 +249,7 @@ def _params(root: str, value: Any, where: tuple[Any, ...], loc: Loc,
                                   []).extend(keys)
         else:
             raise loc.error(where + (i,), "must be a key like train.lr, or {file: [keys]}")
-    if default in result:  # `wdir` passed the rule; its params.yaml may still be a link
+    if default in result and root:  # `wdir` passed the rule; its params.yaml may be a link
         found = _problem_on_disk(root, default)
         if found:
             raise loc.error(where, found)
@@ -233,7 +260,7 @@ def _join(wdir: str, path: str) -> str:
     return os.path.normpath(os.path.join(wdir, path)).replace(os.sep, "/")
 
 
-def _repo_path(root: str, wdir: str, path: str, where: tuple[Any, ...], loc: Loc) -> str:
+def _repo_path(root: str | None, wdir: str, path: str, where: tuple[Any, ...], loc: Loc) -> str:
     """A path from mlv.yaml as repo-relative POSIX, held to the one path rule
     (mlv/paths.py) after `wdir` is joined and `..` resolved."""
     if not path:
@@ -245,7 +272,7 @@ def _repo_path(root: str, wdir: str, path: str, where: tuple[Any, ...], loc: Loc
         raise loc.error(where, f"{path!r} is outside the repository")
     if rel == ".":
         raise loc.error(where, f"{path!r} names the whole repository; name a file or folder")
-    found = paths.problem(rel) or _problem_on_disk(root, rel)
+    found = paths.problem(rel) or (_problem_on_disk(root, rel) if root else None)
     if found:
         raise loc.error(where, found)
     return rel
@@ -319,8 +346,17 @@ def params_file(context: dict[str, Any], name: str, loc: Loc | None = None) -> A
     """Parsed contents of a params file (YAML, JSON or TOML), cached per load."""
     cache = context["params"]
     if name not in cache:
-        cache[name] = read_params(os.path.join(context["root"], name), name)
+        try:
+            raw = context["tree"].read(name, fsio.PARAMS_LIMIT, name, PipelineError)
+        except FileNotFoundError:
+            raise _no_params(name) from None
+        cache[name] = parse_params(raw, name)
     return cache[name]
+
+
+def _no_params(name: str) -> PipelineError:
+    return PipelineError(f"params file {name} does not exist",
+                         hint=f"create {name}, or fix the params of the stage")
 
 
 def read_params(path: str, name: str, objects: str | None = None) -> Any:
@@ -329,8 +365,12 @@ def read_params(path: str, name: str, objects: str | None = None) -> Any:
     try:
         raw = fsio.read_regular(path, fsio.PARAMS_LIMIT, name, PipelineError, follow_into=objects)
     except FileNotFoundError:
-        raise PipelineError(f"params file {name} does not exist",
-                            hint=f"create {name}, or fix the params of the stage") from None
+        raise _no_params(name) from None
+    return parse_params(raw, name)
+
+
+def parse_params(raw: bytes, name: str) -> Any:
+    """A params (or metrics) file's data from its bytes: TOML, JSON or YAML by name."""
     if name.endswith(".toml"):
         try:
             import tomllib
