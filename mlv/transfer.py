@@ -105,11 +105,12 @@ def _size(path: str) -> int:
 
 
 def fetch(odb: ObjectStore, remote: Remote, roots: set[str], jobs: int,
-          progress: Progress | None = None, sizes: dict[str, int] | None = None
-          ) -> TransferResult:
+          progress: Progress | None = None, sizes: dict[str, int] | None = None,
+          expand: bool = True) -> TransferResult:
     """Download what the cache lacks; every object is verified before it is kept.
     `sizes`: the roots' sizes where the pointers give them (they guide how each
-    object is downloaded)."""
+    object is downloaded). `expand` False: a folder's manifest comes alone, not the
+    files it lists."""
     start = time.monotonic()
     result = TransferResult()
     sizes = dict(sizes or {})
@@ -117,7 +118,7 @@ def fetch(odb: ObjectStore, remote: Remote, roots: set[str], jobs: int,
     need_dirs = odb_missing(odb, dirs)
     _download(odb, remote, need_dirs, jobs, progress, result, {})
     files = {o for o in roots if not o.endswith(".dir")}
-    for d in dirs:
+    for d in dirs if expand else []:
         for e in _manifest(odb, d) or []:
             files.add(e.oid)
             sizes[e.oid] = e.size

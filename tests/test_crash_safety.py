@@ -217,7 +217,10 @@ def test_add_killed_with_sigkill_never_corrupts_the_cache(mlv_repo: Path) -> Non
 
     outcomes = []
     interrupted_midway = False  # some objects stored, no pointer yet
-    for delay in (0.05, 0.15, 0.3, 0.6, 1.0):
+    # Longer delays too: on a loaded machine start-up alone can take a second or more.
+    for delay in (0.05, 0.15, 0.3, 0.6, 1.0, 1.6, 2.5, 4.0):
+        if interrupted_midway and len(outcomes) >= 5:
+            break
         proc = subprocess.Popen(MLV + ["add", "data"], cwd=repo, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         time.sleep(delay)

@@ -11,8 +11,8 @@ from mlv.api import targets as targets_mod
 from mlv.checkout import ensure_folder, is_link_to, materialize
 from mlv.diff import OutDiff, diff_out
 from mlv.errors import CheckoutConflictError, PathError
+from mlv.index import Index
 from mlv.manifest import Entry
-from mlv.pointer import SUFFIX, Pointer
 from mlv.repo import Repo
 from mlv.workspace import Progress, WFile
 
@@ -149,10 +149,9 @@ def checkout(repo: Repo, targets: list[str] | None = None, force: bool = False,
     with repo.lock():
         try:
             plans = []
-            pointers = targets_mod.collect(repo, targets)
-            if not targets:
-                pointers += targets_mod.stage_outputs(repo)
-            _check_no_nesting(repo, pointers)
+            idx = Index.load(repo)
+            idx.check_claims()
+            pointers = targets_mod.as_pointers(idx, targets_mod.select(repo, targets, idx))
             for ptr in pointers:
                 for out in ptr.outs:
                     diff = diff_out(repo.odb, repo.state, repo.jobs, ptr.out_path(out), out,
@@ -173,23 +172,6 @@ def checkout(repo: Repo, targets: list[str] | None = None, force: bool = False,
         finally:
             repo.state.save()
     return result
-
-
-def _check_no_nesting(repo: Repo, pointers: list[Pointer]) -> None:
-    """Refuse two tracked paths one inside the other (`lnk` and `lnk/hooks/x`): writing
-    the first could put a symlink where the second's folders go."""
-    outs = sorted((repo.rel(ptr.out_path(out)),
-                   repo.rel(ptr.file) if ptr.file.endswith(SUFFIX) else "mlv.lock")
-                  for ptr in pointers for out in ptr.outs)
-    for (outer, src), (inner, src2) in zip(outs, outs[1:]):
-        if inner == outer and src != src2:
-            raise PathError(f"{inner} is tracked twice, by {src} and by {src2}",
-                            hint="remove one of the two (`mlv remove`), then run the command "
-                                 "again")
-        if inner.startswith(outer + "/"):
-            raise PathError(f"{inner} (from {src2}) is inside {outer} (from {src}); a tracked "
-                            "path cannot hold another", hint="remove one of the two pointers "
-                            "or stage outputs (`mlv remove`), then run the command again")
 
 
 def _apply(repo: Repo, plan: _Plan, result: CheckoutResult, progress: Progress | None) -> None:

@@ -30,20 +30,21 @@ class FsckResult:
 
 
 def _users(repo: Repo) -> dict[str, list[str]]:
-    """Which workspace pointers reference each object (directly or via a manifest)."""
+    """Which workspace records (pointers, mlv.lock) reference each object, directly or
+    via a manifest."""
     users: dict[str, list[str]] = {}
-    for ptr in targets_mod.collect(repo, None):
-        name = repo.rel(ptr.file)
-        for out in ptr.outs:
-            users.setdefault(out.oid, []).append(name)
-            if out.is_dir:
-                try:
-                    entries = manifest.loads(repo.odb.read_bytes(out.oid, manifest.MAX_BYTES + 1),
-                                             out.oid)
-                except FileNotFoundError:
-                    continue
-                for e in entries:
-                    users.setdefault(e.oid, []).append(f"{name} ({out.path}/{e.path})")
+    for item in targets_mod.select(repo, None):
+        assert item.oid is not None
+        name = item.source if item.pointer else f"{item.source} ({item.path})"
+        users.setdefault(item.oid, []).append(name)
+        if item.is_dir:
+            try:
+                entries = manifest.loads(repo.odb.read_bytes(item.oid, manifest.MAX_BYTES + 1),
+                                         item.oid)
+            except FileNotFoundError:
+                continue
+            for e in entries:
+                users.setdefault(e.oid, []).append(f"{item.source} ({item.path}/{e.path})")
     return users
 
 

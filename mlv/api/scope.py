@@ -3,10 +3,9 @@ pointers committed at branch tips, tags or every commit (read from git)."""
 
 from __future__ import annotations
 
-import os
 import re
 
-from mlv import fsio, scm
+from mlv import scm
 from mlv.api import targets as targets_mod
 from mlv.errors import MlvError
 from mlv.odb import ObjectStore
@@ -19,17 +18,16 @@ _OID_IN_TEXT = re.compile(r"\b[0-9a-f]{32}(?:\.dir)?\b")
 
 def roots(repo: Repo, targets: list[str] | None = None, all_branches: bool = False,
           all_tags: bool = False, all_commits: bool = False,
-          sizes: dict[str, int] | None = None) -> tuple[set[str], int]:
-    """Object ids named by pointers in scope, and how many revisions were read.
-    `sizes`, if given, receives the sizes the workspace's pointers give for files."""
+          sizes: dict[str, int] | None = None, pushed_only: bool = False) -> tuple[set[str], int]:
+    """Object ids named in scope (pointers and recorded stage outputs), and how many
+    revisions were read. `sizes`, if given, receives the sizes the workspace's records
+    give for files. `pushed_only` leaves out `push: false` outputs of the workspace."""
     found: set[str] = set()
-    for ptr in targets_mod.collect(repo, targets):
-        found.update(out.oid for out in ptr.outs)
-        if sizes is not None:
-            sizes.update((out.oid, out.size) for out in ptr.outs
-                         if not out.oid.endswith(".dir"))
-    if not targets:
-        found.update(_lock_outs(repo))
+    for item in targets_mod.select(repo, targets, pushed_only=pushed_only):
+        assert item.oid is not None
+        found.add(item.oid)
+        if sizes is not None and not item.is_dir and item.size is not None:
+            sizes[item.oid] = item.size
     revs: list[str] = []
     if all_branches or all_tags or all_commits:
         if not repo.has_scm:
@@ -42,14 +40,6 @@ def roots(repo: Repo, targets: list[str] | None = None, all_branches: bool = Fal
         for blob in scm.pointer_blobs(repo.root, revs, LOCK_FILE):
             found.update(_outs_in_lock_text(blob.decode("utf-8", "replace")))
     return found, len(revs)
-
-
-def _lock_outs(repo: Repo) -> set[str]:
-    try:
-        path = os.path.join(repo.root, LOCK_FILE)
-        return _outs_in_lock_text(fsio.read_text(path, fsio.LOCK_LIMIT, LOCK_FILE))
-    except FileNotFoundError:
-        return set()
 
 
 def _outs_in_lock_text(text: str) -> set[str]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from mlv.api import targets as targets_mod
 from mlv.diff import diff_out
+from mlv.index import Index
 from mlv.repo import Repo
 
 
@@ -35,37 +36,38 @@ class StatusReport:
     changed: list[OutStatus]  # the ones that differ; empty when all is in sync
 
 
-def status(repo: Repo, targets: list[str] | None = None) -> StatusReport:
-    """Compare every out (or the named ones) with the workspace."""
+def status(repo: Repo, targets: list[str] | None = None,
+           idx: Index | None = None) -> StatusReport:
+    """Compare every pointer's out (or the named paths, stage outputs too) with the
+    workspace."""
     result = []
     tracked = 0
+    idx = idx or Index.load(repo)
     try:
-        for ptr in targets_mod.collect(repo, targets):
-            for out in ptr.outs:
-                tracked += 1
-                path = ptr.out_path(out)
-                diff = diff_out(repo.odb, repo.state, repo.jobs, path, out)
-                changes = []
-                if not diff.present:
-                    changes.append("deleted")
-                elif diff.changed:
-                    changes.append("modified")
-                if diff.missing:
-                    changes.append("not in cache")
-                if not changes:
-                    continue
-                st = OutStatus(repo.rel(ptr.file), repo.rel(path), changes,
-                               missing_objects=len(diff.missing))
-                if diff.present and out.is_dir:
-                    st.added = [f.rel for f in diff.added]
-                    st.modified = [e.path for e, _ in diff.modified]
-                    st.deleted = [e.path for e in diff.deleted]
-                result.append(st)
+        for item in targets_mod.select(repo, targets, idx, stage_outs=bool(targets)):
+            tracked += 1
+            ptr = idx.pointer_for(item)
+            out = ptr.outs[0]
+            path = ptr.out_path(out)
+            diff = diff_out(repo.odb, repo.state, repo.jobs, path, out)
+            changes = []
+            if not diff.present:
+                changes.append("deleted")
+            elif diff.changed:
+                changes.append("modified")
+            if diff.missing:
+                changes.append("not in cache")
+            if not changes:
+                continue
+            st = OutStatus(item.source, item.path, changes, missing_objects=len(diff.missing))
+            if diff.present and out.is_dir:
+                st.added = [f.rel for f in diff.added]
+                st.modified = [e.path for e, _ in diff.modified]
+                st.deleted = [e.path for e in diff.deleted]
+            result.append(st)
     finally:
         repo.state.save()
     return StatusReport(tracked, result)
-
-
 
 
 @dataclass
@@ -93,19 +95,20 @@ class CloudReport:
 
 def cloud_status(repo: Repo, targets: list[str] | None = None, remote: str | None = None,
                  jobs: int | None = None) -> CloudReport:
-    """Compare the cache with a remote for every tracked object."""
+    """Compare the cache with a remote for every tracked object: pointers and recorded
+    stage outputs (but `push: false` ones)."""
     from mlv.api import gaps
     from mlv.api import remote as remote_api
     from mlv.transfer import entries_anywhere
 
     target = remote_api.resolve(repo, remote, jobs)
     outs: list[tuple[str, str, set[str]]] = []
-    for ptr in targets_mod.collect(repo, targets):
-        for out in ptr.outs:
-            oids = {out.oid}
-            if out.is_dir:
-                oids.update(e.oid for e in entries_anywhere(repo.odb, target, out.oid) or [])
-            outs.append((repo.rel(ptr.file), repo.rel(ptr.out_path(out)), oids))
+    for item in targets_mod.select(repo, targets, pushed_only=True):
+        assert item.oid is not None
+        oids = {item.oid}
+        if item.is_dir:
+            oids.update(e.oid for e in entries_anywhere(repo.odb, target, item.oid) or [])
+        outs.append((item.source, item.path, oids))
     every = sorted(set().union(*(o for _, _, o in outs))) if outs else []
     local = repo.odb.existing(every)
     remote_has = target.has(every)

@@ -49,6 +49,7 @@ def fetch(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None 
     """Download the objects in scope that the cache lacks, verifying each one."""
     source = remote_api.resolve(repo, remote, jobs)
     with repo.lock():
+        _fetch_file_lists(repo, source, where.targets)
         roots, sizes = _in_scope(repo, where)
         result = transfer.fetch(repo.odb, source, roots, repo.jobs, progress, sizes)
         _note_gaps(repo, source, roots, result.missing)
@@ -68,11 +69,25 @@ def _note_gaps(repo: Repo, remote: Remote, roots: set[str], missing: list[str]) 
 
 
 def _in_scope(repo: Repo, where: Scope) -> tuple[set[str], dict[str, int]]:
-    """The object ids in scope, and the sizes the workspace's pointers give for them."""
+    """The object ids in scope (but `push: false` outputs), and the sizes the
+    workspace's records give for them."""
     sizes: dict[str, int] = {}
     roots, _ = scope.roots(repo, where.targets, where.all_branches, where.all_tags,
-                           where.all_commits, sizes)
+                           where.all_commits, sizes, pushed_only=True)
     return roots, sizes
+
+
+def _fetch_file_lists(repo: Repo, source: Remote, targets: list[str] | None) -> None:
+    """Targets inside tracked folders need the folder's file list to be resolved:
+    download those manifests (only them) first."""
+    from mlv.index import Index
+
+    if not targets:
+        return
+    wanted = sorted({t.item.oid for t in Index.load(repo).resolve(targets)
+                     if t.sub and t.item.oid and not repo.odb.exists(t.item.oid)})
+    if wanted:
+        transfer.fetch(repo.odb, source, set(wanted), repo.jobs, expand=False)
 
 
 def pull(repo: Repo, targets: list[str] | None, remote: str | None = None,
