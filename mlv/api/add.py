@@ -132,6 +132,13 @@ def add(repo: Repo, targets: list[str], progress: Progress | None = None) -> lis
     return results
 
 
+def record(repo: Repo, path: str) -> Added:
+    """Store a tracked path's current bytes and rewrite its pointer (the caller holds the
+    repository lock): what `mlv repro` does for a changed input that a pointer tracks."""
+    snap = snapshot(repo.odb, repo.state, repo.jobs, path, store=True)
+    return _add_one(repo, path, snap, repo.link_types)
+
+
 def _add_one(repo: Repo, path: str, snap: Snapshot, link_types: list[str]) -> Added:
     name = os.path.basename(path)
     files, entries = snap.files, snap.entries

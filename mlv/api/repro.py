@@ -6,8 +6,9 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mlv.index import POINTER, Index
 from mlv.pipeline import lockfile
-from mlv.pipeline.stage import PIPELINE_FILE
+from mlv.pipeline.stage import PIPELINE_FILE, PipelineError
 from mlv.pipeline.status import Pipeline
 from mlv.repo import Repo
 from mlv.snapshot import snapshot
@@ -20,8 +21,19 @@ def has_pipeline(repo: Repo) -> bool:
     return os.path.exists(os.path.join(repo.root, PIPELINE_FILE))
 
 
-def open_pipeline(repo: Repo) -> Pipeline:
+def open_pipeline(repo: Repo, idx: Index | None = None) -> Pipeline:
+    if idx is not None:
+        return Pipeline(repo.root, repo.odb, repo.state, repo.jobs, idx.stages, idx.lock)
     return Pipeline(repo.root, repo.odb, repo.state, repo.jobs)
+
+
+def need_pipeline(repo: Repo) -> None:
+    """Refuse a pipeline command where there is no mlv.yaml."""
+    if not has_pipeline(repo):
+        raise PipelineError(f"there is no pipeline here: {PIPELINE_FILE} does not exist in "
+                            f"{repo.root}",
+                            hint="add a stage with `mlv stage add` (or `mlv migrate dvc` in a "
+                                 "DVC project)")
 
 
 @dataclass
@@ -42,6 +54,7 @@ def repro(repo: Repo, options: ReproOptions, emit: Emit) -> tuple[Plan, ReproRes
     from mlv.pipeline.repro import Runner, plan, select
     from mlv.pipeline.runcache import RUNS
 
+    need_pipeline(repo)
     link_types = repo.link_types
     if options.pull:
         # Tracked data and recorded stage outputs come from the remote, so stages whose
@@ -51,10 +64,13 @@ def repro(repo: Repo, options: ReproOptions, emit: Emit) -> tuple[Plan, ReproRes
         name, fetched, _ = pull(repo, None)
         emit(f"pulled {fetched.moved} objects from '{name}' for the pipeline")
     with repo.lock():
-        pipe = open_pipeline(repo)
+        idx = Index.load(repo)
+        pipe = open_pipeline(repo, idx)
         selected = select(pipe, options.targets, options.single, options.downstream)
         forced = set(selected) if options.single or not options.targets else {
             n for n in selected if any(n == t or n.startswith(t + "@") for t in options.targets)}
+        if not options.dry:
+            store_changed_inputs(repo, idx, pipe, selected, emit)
         the_plan = plan(pipe, selected, options.force, forced)
         if options.dry or not the_plan.order:
             repo.state.save()
@@ -69,6 +85,37 @@ def repro(repo: Repo, options: ReproOptions, emit: Emit) -> tuple[Plan, ReproRes
         return the_plan, result
 
 
+def store_changed_inputs(repo: Repo, idx: Index, pipe: Pipeline, selected: list[str],
+                         emit: Emit) -> list[str]:
+    """Tracked data (a pointer's out) that the selected stages read and that changed in
+    the workspace is stored and its pointer rewritten, as `mlv add` would, before the
+    stages run: the committed pointer then matches what the stages read, and `mlv push`
+    sends it. Returns the paths stored."""
+    from mlv.api.add import record
+
+    deps = {d for name in selected for d in pipe.dag.stages[name].deps}
+    for dep in sorted(deps):
+        at = idx.item_at(dep)
+        if at and at[0].kind == POINTER and not os.path.lexists(pipe.abspath(dep)):
+            raise PipelineError(f"{dep} is tracked by mlv ({at[0].source}) but is not in the "
+                                "workspace", hint="run `mlv pull` to get it (or `mlv repro "
+                                "--pull`), or `mlv checkout` if the cache has it")
+    touched = [i for i in idx.items.values() if i.kind == POINTER and any(
+        d == i.path or d.startswith(i.path + "/") or i.path.startswith(d + "/") for d in deps)]
+    changed = []
+    for item in sorted(touched, key=lambda i: i.path):
+        hashed = pipe.hash_path(item.path)
+        if hashed is not None and hashed.oid != item.oid:
+            changed.append(item)
+    for item in changed:
+        path = pipe.abspath(item.path)
+        done = record(repo, path)
+        pipe.forget(item.path)
+        emit(f"{item.path} changed: stored the new version and updated "
+             f"{repo.rel(done.pointer)} (commit it with git)")
+    return [i.path for i in changed]
+
+
 def _ignore_outs(repo: Repo, pipe: Pipeline) -> None:
     if not repo.has_scm:
         return
@@ -80,9 +127,9 @@ def _ignore_outs(repo: Repo, pipe: Pipeline) -> None:
             scm.add_ignore(os.path.dirname(path), os.path.basename(path))
 
 
-def stale_stages(repo: Repo) -> list[tuple[str, list[str]]]:
+def stale_stages(repo: Repo, idx: Index | None = None) -> list[tuple[str, list[str]]]:
     """Every stage that is not up to date, with its reasons (for `mlv status`)."""
-    pipe = open_pipeline(repo)
+    pipe = open_pipeline(repo, idx)
     try:
         found = []
         for name in pipe.dag.order:

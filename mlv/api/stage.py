@@ -13,8 +13,6 @@ from mlv.pipeline.stage import (
     PipelineError,
     Stage,
     load_text,
-    read_json,
-    read_params,
 )
 from mlv.pipeline.status import Pipeline
 from mlv.repo import Repo
@@ -136,6 +134,9 @@ def list_stages(repo: Repo) -> list[Stage]:
 # ---- dag ----------------------------------------------------------------------------------
 
 def dag_text(repo: Repo, fmt: str = "text", outs: bool = False) -> str:
+    from mlv.api.repro import need_pipeline
+
+    need_pipeline(repo)
     pipe = Pipeline(repo.root, repo.odb, repo.state, repo.jobs)
     dag = pipe.dag
     edges: list[tuple[str, str]] = []
@@ -165,53 +166,3 @@ def dag_text(repo: Repo, fmt: str = "text", outs: bool = False) -> str:
     for a, b in edges:
         ups[b].append(a)
     return "\n".join(f"{n}" + (f"  <- {', '.join(ups[n])}" if ups[n] else "") for n in nodes)
-
-
-# ---- params and metrics -------------------------------------------------------------------
-
-def params_show(repo: Repo) -> dict[str, dict[str, Any]]:
-    """Every declared param, by file: {file: {key: value}}."""
-    pipe = Pipeline(repo.root, repo.odb, repo.state, repo.jobs)
-    shown: dict[str, dict[str, Any]] = {}
-    for stage in pipe.stages:
-        for file, values in pipe.params_of(stage).items():
-            shown.setdefault(file, {}).update(values)
-    return shown
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        flat: dict[str, Any] = {}
-        for key, value in data.items():
-            flat.update(flatten(value, f"{prefix}{key}."))
-        return flat
-    if isinstance(data, list):
-        flat = {}
-        for i, value in enumerate(data):
-            flat.update(flatten(value, f"{prefix}{i}."))
-        return flat
-    return {prefix.rstrip("."): data}
-
-
-def metrics_show(repo: Repo) -> dict[str, dict[str, Any]]:
-    """Every stage's metric file, flattened to dotted keys: {file: {key: value}}."""
-    pipe = Pipeline(repo.root, repo.odb, repo.state, repo.jobs)
-    shown: dict[str, dict[str, Any]] = {}
-    for stage in pipe.stages:
-        for out in stage.outs:
-            if out.kind != "metric":
-                continue
-            path = pipe.abspath(out.path)
-            if not os.path.exists(path):
-                continue
-            if out.path.endswith(".json"):
-                # a committed file: never a symlink out of the repository, nor a FIFO
-                raw = fsio.read_regular(path, fsio.PARAMS_LIMIT, out.path, PipelineError,
-                                        follow_into=pipe.odb.base)
-                data = read_json(raw, out.path, "metrics file ")
-            else:
-                data = read_params(path, out.path, pipe.odb.base)
-            shown[out.path] = {k: v for k, v in flatten(data).items()
-                               if isinstance(v, (int, float, str, bool)) or v is None}
-    return shown
-

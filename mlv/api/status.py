@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from mlv.api import targets as targets_mod
@@ -34,6 +35,7 @@ class OutStatus:
 class StatusReport:
     tracked: int  # outs examined
     changed: list[OutStatus]  # the ones that differ; empty when all is in sync
+    index: Index | None = None  # what was read (the pipeline half reads it too)
 
 
 def status(repo: Repo, targets: list[str] | None = None,
@@ -67,7 +69,7 @@ def status(repo: Repo, targets: list[str] | None = None,
             result.append(st)
     finally:
         repo.state.save()
-    return StatusReport(tracked, result)
+    return StatusReport(tracked, result, idx)
 
 
 @dataclass
@@ -125,3 +127,38 @@ def cloud_status(repo: Repo, targets: list[str] | None = None, remote: str | Non
         if st.not_pushed or st.not_fetched or st.missing:
             changed.append(st)
     return CloudReport(target.name, len(outs), changed, incomplete)
+
+
+_MISSING_REASON = re.compile(r"(?:out|dep) (.+) deleted\Z")
+
+
+def advice(repo: Repo, idx: Index, report: StatusReport,
+           stale: list[tuple[str, list[str]]]) -> list[str]:
+    """What to run next, from what `status` found: only commands that work here (in a
+    fresh clone the data is missing, so `mlv pull`, not `mlv repro`)."""
+    fetch = any("not in cache" in s.changes for s in report.changed)
+    restore = any(s.changes == ["deleted"] for s in report.changed)
+    edited = any("modified" in s.changes for s in report.changed)
+    rerun = False
+    for _, reasons in stale:
+        for reason in reasons:
+            missing = _MISSING_REASON.match(reason)
+            at = idx.item_at(missing.group(1)) if missing else None
+            if at is None or at[0].oid is None:
+                rerun = True
+            elif repo.odb.exists(at[0].oid):
+                restore = True
+            else:
+                fetch = True
+    lines = []
+    if fetch:
+        lines.append("run `mlv pull` to get the recorded data from the remote")
+    elif restore:
+        lines.append("run `mlv checkout` to restore the recorded data from the cache")
+    if edited:
+        lines.append("run `mlv add PATH` to record changes, or `mlv checkout --force PATH` to "
+                     "discard them")
+    if rerun:
+        lines.append("run `mlv repro` to bring the stale stages up to date"
+                     + (" (after that)" if fetch or restore else ""))
+    return lines

@@ -78,6 +78,7 @@ def status(targets: tuple[str, ...], as_json: bool, quiet: bool, cloud: bool,
     Example:
       mlv status data
     """
+    from mlv.api.status import advice
     from mlv.api.status import status as api_status
 
     if cloud or remote_name:
@@ -90,11 +91,11 @@ def status(targets: tuple[str, ...], as_json: bool, quiet: bool, cloud: bool,
     stale: list[tuple[str, list[str]]] = []
     pipeline = False
     if not targets:
-        from mlv.api.repro import has_pipeline, stale_stages
+        from mlv.api.repro import stale_stages
 
-        pipeline = has_pipeline(repo)
+        pipeline = bool(report.index and report.index.has_pipeline)
         if pipeline:
-            stale = stale_stages(repo)
+            stale = stale_stages(repo, report.index)
     if quiet:
         raise click.exceptions.Exit(1 if result or stale else 0)
     if as_json:
@@ -105,15 +106,11 @@ def status(targets: tuple[str, ...], as_json: bool, quiet: bool, cloud: bool,
         return
     for name, why in stale:
         echo(f"stage {name}: {'; '.join(why)}")
-    if stale:
-        echo("run `mlv repro` to bring the stale stages up to date")
     if not report.tracked and not pipeline:
         echo("nothing is tracked yet; run `mlv add PATH` to start")
         return
     if not result and not stale:
         echo("everything is up to date")
-        return
-    if not result:
         return
     for s in result:
         echo(f"{s.path} ({s.pointer}): {', '.join(s.changes)}")
@@ -121,11 +118,10 @@ def status(targets: tuple[str, ...], as_json: bool, quiet: bool, cloud: bool,
         listing("modified: ", s.modified)
         listing("deleted:  ", s.deleted)
         if s.missing_objects:
-            echo(f"    {plural(s.missing_objects, 'object')} not in the cache "
-                 "(run `mlv pull` to fetch them)")
-    if any("deleted" in s.changes or "modified" in s.changes for s in result):
-        echo("run `mlv add PATH` to record changes, or `mlv checkout --force PATH` "
-             "to discard them")
+            echo(f"    {plural(s.missing_objects, 'object')} not in the cache")
+    assert report.index is not None
+    for line in advice(repo, report.index, report, stale):
+        echo(line)
 
 
 @click.command()

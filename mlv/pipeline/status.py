@@ -19,14 +19,17 @@ _MISSING = object()
 class Pipeline:
     """The stages, their graph and lock, and hashing of their paths (via the stat cache)."""
 
-    def __init__(self, root: str, odb: ObjectStore, state: StatCache, jobs: int) -> None:
+    def __init__(self, root: str, odb: ObjectStore, state: StatCache, jobs: int,
+                 stages: list[Stage] | None = None,
+                 lock: dict[str, LockEntry] | None = None) -> None:
+        """`stages` and `lock`, when given (from the index), are not read again."""
         self.root = root
         self.odb = odb
         self.state = state
         self.jobs = jobs
-        self.stages = load(root)
+        self.stages = load(root) if stages is None else stages
         self.dag = Dag(self.stages)
-        self.lock = lockfile.read(root)
+        self.lock = lockfile.read(root) if lock is None else lock
         self._params: dict[str, Any] = {}
         self._hashes: dict[str, Hashed | None] = {}
 
