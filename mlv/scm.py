@@ -130,6 +130,15 @@ def revisions(root: str, all_branches: bool, all_tags: bool, all_commits: bool) 
     return sorted(set(revs))
 
 
+def ref_names(root: str, branches: bool, tags: bool) -> list[str]:
+    """Names of the local branches and/or tags, sorted."""
+    refs = (["refs/heads"] if branches else []) + (["refs/tags"] if tags else [])
+    if not refs:
+        return []
+    out = _git(root, "for-each-ref", "--format=%(refname:short)", *refs)
+    return sorted(out.decode("utf-8", "surrogateescape").split())
+
+
 def resolve_commit(root: str, rev: str) -> str:
     """The commit id a revision names (a branch, tag, `HEAD~2`, an id)."""
     if not rev or rev.startswith("-") or paths.has_control_character(rev):

@@ -89,7 +89,7 @@ def test_sklearn_pipeline_end_to_end(git_repo: Path) -> None:
     accuracy = json.loads((repo / "metrics.json").read_text())["accuracy"]
     assert shown["metrics.json"]["accuracy"] == accuracy
     params = json.loads(mlv_ok(repo, "params", "show", "--json").stdout)
-    assert params["params.yaml"]["train.n_estimators"] == old + 10
+    assert params["params.yaml"]["train"]["n_estimators"] == old + 10
 
     # Back to the old value: both stages come back from the run-cache, nothing runs.
     set_param(repo, "train.n_estimators", old)

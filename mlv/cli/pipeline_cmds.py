@@ -182,22 +182,67 @@ def dag(fmt: str | None, outs: bool) -> None:
     echo(dag_text(find_repo(), fmt or "text", outs))
 
 
-def _table(data: dict[str, dict[str, Any]], as_json: bool, md: bool, what: str) -> None:
+def _number(value: Any, precision: int) -> str:
+    """A value for a table: floats to `precision` significant digits."""
+    if isinstance(value, float):
+        return f"{value:.{precision}g}"
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def _show(what: str, revs: tuple[str, ...], all_branches: bool, all_tags: bool,
+          as_json: bool, md: bool, precision: int) -> None:
+    from mlv.api.show import WORKSPACE, flatten, show
+
+    shown = show(find_repo(), what, list(revs), all_branches, all_tags)
+    several = len(shown) > 1
     if as_json:
-        echo(json.dumps(data, indent=2, default=str))
+        data: dict[str, Any] = {s.label: s.files for s in shown} if several else shown[0].files
+        echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
         return
-    rows = [(file, key, value) for file, values in data.items() for key, value in values.items()]
+    flat = [{f: {k: v for k, v in flatten(d).items()
+                 if isinstance(v, (int, float, str, bool)) or v is None}
+             for f, d in s.files.items()} for s in shown]
+    rows: dict[tuple[str, str], list[str]] = {}
+    for i, tree in enumerate(flat):
+        for file, values in tree.items():
+            for key, value in values.items():
+                rows.setdefault((file, key), ["-"] * len(flat))[i] = _number(value, precision)
+    notes = [f"{file} at {s.label}: {why}" for s in shown for file, why in s.errors.items()
+             if s.label != WORKSPACE or why != "does not exist"]
     if not rows:
         echo(f"no {what} found")
-        return
-    if md:
-        echo("| file | key | value |\n|---|---|---|")
-        for row in rows:
-            echo(f"| {row[0]} | {row[1]} | {row[2]} |")
-        return
-    width = [max(len(str(r[i])) for r in rows) for i in range(2)]
-    for file, key, value in rows:
-        echo(f"{file:<{width[0]}}  {key:<{width[1]}}  {value}")
+    else:
+        header = ["file", "key"] + ([s.label for s in shown] if several else ["value"])
+        table = [header] + [[f, k] + v for (f, k), v in rows.items()]
+        if md:
+            echo("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+            for row in table[1:]:
+                echo("| " + " | ".join(row) + " |")
+        else:
+            body = table if several else table[1:]
+            width = [max(len(r[i]) for r in body) for i in range(len(header) - 1)]
+            for row in body:
+                echo("  ".join(c.ljust(w) for c, w in zip(row, width)) + "  " + row[-1])
+    for note in notes:
+        echo(f"note: {note}", err=True)
+
+
+def _show_options(func: Any) -> Any:
+    for option in reversed([
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print JSON, nested as in the files (by revision with --rev/-a/-T)."),
+        click.option("--md", is_flag=True, help="Print a Markdown table."),
+        click.option("--rev", "revs", multiple=True, metavar="REV",
+                     help="Also show this git revision (repeatable)."),
+        click.option("-a", "--all-branches", is_flag=True, help="Also show every branch."),
+        click.option("-T", "--all-tags", is_flag=True, help="Also show every tag."),
+        click.option("--precision", type=click.IntRange(1, 17), default=5, show_default=True,
+                     help="Significant digits of numbers in tables."),
+    ]):
+        func = option(func)
+    return func
 
 
 @click.group()
@@ -211,17 +256,17 @@ def params() -> None:
 
 
 @params.command("show")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def params_show(as_json: bool) -> None:
-    """Show every param a stage declares, with its current value.
+@_show_options
+def params_show(as_json: bool, md: bool, revs: tuple[str, ...], all_branches: bool,
+                all_tags: bool, precision: int) -> None:
+    """Show every param a stage declares, with its value in the workspace (and at the
+    revisions asked for, read from git without checking them out).
 
     \b
     Example:
-      mlv params show --json
+      mlv params show --rev main --rev v1.0
     """
-    from mlv.api.stage import params_show as api_params
-
-    _table(api_params(find_repo()), as_json, False, "params")
+    _show("params", revs, all_branches, all_tags, as_json, md, precision)
 
 
 @click.group()
@@ -235,18 +280,17 @@ def metrics() -> None:
 
 
 @metrics.command("show")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--md", is_flag=True, help="Print a Markdown table.")
-def metrics_show(as_json: bool, md: bool) -> None:
-    """Show every metric from the stages' metric files, as dotted keys.
+@_show_options
+def metrics_show(as_json: bool, md: bool, revs: tuple[str, ...], all_branches: bool,
+                 all_tags: bool, precision: int) -> None:
+    """Show every metric from the metrics files (stages' and top-level), as dotted keys,
+    in the workspace (and at the revisions asked for).
 
     \b
     Example:
-      mlv metrics show
+      mlv metrics show -T
     """
-    from mlv.api.stage import metrics_show as api_metrics
-
-    _table(api_metrics(find_repo()), as_json, md, "metrics")
+    _show("metrics", revs, all_branches, all_tags, as_json, md, precision)
 
 
 COMMANDS = [stage, repro, commit, dag, params, metrics]

@@ -1,0 +1,172 @@
+"""`mlv params show` and `mlv metrics show`, for the workspace and any git revisions:
+read through the index, so a revision is read from git objects (and the cache, for
+metrics that are cached outputs) without checking it out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlv import fsio, manifest
+from mlv.index import METRIC, Index
+from mlv.pipeline.stage import PipelineError, parse_params
+from mlv.repo import Repo
+
+WORKSPACE = "workspace"
+_MISSING = object()
+
+
+@dataclass
+class Shown:
+    """One tree's values: {file: data nested as in the file}, and the files that could
+    not be read there, with why."""
+
+    label: str  # "workspace", or the revision as the user named it
+    files: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def trees(repo: Repo, revs: list[str] | None = None, all_branches: bool = False,
+          all_tags: bool = False) -> list[tuple[str, str | None]]:
+    """(label, revision) pairs: the workspace first, then each revision asked for
+    (branch and tag names for -a and -T)."""
+    from mlv import scm
+
+    found: list[tuple[str, str | None]] = [(WORKSPACE, None)]
+    names = list(revs or [])
+    if all_branches or all_tags:
+        names += scm.ref_names(repo.root, all_branches, all_tags)
+    for name in dict.fromkeys(names):
+        found.append((name, name))
+    return found
+
+
+def read_file(repo: Repo, idx: Index, rel: str) -> Any:
+    """A params or metrics file's data in the index's tree. A file inside a cached output
+    (or a cached metric) is read from the cache by the hash the tree records; others
+    from git (or the workspace). Raises FileNotFoundError when it is not there, and
+    `_NotCached` when the cache lacks it; a malformed file raises PipelineError."""
+    at = idx.item_at(rel)
+    tree = idx.tree
+    if at is not None and not tree.on_disk:
+        raw = _cached_bytes(repo, at[0].oid, at[1], rel)
+    else:
+        raw = tree.read(rel, fsio.PARAMS_LIMIT, rel, PipelineError)
+    return parse_params(raw, rel)
+
+
+def _cached_bytes(repo: Repo, oid: str | None, sub: str | None, rel: str) -> bytes:
+    if oid is None:
+        raise FileNotFoundError(rel)
+    try:
+        if sub:
+            entries = manifest.loads(repo.odb.read_bytes(oid, manifest.MAX_BYTES + 1), oid)
+            found = [e for e in entries if e.path == sub]
+            if not found:
+                raise FileNotFoundError(rel)
+            oid = found[0].oid
+        return repo.odb.read_bytes(oid, fsio.PARAMS_LIMIT)
+    except FileNotFoundError:
+        raise _NotCached("not in the cache (`mlv fetch --all-branches` or `--all-tags` gets "
+                         "it)") from None
+
+
+class _NotCached(Exception):
+    """A revision's cached metrics file that the local cache does not have."""
+
+
+def params(repo: Repo, idx: Index, label: str) -> Shown:
+    """The params every stage declares, nested as in their files."""
+    shown = Shown(label)
+    declared: dict[str, list[str] | None] = {}
+    for stage in idx.stages:
+        whole: set[str] = getattr(stage, "whole_params", set())
+        for file, keys in stage.params.items():
+            if file in whole or not keys:
+                declared[file] = None  # every key of the file
+            elif file not in declared or declared[file] is not None:
+                declared[file] = list(dict.fromkeys((declared.get(file) or []) + keys))
+    for file, wanted in declared.items():
+        try:
+            data = read_file(repo, idx, file)
+        except FileNotFoundError:
+            shown.errors[file] = "does not exist"
+            continue
+        if wanted is None:
+            shown.files[file] = data
+            continue
+        picked: dict[str, Any] = {}
+        for key in wanted:
+            value = _lookup(data, key)
+            if value is not _MISSING:
+                _set(picked, key.split("."), value)
+        shown.files[file] = picked
+    return shown
+
+
+def metrics(repo: Repo, idx: Index, label: str) -> Shown:
+    """Every metrics file (stage metrics and top-level ones), nested as in the file."""
+    shown = Shown(label)
+    for file in idx.metrics_files:
+        try:
+            shown.files[file] = read_file(repo, idx, file)
+        except FileNotFoundError:
+            if idx.tree.on_disk or not _is_metric_out(idx, file):
+                shown.errors[file] = "does not exist"
+            else:
+                shown.errors[file] = "not recorded"
+        except _NotCached as exc:
+            shown.errors[file] = str(exc)
+    return shown
+
+
+def _is_metric_out(idx: Index, file: str) -> bool:
+    item = idx.items.get(file)
+    return item is not None and item.kind == METRIC
+
+
+def show(repo: Repo, what: str, revs: list[str] | None = None, all_branches: bool = False,
+         all_tags: bool = False) -> list[Shown]:
+    """`what` is "params" or "metrics": one Shown per tree, the workspace first."""
+    pick = params if what == "params" else metrics
+    result = []
+    for label, rev in trees(repo, revs, all_branches, all_tags):
+        idx = Index.load(repo, rev)
+        result.append(pick(repo, idx, label))
+    return result
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested data as dotted keys (`train.lr`); list items by index."""
+    if isinstance(data, dict):
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(flatten(value, f"{prefix}{key}."))
+        return flat
+    if isinstance(data, list):
+        flat = {}
+        for i, value in enumerate(data):
+            flat.update(flatten(value, f"{prefix}{i}."))
+        return flat
+    return {prefix.rstrip("."): data}
+
+
+def _lookup(data: Any, key: str) -> Any:
+    value = data
+    for part in key.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+def _set(target: dict[str, Any], parts: list[str], value: Any) -> None:
+    for part in parts[:-1]:
+        nxt = target.get(part)
+        if not isinstance(nxt, dict):
+            nxt = target[part] = {}
+        target = nxt
+    target[parts[-1]] = value
