@@ -326,11 +326,12 @@ def test_status_not_in_cache(tracked: Path, mlv) -> None:  # type: ignore[no-unt
 
     ok(res)
     lines = res.stdout.splitlines()
-    assert lines[:4] == [
+    assert lines == [
         "data (data.mlv): not in cache",
-        "    1 object not in the cache (run `mlv pull` to fetch them)",
+        "    1 object not in the cache",
         "model.pkl (model.pkl.mlv): not in cache",
-        "    1 object not in the cache (run `mlv pull` to fetch them)",
+        "    1 object not in the cache",
+        "run `mlv pull` to get the recorded data from the remote",
     ]
     assert json.loads(mlv("status", "--json", cwd=tracked).stdout)["data"] == {
         "pointer": "data.mlv", "changes": ["not in cache"], "missing_objects": 1}
