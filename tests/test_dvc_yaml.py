@@ -387,10 +387,11 @@ plots:
 def test_unsupported_keys_are_reported_together_with_lines(mlv, mlv_repo: Path) -> None:
     (mlv_repo / "mlv.yaml").write_text(UNSUPPORTED)
     for command in ("repro", "status"):
-        line = one_error(mlv(command, cwd=mlv_repo), "mlv.yaml:4 stages.train.depz",
-                         "did you mean deps?", "mlv.yaml:7", "checkpoint", "DVC 2 checkpoints",
-                         "mlv.yaml:10 stages.other.foo", "mlv.yaml:11 datasets",
-                         "mlv.yaml:14", "colour")
+        line = one_error(mlv(command, cwd=mlv_repo),
+                         "mlv.yaml:4: stages.train.depz: unknown key (did you mean deps?)",
+                         "mlv.yaml:7: stages.train.outs[0].model.pkl.checkpoint: not supported "
+                         "(DVC 2 checkpoints)", "mlv.yaml:10: stages.other.foo: unknown key",
+                         "mlv.yaml:11: datasets: not supported", "mlv.yaml:14", "colour")
         assert line.index("depz") < line.index("checkpoint") < line.index("colour")
     assert not (mlv_repo / "mlv.lock").exists()
     res = run_mlv(mlv_repo, "repro")

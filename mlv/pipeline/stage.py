@@ -239,7 +239,9 @@ def _refuse_unsupported(data: dict[Any, Any], loc: Loc) -> None:
 
     def check(mapping: Any, allowed: set[str], where: tuple[Any, ...]) -> None:
         if isinstance(mapping, dict):
-            found.extend((where + (key,), allowed) for key in mapping if key not in allowed)
+            # the line map holds keys as written (str): `1:` is the int 1 in the data
+            found.extend((where + (str(key),), allowed) for key in mapping
+                         if key not in allowed)
 
     check(data, TOP_KEYS, ())
     stages = data.get("stages")
@@ -280,10 +282,11 @@ def _unsupported_error(found: list[tuple[tuple[Any, ...], set[str]]],
     for where, allowed in sorted(found, key=lambda f: yamlio.line_of(loc.lines, f[0]) or 0):
         key = str(where[-1])
         line = yamlio.line_of(loc.lines, where)
-        text = f"{loc.filename}:{line} {_dotted(where)}" if line else _dotted(where)
+        text = f"{loc.filename}:{line}: {_dotted(where)}: " if line else f"{_dotted(where)}: "
         if key in DVC_ONLY:
-            text += f" ({DVC_ONLY[key]})"
+            text += f"not supported ({DVC_ONLY[key]})"
         else:
+            text += "unknown top-level key" if len(where) == 1 else "unknown key"
             close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.7)
             text += f" (did you mean {close[0]}?)" if close else ""
         items.append(text)
