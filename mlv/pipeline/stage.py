@@ -437,6 +437,8 @@ def _outs(root: str | None, wdir: str, value: Any, kind: str, cached: bool, wher
 
 def _output(path: str, kind: str, cached: bool, options: dict[str, Any],
             where: tuple[Any, ...], loc: Loc) -> Output:
+    if not options:
+        return Output(path, kind, cached)
     for flag in OUT_FLAGS:
         if flag in options and not isinstance(options[flag], bool):
             raise loc.error(where + (flag,), "must be true or false")
