@@ -83,6 +83,8 @@ def plan(pipe: Pipeline, selected: list[str], force: bool, forced: set[str]) -> 
     chosen = set(selected)
     for name in selected:
         stage = pipe.dag.stages[name]
+        if stage.frozen:  # never run, even with --force
+            continue
         why = pipe.reasons(stage)
         if force and (not forced or name in forced):
             why = why or ["forced"]
@@ -97,6 +99,8 @@ def plan(pipe: Pipeline, selected: list[str], force: bool, forced: set[str]) -> 
 
 def check_deps(pipe: Pipeline, selected: list[str]) -> None:
     for name in selected:
+        if pipe.dag.stages[name].frozen:
+            continue
         for dep in pipe.dag.stages[name].deps:
             if not os.path.exists(pipe.abspath(dep)) and pipe.dag.producer_of(dep) is None:
                 raise PipelineError(f"stage {name}: dep {dep} does not exist and no stage "

@@ -61,6 +61,12 @@ class Pipeline:
                     raise PipelineError(f"stage {stage.name}: {exc.message}",
                                         hint=exc.hint) from None
             data = self._params[file]
+            if not keys:  # the whole file: every top-level key
+                if not isinstance(data, dict):
+                    raise PipelineError(f"stage {stage.name}: params file {file} is not a "
+                                        "mapping of keys", hint=f"fix {file}")
+                values[file] = dict(data)
+                continue
             for key in keys:
                 value = lookup(data, key)
                 if value is _MISSING:
@@ -72,6 +78,8 @@ class Pipeline:
 
     def reasons(self, stage: Stage) -> list[str]:
         """Why `stage` is stale (an empty list: it is up to date)."""
+        if stage.frozen:  # `frozen: true`: kept as recorded, never stale
+            return []
         entry = self.lock.get(stage.name)
         if entry is None:
             return ["new stage"]
@@ -97,7 +105,7 @@ class Pipeline:
                 if before is _MISSING:
                     found.append(f"new param {key}")
                 elif before != value:
-                    found.append(f"param {key}: {_show(before)} -> {_show(value)}")
+                    found += _param_changes(key, before, value)
         for file, old in entry.params.items():
             found += [f"param {k} removed" for k in sorted(old) if k not in current.get(file, {})]
         for out in stage.outs:
@@ -146,6 +154,20 @@ def lookup(data: Any, key: str) -> Any:
         else:
             return _MISSING
     return value
+
+
+def _param_changes(key: str, before: Any, now: Any) -> list[str]:
+    """What changed in a param, down to the keys inside it (a whole params file's
+    top-level sections are compared this way)."""
+    if not (isinstance(before, dict) and isinstance(now, dict)):
+        return [f"param {key}: {_show(before)} -> {_show(now)}"]
+    found = []
+    for sub, value in now.items():
+        if sub not in before:
+            found.append(f"new param {key}.{sub}")
+        elif before[sub] != value:
+            found += _param_changes(f"{key}.{sub}", before[sub], value)
+    return found + [f"param {key}.{sub} removed" for sub in before if sub not in now]
 
 
 def _show(value: Any) -> str:
