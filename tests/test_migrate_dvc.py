@@ -157,8 +157,8 @@ def test_dry_run_prints_each_change_and_writes_nothing(dvc_project: Path, mlv) -
                  "would write images.mlv", "would write mlv.yaml", "would write mlv.lock",
                  "would add remote store", "nothing was written (--dry)"):
         assert line in out, out
-    assert "skip secret remote store (secret_access_key" in out
-    assert "skip secret remote store (access_key_id from .dvc/config.local" in out
+    assert "would skip secret remote store (secret_access_key" in out
+    assert "would skip secret remote store (access_key_id from .dvc/config.local" in out
     assert SECRET not in res.output and LOCAL_SECRET not in res.output
     assert read_tree(dvc_project) == before
     assert not (dvc_project / ".mlv").exists()
@@ -269,6 +269,23 @@ def test_a_dvc_import_becomes_plain_tracked_data(git_repo: Path, mlv) -> None:
     assert mlv("status", cwd=git_repo).exit_code == 0
 
 
+def test_a_dvc2_cache_and_its_crlf_text_hash(git_repo: Path, mlv) -> None:
+    """DVC 2 kept objects at .dvc/cache/ab/cdef and hashed text files CRLF -> LF."""
+    text = b"line one\r\nline two\r\n"
+    legacy = md5(text.replace(b"\r\n", b"\n"))
+    obj = git_repo / ".dvc" / "cache" / legacy[:2] / legacy[2:]
+    obj.parent.mkdir(parents=True)
+    obj.write_bytes(text)
+    (git_repo / ".dvc" / "config").write_text("")
+    (git_repo / "notes.txt.dvc").write_text(
+        f"outs:\n- md5: {legacy}\n  size: {len(text)}\n  path: notes.txt\n")
+    res = mlv("migrate", "dvc", cwd=git_repo)
+    assert res.exit_code == 0, res.output
+    assert "wrote notes.txt.mlv (from notes.txt.dvc, bytes from DVC's cache)" in res.stdout
+    assert mlv("checkout", cwd=git_repo).exit_code == 0
+    assert (git_repo / "notes.txt").read_bytes() == text
+
+
 def test_outside_a_dvc_repository_is_one_error(git_repo: Path, mlv) -> None:
     res = mlv("migrate", "dvc", cwd=git_repo)
     one_error(res, "not inside a DVC repository")
@@ -294,7 +311,7 @@ def test_a_secret_in_a_remote_url_is_not_copied(git_repo: Path, mlv) -> None:
                                             "    url = https://user:hunter2@example.com/x\n"}})
     res = mlv("migrate", "dvc", cwd=git_repo)
     assert res.exit_code == 0, res.output
-    assert "skip secret remote web (its url holds a password" in res.stdout
+    assert "skipped secret remote web (its url holds a password" in res.stdout
     assert "hunter2" not in res.output
     assert "hunter2" not in (git_repo / ".mlv" / "config").read_text()
 

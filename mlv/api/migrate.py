@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from mlv import dvcformat, fsio, manifest, paths, pointer, scm, workspace, yamlio
 from mlv.dvcformat import DVC_DIR, DvcFile, DvcFormatError, DvcLockStage, DvcOut
-from mlv.errors import NotARepoError, PathError
+from mlv.errors import MlvError, NotARepoError, PathError
 from mlv.hashing import default_jobs, hash_bytes, hash_file
 from mlv.manifest import Entry
 from mlv.odb import ObjectStore
@@ -179,7 +179,8 @@ class Rehasher:
             if not os.path.isdir(path) or os.path.islink(path):
                 return None
             files = workspace.walk(path)
-            wants = {e.relpath: e.md5 for e in self._listing(out) or []}
+            # a DVC 2 md5 of a text file with CRLF is only found with the file's listed md5
+            wants = {e.relpath: e.md5 for e in (self._listing(out) if out.legacy else None) or []}
             listing = [dvcformat.ListingEntry(f.rel, self._md5(f.path, f.st, out.legacy,
                                                                 wants.get(f.rel)))
                        for f in files]
@@ -258,7 +259,7 @@ def _put(result: MigrateResult, root: str, rel: str, text: str, force: bool,
         old: str | None = fsio.read_text(path, fsio.LOCK_LIMIT, rel)
     except FileNotFoundError:
         old = None
-    except Exception:  # noqa: BLE001 - a link or special file there: written over by rename
+    except (OSError, MlvError):  # a link or special file there: replaced by the rename
         old = ""
     if old == text:
         result.steps.append(Step("unchanged", rel, detail))

@@ -15,16 +15,13 @@ if TYPE_CHECKING:
     from mlv.api.migrate import MigrateResult
 
 
-class MissingDataError(MlvError):
-    """Tracked data whose bytes are in neither the workspace nor DVC's cache."""
-
-
 @click.group()
 def migrate() -> None:
     """Convert a project from another tool to mlv."""
 
 
-_DONE = {"write": "wrote", "add": "added"}
+_DONE = {"write": "wrote", "add": "added", "skip secret": "skipped secret",
+         "skip option": "skipped option"}
 
 
 @migrate.command("dvc")
@@ -55,7 +52,7 @@ def dvc(dry: bool, force: bool, quiet: bool) -> None:
         _render(result)
     if result.missing:
         more = f" (and {len(result.missing) - 1} more)" if len(result.missing) > 1 else ""
-        raise MissingDataError(
+        raise MlvError(
             f"{plural(len(result.missing), 'tracked path')} not converted: {result.missing[0]}"
             f"{more} is in neither the workspace nor DVC's cache",
             hint="run `dvc pull` (or `dvc fetch`), then `mlv migrate dvc` again")
@@ -69,7 +66,7 @@ def _render(result: MigrateResult) -> None:
         echo("would run `mlv init`")
     for step in result.steps:
         verb = step.action if result.dry else _DONE.get(step.action, step.action)
-        if step.action in ("unchanged", "kept", "skip secret", "skip option"):
+        if step.action in ("unchanged", "kept"):
             prefix_here = ""
         else:
             prefix_here = prefix
@@ -95,7 +92,8 @@ def _render(result: MigrateResult) -> None:
     if written:
         echo("      then commit: git add " + " ".join(shlex.quote(w) for w in written))
     echo("      DVC's files (dvc.yaml, dvc.lock, *.dvc, .dvc/) are unchanged; remove them "
-         "(`git rm -r dvc.yaml dvc.lock '*.dvc' .dvc .dvcignore`) once you are happy")
+         "once you are happy: git rm -r -q --ignore-unmatch dvc.yaml dvc.lock '*.dvc' .dvc "
+         ".dvcignore")
 
 
 COMMANDS = [migrate]
