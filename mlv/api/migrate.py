@@ -10,25 +10,21 @@ Everything is read and checked before the first write, so a refused file changes
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
-import stat
 from dataclasses import dataclass, field
 
-from mlv import dvcformat, fsio, manifest, paths, pointer, scm, workspace, yamlio
+from mlv import dvcformat, fsio, paths, pointer, scm, yamlio
 from mlv.dvcformat import DVC_DIR, DvcFile, DvcFormatError, DvcLockStage, DvcOut
+from mlv.dvcrehash import FROM_DVC_CACHE, Rehasher
 from mlv.errors import MlvError, NotARepoError, PathError
-from mlv.hashing import default_jobs, hash_bytes, hash_file
-from mlv.manifest import Entry
-from mlv.odb import ObjectStore
+from mlv.hashing import default_jobs
 from mlv.pipeline import lockfile
 from mlv.pipeline.lockfile import Hashed, LockEntry
 from mlv.pipeline.stage import PIPELINE_FILE, Stage, load_text
 from mlv.pointer import Out
 from mlv.remote import is_secret, masked_url
 from mlv.repo import MLV_DIR, Repo
-from mlv.snapshot import snapshot
 from mlv.state import StatCache
 from mlv.workspace import Progress
 
@@ -38,7 +34,6 @@ DVC_LOCK = "dvc.lock"
 REMOTE_OPTIONS = {"url": "url", "endpointurl": "endpoint_url", "profile": "profile",
                   "region": "region"}
 URL_SUFFIX = "-mlv"
-_MD5_KEY = "\0md5"  # stat-cache key suffix: a workspace file's md5, so a rerun reads nothing
 
 
 @dataclass
@@ -130,124 +125,6 @@ def _read_tracked(root: str, notes: list[str]) -> list[_Tracked]:
     return tracked
 
 
-# ---- rehashing: md5 checked, xxh3-128 stored -------------------------------------------
-
-class Rehasher:
-    """Finds the bytes DVC recorded for a path (the workspace copy when its md5 matches,
-    else DVC's cache), hashes them with xxh3-128 and, with an `odb`, stores them there
-    (without one, a dry run, nothing is written)."""
-
-    def __init__(self, root: str, odb: ObjectStore | None, state: StatCache, jobs: int,
-                 dvc_cache: str, progress: Progress | None) -> None:
-        self.root = root
-        self.odb = odb
-        self.state = state
-        self.jobs = jobs
-        self.dvc_cache = dvc_cache
-        self.progress = progress
-        self._objects: dict[str, tuple[str, int] | None] = {}
-        self._done: dict[tuple[str, str, bool], tuple[Hashed, str] | None] = {}
-
-    def find(self, rel: str, out: DvcOut, store: bool = True) -> tuple[Hashed, str] | None:
-        """(hash, where it came from) of the bytes `out` records at `rel`, or None when
-        they are in neither place (or DVC recorded no md5)."""
-        if out.md5 is None:
-            return None
-        key = (rel, out.md5, store)
-        if key not in self._done:
-            found = self._workspace(rel, out, store)
-            if found is None:
-                hashed = self._dir_from_cache(out) if out.is_dir else self._file_from_cache(out)
-                found = (hashed, "DVC's cache") if hashed else None
-            self._done[key] = found
-        return self._done[key]
-
-    # -- the workspace
-
-    def _md5(self, path: str, st: os.stat_result, legacy: bool, want: str | None) -> str:
-        """A workspace file's md5, read only when the stat cache does not know it."""
-        fp = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
-        known = self.state.tree_oid(path + _MD5_KEY, fp)
-        if known is None:
-            known, _ = dvcformat.md5_file(path, legacy, want)
-            self.state.set_tree(path + _MD5_KEY, known, fp)
-        return known
-
-    def _workspace(self, rel: str, out: DvcOut, store: bool) -> tuple[Hashed, str] | None:
-        path = os.path.join(self.root, *rel.split("/"))
-        if out.is_dir:
-            if not os.path.isdir(path) or os.path.islink(path):
-                return None
-            files = workspace.walk(path)
-            # a DVC 2 md5 of a text file with CRLF is only found with the file's listed md5
-            wants = {e.relpath: e.md5 for e in (self._listing(out) if out.legacy else None) or []}
-            listing = [dvcformat.ListingEntry(f.rel, self._md5(f.path, f.st, out.legacy,
-                                                                wants.get(f.rel)))
-                       for f in files]
-            if dvcformat.listing_md5(listing) != out.md5:
-                return None
-        else:
-            try:
-                st = os.stat(path)
-            except OSError:
-                return None
-            if not stat.S_ISREG(st.st_mode) or self._md5(path, st, out.legacy,
-                                                         out.md5) != out.md5:
-                return None
-        odb = self.odb or ObjectStore(os.devnull)  # not written to without `store`
-        snap = snapshot(odb, self.state, self.jobs, path, store=store and self.odb is not None,
-                        progress=self.progress)
-        return Hashed(snap.oid, snap.size, snap.nfiles), "the workspace"
-
-    # -- DVC's cache
-
-    def _object(self, md5: str, legacy: bool) -> tuple[str, int] | None:
-        """(xxh3-128, size) of DVC's cache object `md5`, stored in mlv's cache once its
-        md5 is checked; None when it is absent or damaged."""
-        if md5 not in self._objects:
-            found = None
-            path = dvcformat.object_path(self.dvc_cache, md5)
-            if path is not None:
-                got, _ = dvcformat.md5_file(path, legacy, md5)
-                if got == md5:
-                    found = self.odb.add_file(path) if self.odb else hash_file(path)
-            if self.progress:
-                self.progress(1)
-            self._objects[md5] = found
-        return self._objects[md5]
-
-    def _file_from_cache(self, out: DvcOut) -> Hashed | None:
-        assert out.md5 is not None
-        found = self._object(out.md5, out.legacy)
-        return Hashed(found[0], found[1]) if found else None
-
-    def _listing(self, out: DvcOut) -> list[dvcformat.ListingEntry] | None:
-        """The files of folder `out` as DVC's `.dir` object lists them (md5 checked)."""
-        assert out.md5 is not None
-        path = dvcformat.object_path(self.dvc_cache, out.md5)
-        if path is None:
-            return None
-        data = fsio.read_regular(path, dvcformat.LISTING_MAX, f"DVC's cache object {out.md5}",
-                                 DvcFormatError)
-        if hashlib.md5(data, usedforsecurity=False).hexdigest() + ".dir" != out.md5:
-            return None
-        return dvcformat.parse_listing(data, out.md5)
-
-    def _dir_from_cache(self, out: DvcOut) -> Hashed | None:
-        listing = self._listing(out)
-        if listing is None:
-            return None
-        entries = []
-        for item in listing:
-            found = self._object(item.md5, out.legacy)
-            if found is None:
-                return None
-            entries.append(Entry(item.relpath, found[0], found[1]))
-        data = manifest.dumps(entries)
-        oid = self.odb.add_bytes(data, ".dir") if self.odb else hash_bytes(data) + ".dir"
-        return Hashed(oid, sum(e.size for e in entries), len(entries))
-
-
 # ---- writing -----------------------------------------------------------------------------
 
 def _put(result: MigrateResult, root: str, rel: str, text: str, force: bool,
@@ -289,7 +166,7 @@ def _convert_pointers(tracked: list[_Tracked], hasher: Rehasher, repo: Repo | No
             result.missing.append(f"{item.rel} ({item.dvc_file})")
             continue
         hashed, where = found
-        if where == "DVC's cache":
+        if where == FROM_DVC_CACHE:
             result.from_cache.append(item.rel)
         name = posixpath.basename(item.rel)
         out = Out(name, hashed.oid, hashed.size, hashed.nfiles)
@@ -335,7 +212,7 @@ def _lock_entry(stage: Stage, entry: DvcLockStage, hasher: Rehasher,
             notes.append(f"stage {stage.name}: dep {rel} is not as dvc.lock records it; the "
                          "stage will run on the next `mlv repro`")
         else:
-            result.deps[rel] = found[0]
+            result.deps[rel] = Hashed(*found[0])
     for output in stage.outs:
         found = hasher.find(output.path, outs[output.path], store=output.cache) \
             if output.path in outs else None
@@ -344,7 +221,7 @@ def _lock_entry(stage: Stage, entry: DvcLockStage, hasher: Rehasher,
                          "nor DVC's cache as dvc.lock records it; the stage will run on the "
                          "next `mlv repro` (or run `dvc pull` first, then migrate again)")
         else:
-            result.outs[output.path] = found[0]
+            result.outs[output.path] = Hashed(*found[0])
     for file, keys in stage.params.items():
         in_dvc = posixpath.relpath(file, wdir) if wdir != "." else file
         recorded = entry.params.get(in_dvc, {})
