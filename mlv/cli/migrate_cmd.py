@@ -17,7 +17,12 @@ if TYPE_CHECKING:
 
 @click.group()
 def migrate() -> None:
-    """Convert a project from another tool to mlv."""
+    """Convert a project from another tool to mlv (today: DVC).
+
+    \b
+    Example:
+      mlv migrate dvc --dry
+    """
 
 
 _DONE = {"write": "wrote", "add": "added", "skip secret": "skipped secret",
