@@ -11,7 +11,16 @@ import traceback
 import click
 
 from mlv import __version__
-from mlv.cli import data_cmds, fsck_cmd, gc_cmd, pipeline_cmds, remote_cmds, repo_cmds, ui
+from mlv.cli import (
+    data_cmds,
+    fsck_cmd,
+    gc_cmd,
+    migrate_cmd,
+    pipeline_cmds,
+    remote_cmds,
+    repo_cmds,
+    ui,
+)
 from mlv.errors import MlvError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -32,7 +41,8 @@ def cli() -> None:
     """
 
 
-for module in (repo_cmds, data_cmds, pipeline_cmds, remote_cmds, gc_cmd, fsck_cmd):
+for module in (repo_cmds, data_cmds, pipeline_cmds, remote_cmds, gc_cmd, fsck_cmd,
+               migrate_cmd):
     for command in module.COMMANDS:
         cli.add_command(command)
 
