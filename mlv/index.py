@@ -21,7 +21,7 @@ from mlv.tree import GitTree, Tree, WorkspaceTree
 if TYPE_CHECKING:
     from mlv.odb import ObjectStore
     from mlv.pipeline.lockfile import LockEntry
-    from mlv.pipeline.stage import Stage
+    from mlv.pipeline.stage import Project, Stage
     from mlv.repo import Repo
 
 POINTER, OUT, METRIC, PLOT = "pointer", "out", "metric", "plot"
@@ -80,6 +80,7 @@ class Index:
     plots_files: list[str] = field(default_factory=list)
     params_files: list[str] = field(default_factory=list)
     claims: list[tuple[str, str]] = field(default_factory=list)  # (path, where recorded)
+    project: Project | None = None  # all of mlv.yaml (top-level metrics, plots, artifacts)
 
     # ---- building -------------------------------------------------------------------
 
@@ -119,12 +120,13 @@ class Index:
 
     def _read_pipeline(self) -> None:
         from mlv.pipeline import lockfile
-        from mlv.pipeline.stage import PIPELINE_FILE, load
+        from mlv.pipeline.stage import PIPELINE_FILE, load_project
 
         self.has_pipeline = self.tree.exists(PIPELINE_FILE)
         if not self.has_pipeline:
             return
-        self.stages = load(self.tree.root, self.tree)
+        self.project = load_project(self.tree.root, self.tree)
+        self.stages = self.project.stages
         self.lock = lockfile.read(self.tree.root, self.tree)
         for stage in self.stages:
             entry = self.lock.get(stage.name)
@@ -139,13 +141,17 @@ class Index:
                 self._put(Item(out.path, hashed.oid if hashed else None,
                                hashed.size if hashed else None, out.kind,
                                hashed.nfiles if hashed else None, stage=stage.name,
-                               push=getattr(out, "push", True)))
+                               push=out.push))
             for file in stage.params:
                 if file not in self.params_files:
                     self.params_files.append(file)
-        for extra in getattr(self, "_project_metrics", []):
-            if extra not in self.metrics_files:
-                self.metrics_files.append(extra)
+        # top-level metrics and plots: files that stages (or people) write, often inside
+        # a cached output folder; they are not outputs of their own
+        for file in self.project.metrics:
+            if file not in self.metrics_files:
+                self.metrics_files.append(file)
+        for plot in self.project.plots:
+            self.plots_files += [f for f in plot.files if f not in self.plots_files]
 
     def _put(self, item: Item) -> None:
         # Two records of one path: the later (the stage's) is kept here, and

@@ -316,7 +316,6 @@ def test_a_secret_in_a_remote_url_is_not_copied(git_repo: Path, mlv) -> None:
     assert "hunter2" not in (git_repo / ".mlv" / "config").read_text()
 
 
-@pytest.mark.xfail(reason="needs dvc.yaml syntax from i9-dvcyaml", strict=False)
 def test_top_level_metrics_and_vars(dvc_project: Path, mlv, tmp_path: Path) -> None:
     text = DVC_YAML.replace("stages:\n", "vars:\n- params.yaml\nstages:\n", 1) + \
         "metrics:\n- metrics.json\n"

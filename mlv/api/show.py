@@ -80,10 +80,9 @@ def params(repo: Repo, idx: Index, label: str) -> Shown:
     shown = Shown(label)
     declared: dict[str, list[str] | None] = {}
     for stage in idx.stages:
-        whole: set[str] = getattr(stage, "whole_params", set())
         for file, keys in stage.params.items():
-            if file in whole or not keys:
-                declared[file] = None  # every key of the file
+            if not keys:  # a whole params file
+                declared[file] = None
             elif file not in declared or declared[file] is not None:
                 declared[file] = list(dict.fromkeys((declared.get(file) or []) + keys))
     for file, wanted in declared.items():
