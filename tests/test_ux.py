@@ -293,6 +293,9 @@ def test_remote_add_create(mlv, mlv_repo: Path, tmp_path: Path) -> None:  # type
     make_tree(mlv_repo, {"a.txt": "a"})
     ok(mlv("add", "a.txt", cwd=mlv_repo))
     ok(mlv("push", cwd=mlv_repo))
+    (mlv_repo / "sub").mkdir()
+    ok(mlv("remote", "add", "--create", "rel", "stores/rel", cwd=mlv_repo / "sub"))
+    assert (mlv_repo / "stores" / "rel").is_dir()  # relative to the repository, as push
     (tmp_path / "file").write_text("x")
     one_error(mlv("remote", "add", "--create", "bad", str(tmp_path / "file" / "sub"),
                   cwd=mlv_repo), "cannot create the remote's folder")

@@ -154,7 +154,7 @@ def add(repo: Repo, name: str, url: str, default: bool = False, local: bool = Fa
         raise ConfigError(f"remote '{name}' already exists",
                           hint=f"change it with `mlv remote modify {name} url "
                                f"{masked_url(url)}`")
-    folder = local_root(url)
+    folder = local_folder(repo, url)
     added = Added(folder)
     if folder is not None and not os.path.isdir(folder):
         if create:
@@ -167,6 +167,19 @@ def add(repo: Repo, name: str, url: str, default: bool = False, local: bool = Fa
     if default:
         repo.config.set("core.remote", name, level)
     return added
+
+
+def _rooted(repo: Repo, url: str) -> str:
+    """A relative folder URL made relative to the repository (not the current folder)."""
+    local = url.removeprefix("file://") if url.startswith("file://") else url
+    if local and "://" not in local and not os.path.isabs(os.path.expanduser(local)):
+        return os.path.join(repo.root, local)
+    return url
+
+
+def local_folder(repo: Repo, url: str) -> str | None:
+    """The folder a local remote's URL names, else None."""
+    return local_root(_rooted(repo, url))
 
 
 def _create(folder: str) -> None:
@@ -231,9 +244,7 @@ def resolve(repo: Repo, name: str | None = None, jobs: int | None = None) -> Rem
     _check_committed(repo, name)
     if options.get("jobs") is not None:
         options["jobs"] = _checked_jobs(repo, name, options["jobs"])
-    url = str(options.get("url", ""))
-    local = url.removeprefix("file://") if url.startswith("file://") else url
-    if local and "://" not in local and not os.path.isabs(os.path.expanduser(local)):
-        options["url"] = os.path.join(repo.root, local)  # relative to the repository
+    if options.get("url"):
+        options["url"] = _rooted(repo, str(options["url"]))
     return open_remote(name, options, default_jobs=max(16, repo.jobs * 4), jobs=jobs,
                        local_jobs=repo.jobs)

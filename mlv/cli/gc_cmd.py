@@ -62,7 +62,7 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
         if as_json:
             print_json(gc_dict(result, dry, name))
             return
-        for oid, _ in result.removed if dry else []:
+        for oid, _ in sorted(result.removed) if dry else []:
             echo(f"would delete {oid}")
         verb = "would delete" if dry else "deleted"
         echo(f"{verb} {plural(len(result.removed), 'object')} on remote '{name}'; "
@@ -85,7 +85,7 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
         print_json(gc_dict(result, dry, None))
         return
     if dry:
-        for oid, size in result.removed:
+        for oid, size in sorted(result.removed):  # the same order on every disk
             echo(f"would delete {oid} ({human_size(size)})")
         echo(f"would delete {plural(len(result.removed), 'object')}, "
              f"freeing {human_size(result.freed)}; {result.kept} kept")

@@ -47,7 +47,7 @@ def remote_add(name: str, url: str, default: bool, local: bool, create: bool) ->
     from mlv.api import remote as api
 
     repo = find_repo()
-    folder = api.local_root(url)
+    folder = api.local_folder(repo, url)
     if (folder is not None and not create and not os.path.isdir(folder)
             and sys.stdin.isatty() and sys.stderr.isatty()
             and name not in repo.config.remotes()):
