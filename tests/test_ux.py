@@ -318,3 +318,15 @@ def test_quiet_flag_is_reset_between_runs(mlv, mlv_repo: Path) -> None:  # type:
     assert mlv("-q", "remote", "list", cwd=mlv_repo).stdout == ""
     assert mlv("remote", "list", cwd=mlv_repo).stdout.startswith("no remotes")
     assert sys.modules["mlv.cli.ui"].is_quiet() is False
+
+
+def test_a_long_run_prints_plain_progress_lines_when_not_on_a_terminal(  # type: ignore[no-untyped-def]
+        mlv, big_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ui.Progress, "PLAIN_EVERY", 0.0)  # as if every report came 10 s apart
+    res = mlv("add", "data", cwd=big_repo)
+    ok(res)
+    lines = res.stderr.splitlines()
+    assert lines and all(line.startswith("hashing: ") for line in lines), res.stderr
+    assert "\r" not in res.stderr and "\x1b" not in res.stderr
+    assert PROGRESS.search(res.stderr)
+    assert mlv("-q", "push", cwd=big_repo).stderr == ""
