@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import time
+from collections.abc import Callable
 
 from mlv import paths
 from mlv.errors import LockError, MlvError, PathError, StorageError
@@ -269,10 +270,15 @@ _UNSUPPORTED = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno
                 errno.EMLINK, errno.ENOSYS}
 
 
-def copy_new(src: str, dst: str, mode: int, from_store: bool = False) -> os.stat_result:
+COPY_BLOCK = 32 << 20  # with a progress callback, copy in blocks this big
+
+
+def copy_new(src: str, dst: str, mode: int, from_store: bool = False,
+             on_bytes: Callable[[int], None] | None = None) -> os.stat_result:
     """Copy `src` to a new file `dst` inside the kernel (copy_file_range, else sendfile).
     Returns the new file's stat (its inode and mtime survive a later rename). With
-    `from_store`, `src` is an object of a store and must be a regular file itself."""
+    `from_store`, `src` is an object of a store and must be a regular file itself.
+    `on_bytes(n)` is called after each block of at most COPY_BLOCK bytes."""
     if from_store:
         fin = _open_object(src)
     else:
@@ -282,18 +288,24 @@ def copy_new(src: str, dst: str, mode: int, from_store: bool = False) -> os.stat
         try:
             size = os.fstat(fin).st_size
             offset = 0
+            block = COPY_BLOCK if on_bytes else 1 << 30
             try:
                 while offset < size:
-                    done = os.copy_file_range(fin, fout, size - offset, offset, offset)
+                    done = os.copy_file_range(fin, fout, min(size - offset, block), offset,
+                                              offset)
                     if done == 0:
                         break
                     offset += done
+                    if on_bytes:
+                        on_bytes(done)
             except OSError as exc:
                 if exc.errno not in _UNSUPPORTED and exc.errno != errno.EXDEV:
                     raise
             if offset < size:  # copy_file_range unsupported here, or the file grew
-                while sent := os.sendfile(fout, fin, offset, 1 << 30):
+                while sent := os.sendfile(fout, fin, offset, block):
                     offset += sent
+                    if on_bytes:
+                        on_bytes(sent)
             return os.fstat(fout)
         finally:
             os.close(fout)

@@ -6,6 +6,7 @@ import io
 import os
 import re
 import stat
+from collections.abc import Callable
 
 import xxhash
 
@@ -40,11 +41,14 @@ def open_regular(path: str) -> io.FileIO:
     return io.FileIO(fd, "rb")
 
 
-def hash_file(path: str) -> tuple[str, int]:
-    """Return (hex digest, size) of a file, reading large files in large blocks."""
+def hash_file(path: str, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
+    """Return (hex digest, size) of a file, reading large files in large blocks.
+    `on_bytes(n)` is called as each block is read (progress of a big file)."""
     with open_regular(path) as fobj:
         if os.fstat(fobj.fileno()).st_size <= SMALL:
             data = fobj.readall()
+            if on_bytes:
+                on_bytes(len(data))
             return hash_bytes(data), len(data)
         hasher = xxhash.xxh3_128()
         size = 0
@@ -53,6 +57,8 @@ def hash_file(path: str) -> tuple[str, int]:
         while n := fobj.readinto(buf):
             hasher.update(view[:n])
             size += n
+            if on_bytes:
+                on_bytes(n)
         return hasher.hexdigest(), size
 
 

@@ -7,7 +7,7 @@ Layout (shared with every remote): `<root>/xxh128/ab/cdef…` for files and
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from mlv import fsio
 from mlv.errors import StorageError
@@ -73,7 +73,8 @@ class ObjectStore:
             fsio.atomic_write(self.path_of(oid), data, OBJECT_MODE)
         return oid
 
-    def add_file(self, path: str) -> tuple[str, int]:
+    def add_file(self, path: str, on_bytes: Callable[[int], None] | None = None
+                 ) -> tuple[str, int]:
         """Store a file; return (oid, size). What enters the store is verified.
 
         Small files are read once and stored from memory. Large files are hashed,
@@ -84,8 +85,10 @@ class ObjectStore:
             with open_regular(path) as fobj:
                 data = fobj.readall() if os.fstat(fobj.fileno()).st_size <= SMALL else None
             if data is not None and len(data) <= SMALL:
+                if on_bytes:
+                    on_bytes(len(data))
                 return self.add_bytes(data), len(data)
-            oid, size = hash_file(path)
+            oid, size = hash_file(path, on_bytes)
             if self.exists(oid):
                 return oid, size
             fsio.makedirs(self.base)

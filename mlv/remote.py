@@ -24,7 +24,7 @@ from mlv import fsio
 from mlv.errors import MlvError
 from mlv.hashing import HASH_NAME, is_oid
 from mlv.odb import iter_store
-from mlv.workspace import Progress, parallel_map
+from mlv.workspace import Progress, bytes_of, parallel_map
 
 # Fewer queries than this are asked one by one; more use one listing of the remote.
 EXISTS_ONE_BY_ONE = 64
@@ -242,6 +242,8 @@ class LocalRemote(Remote):
     def upload(self, items: list[tuple[str, str]], progress: Progress | None,
                sizes: dict[str, int] | None = None) -> Failures:
         self.check()
+        announce(progress, items, sizes, upload=True)
+        on_bytes = bytes_of(progress)
 
         def put(item: tuple[str, str]) -> None:
             src, oid = item
@@ -252,7 +254,7 @@ class LocalRemote(Remote):
                 self._made.add(folder)
             tmp = fsio.tmp_name(final)
             try:
-                fsio.copy_new(src, tmp, 0o444, from_store=True)
+                fsio.copy_new(src, tmp, 0o444, from_store=True, on_bytes=on_bytes)
                 fsio.commit(tmp, final)
             except BaseException:
                 fsio.remove_file(tmp)
@@ -264,10 +266,12 @@ class LocalRemote(Remote):
                  after: After | None = None, sizes: dict[str, int] | None = None
                  ) -> Failures:
         self.check()
+        announce(progress, items, sizes)
+        on_bytes = bytes_of(progress)
 
         def get(item: tuple[str, str]) -> None:
             oid, dst = item
-            fsio.copy_new(self.path_of(oid), dst, 0o444, from_store=True)
+            fsio.copy_new(self.path_of(oid), dst, 0o444, from_store=True, on_bytes=on_bytes)
             if after:
                 after(oid, dst)
 
@@ -435,6 +439,7 @@ class FsspecRemote(Remote):
 
     def upload(self, items: list[tuple[str, str]], progress: Progress | None,
                sizes: dict[str, int] | None = None) -> Failures:
+        announce(progress, items, sizes, upload=True)
         if self.is_async:
             budget = _ByteBudget(BUFFER_MAX)
 
@@ -442,7 +447,7 @@ class FsspecRemote(Remote):
                 src, oid = item
                 fsio.check_object(src)  # never upload what a symlink in the cache names
                 if not self.is_s3:
-                    await self.fs._put_file(src, self.path_of(oid))
+                    await self.fs._put_file(src, self.path_of(oid), callback=counter(progress))
                     return
                 size = os.path.getsize(src)
                 # s3fs sends an object under 2 x chunksize in one PUT, else in parts,
@@ -451,13 +456,14 @@ class FsspecRemote(Remote):
                 buffered = size if whole else PART_SIZE * self.fs.max_concurrency
                 async with budget.hold(buffered):
                     await self.fs._put_file(src, self.path_of(oid),
-                                            chunksize=WHOLE_OBJECT_MAX if whole else PART_SIZE)
+                                            chunksize=WHOLE_OBJECT_MAX if whole else PART_SIZE,
+                                            callback=counter(progress))
 
             failures = self._gather(one, items, progress, key=lambda item: item[1])
         else:
             def put(item: tuple[str, str]) -> None:
                 fsio.check_object(item[0])
-                self.fs.put_file(item[0], self.path_of(item[1]))
+                self.fs.put_file(item[0], self.path_of(item[1]), callback=counter(progress))
 
             failures = self._threads(put, items, progress, key=lambda item: item[1])
         self._raise_fatal(failures)
@@ -467,6 +473,7 @@ class FsspecRemote(Remote):
                  after: After | None = None, sizes: dict[str, int] | None = None
                  ) -> Failures:
         sizes = sizes or {}
+        announce(progress, items, sizes)
         if self.is_async:
             budget = _ByteBudget(BUFFER_MAX)
 
@@ -474,23 +481,25 @@ class FsspecRemote(Remote):
                 oid, dst = item
                 size = sizes.get(oid)
                 if not self.is_s3:
-                    await self.fs._get_file(self.path_of(oid), dst)
+                    await self.fs._get_file(self.path_of(oid), dst, callback=counter(progress))
                 elif size is not None and size > WHOLE_OBJECT_MAX:
                     # ranged GETs, max_concurrency parts held in memory at a time
                     async with budget.hold(PART_SIZE * self.fs.max_concurrency):
-                        await self.fs._get_file(self.path_of(oid), dst, chunksize=PART_SIZE)
+                        await self.fs._get_file(self.path_of(oid), dst, chunksize=PART_SIZE,
+                                                callback=counter(progress))
                 else:
                     # one streamed GET, also when the size is unknown (an object named
                     # only in other commits): it holds little memory. (s3fs by default
                     # opens the object, closes it, and fetches it again in ranges.)
-                    await self.fs._get_file(self.path_of(oid), dst, max_concurrency=1)
+                    await self.fs._get_file(self.path_of(oid), dst, max_concurrency=1,
+                                            callback=counter(progress))
                 if after:
                     after(oid, dst)
 
             failures = self._gather(one, items, progress, key=lambda item: item[0])
         else:
             def get(item: tuple[str, str]) -> None:
-                self.fs.get_file(self.path_of(item[0]), item[1])
+                self.fs.get_file(self.path_of(item[0]), item[1], callback=counter(progress))
                 if after:
                     after(*item)
 
@@ -645,6 +654,46 @@ class _ByteBudget:
                 self._changed.notify_all()
 
 
+def announce(progress: Progress | None, items: list[tuple[str, str]],
+             sizes: dict[str, int] | None, upload: bool = False) -> None:
+    """Add a transfer's files and bytes (where known) to `progress`'s totals."""
+    if not progress:
+        return
+    known = sizes or {}
+    total = 0
+    for item in items:
+        src, oid = item if upload else (item[1], item[0])
+        size = known.get(oid)
+        if size is None and upload:
+            try:
+                size = os.path.getsize(src)
+            except OSError:
+                size = 0
+        total += size or 0
+    progress(total_files=len(items), total_bytes=total)
+
+
+def counter(progress: Progress | None) -> Any:
+    """An fsspec callback that reports the bytes of one transfer to `progress` as they
+    move (fsspec's no-op callback without `progress`)."""
+    from fsspec.callbacks import DEFAULT_CALLBACK, Callback
+
+    if progress is None:
+        return DEFAULT_CALLBACK
+    report = progress
+
+    class _Bytes(Callback):
+        told = 0
+
+        def call(self, *args: Any, **kwargs: Any) -> None:
+            delta = (self.value or 0) - self.told
+            if delta > 0:
+                self.told += delta
+                report(0, delta)
+
+    return _Bytes()
+
+
 def _mtime_of(info: Any) -> float | None:
     """The modification time in a listing entry (S3's LastModified, a local mtime …),
     or None when the filesystem does not give one."""
@@ -696,6 +745,16 @@ def _s3_options(options: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def local_root(url: str) -> str | None:
+    """The folder a local remote's URL names (a path or file:// URL), else None."""
+    protocol, _, rest = url.partition("://")
+    if not rest:
+        protocol, rest = "file", url
+    if protocol not in ("file", "local"):
+        return None
+    return os.path.abspath(os.path.expanduser(rest))
+
+
 def open_remote(name: str, options: dict[str, Any], default_jobs: int,
                 jobs: int | None = None, local_jobs: int | None = None) -> Remote:
     """Build the Remote for a configured remote's options. `default_jobs` is for network
@@ -706,11 +765,9 @@ def open_remote(name: str, options: dict[str, Any], default_jobs: int,
                           hint=f"set one with `mlv remote modify {name} url URL`")
     configured = jobs or int(options.get("jobs") or 0)
     protocol, _, rest = url.partition("://")
-    if not rest:
-        protocol, rest = "file", url
-    if protocol in ("file", "local"):
-        return LocalRemote(name, url, configured or local_jobs or default_jobs,
-                           os.path.abspath(os.path.expanduser(rest)))
+    folder = local_root(url)
+    if folder is not None:
+        return LocalRemote(name, url, configured or local_jobs or default_jobs, folder)
     jobs = configured or default_jobs
     import fsspec
 

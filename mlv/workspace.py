@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from mlv import fsio
 from mlv.errors import PathError
@@ -14,7 +14,24 @@ from mlv.hashing import hash_file
 from mlv.odb import ObjectStore
 from mlv.state import StatCache
 
-Progress = Callable[[int], None]
+
+class Progress(Protocol):
+    """How a long operation reports progress (the CLI renders it; nothing below prints).
+
+    `progress(files, nbytes)`: that many more files finished and bytes moved or read
+    (bytes are reported as they go, so a single big file shows movement);
+    `progress(total_files=…, total_bytes=…)`: that much more work was found (added to
+    the totals). Every argument defaults to 0, so `progress(1)` is one file done."""
+
+    def __call__(self, files: int = 0, nbytes: int = 0, *, total_files: int = 0,
+                 total_bytes: int = 0) -> None: ...
+
+
+def bytes_of(progress: Progress | None) -> Callable[[int], None] | None:
+    """A `on_bytes(n)` callback for the I/O layer that reports to `progress`."""
+    if progress is None:
+        return None
+    return lambda n: progress(0, n)
 
 
 class WFile:
@@ -165,10 +182,15 @@ def hash_files(files: list[WFile], state: StatCache, jobs: int,
     """The hash of each file, read only when the stat cache does not know it."""
     oids: list[str | None] = [state.get(f.st) for f in files]
     todo = [f for f, oid in zip(files, oids) if oid is None]
+    on_bytes = bytes_of(progress)
+    if progress:  # files the stat cache knows are done already
+        total = sum(f.st.st_size for f in files)
+        progress(len(files) - len(todo), total - sum(f.st.st_size for f in todo),
+                 total_files=len(files), total_bytes=total)
 
     def work(f: WFile) -> str:
         try:
-            oid, _ = hash_file(f.path)
+            oid, _ = hash_file(f.path, on_bytes)
         except OSError as exc:
             raise fsio.storage_error(exc, f.path) from exc
         if _unchanged(f.st, f.path):
@@ -184,12 +206,17 @@ def store_files(files: list[WFile], odb: ObjectStore, state: StatCache, jobs: in
     """Store each file's bytes in `odb` (reading each file at most once).
 
     Returns (hash, size) of the bytes actually stored for each file."""
+    on_bytes = bytes_of(progress)
+    if progress:
+        progress(total_files=len(files), total_bytes=sum(f.st.st_size for f in files))
 
     def work(f: WFile) -> tuple[str, int]:
         known = state.get(f.st)
         if known is not None and odb.exists(known):
+            if progress:
+                progress(0, f.st.st_size)
             return known, f.st.st_size
-        oid, size = odb.add_file(f.path)
+        oid, size = odb.add_file(f.path, on_bytes)
         if _unchanged(f.st, f.path):
             state.set(f.st, oid)
         return oid, size

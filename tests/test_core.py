@@ -6,6 +6,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 import xxhash
@@ -107,9 +108,9 @@ def test_status_rereads_only_files_whose_stat_changed(mlv, mlv_repo: Path,
     read: list[str] = []
     real = workspace.hash_file
 
-    def counting(path: str) -> tuple[str, int]:
+    def counting(path: str, *args: Any) -> tuple[str, int]:
         read.append(os.path.basename(path))
-        return real(path)
+        return real(path, *args)
 
     monkeypatch.setattr(workspace, "hash_file", counting)
     res = mlv("status", cwd=mlv_repo)

@@ -191,9 +191,10 @@ def test_add_status_checkout_remove_move_gc_config(mlv_repo: Path) -> None:
     res = run_mlv(repo, "checkout")
     assert res.exit_code == 1
     assert "data/a.csv" in res.stderr and "--force" in res.stderr
-    res = run_mlv(repo, "checkout", "--force", "data")
+    res = run_mlv(repo, "checkout", "--force", "-v", "data")
     ok(res)
-    assert res.stdout.splitlines() == ["M data/a.csv", "0 added, 1 modified, 0 deleted"]
+    assert res.stdout.splitlines() == ["M data/a.csv",
+                                       "0 added, 1 modified, 0 deleted, 8 B written"]
     assert read_tree(repo / "data") == original
 
     res = run_mlv(repo, "config", "cache.type", "hardlink")

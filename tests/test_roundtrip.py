@@ -387,11 +387,11 @@ def test_checkout_replaces_changes_whose_bytes_are_cached(tracked: Path, mlv) ->
     (tracked / "data" / "extra.txt").write_bytes(b"model v1")
     (tracked / "model.pkl").write_bytes(b"c1")
 
-    res = mlv("checkout", cwd=tracked)
+    res = mlv("checkout", "-v", cwd=tracked)
 
     ok(res)
     assert res.stdout.splitlines() == ["M data/a.txt", "M model.pkl", "D data/extra.txt",
-                                       "0 added, 2 modified, 1 deleted"]
+                                       "0 added, 2 modified, 1 deleted, 10 B written"]
     assert read_tree(tracked / "data") == {"a.txt": b"a1", "b.txt": b"b1", "sub/c.txt": b"c1"}
     assert (tracked / "model.pkl").read_bytes() == b"model v1"
 

@@ -24,6 +24,7 @@ class CheckoutResult:
     deleted: list[str] = field(default_factory=list)
     relinked: int = 0
     missing: list[str] = field(default_factory=list)  # paths whose objects are not cached
+    bytes: int = 0  # written: the added and modified files' sizes
 
 
 @dataclass
@@ -215,10 +216,12 @@ def _apply(repo: Repo, plan: _Plan, result: CheckoutResult, progress: Progress |
         path = repo.rel(_join(diff.path, e.path))
         if e.path in modified:
             result.modified.append(path)
+            result.bytes += e.size
         elif diff.present and e.path not in restored:
             result.relinked += 1
         else:
             result.added.append(path)
+            result.bytes += e.size
 
 
 def _write_all(repo: Repo, base: str, entries: list[Entry], fresh: bool,
@@ -237,7 +240,11 @@ def _write_all(repo: Repo, base: str, entries: list[Entry], fresh: bool,
         else:
             st = materialize(repo.odb, e.oid, dst, link_types, e.exec, repo.link_skip)
         repo.state.set(st, e.oid)
+        if progress:
+            progress(0, e.size)
 
+    if progress:
+        progress(total_files=len(entries), total_bytes=sum(e.size for e in entries))
     workspace.parallel_map(work, entries, repo.jobs, progress, size=lambda e: e.size)
 
 

@@ -7,14 +7,15 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mlv import manifest
 from mlv.api import remote as remote_api
 from mlv.api import targets as targets_mod
-from mlv.hashing import intact
+from mlv.hashing import hash_file
 from mlv.repo import Repo
-from mlv.workspace import Progress, parallel_map
+from mlv.workspace import Progress, bytes_of, parallel_map
 
 CHUNK = 512  # remote objects downloaded per round
 
@@ -48,11 +49,21 @@ def _users(repo: Repo) -> dict[str, list[str]]:
     return users
 
 
-def _good(path: str, oid: str) -> bool:
+def _good(path: str, oid: str, on_bytes: Callable[[int], None] | None = None) -> bool:
     try:
-        return intact(path, oid)
+        return hash_file(path, on_bytes)[0] == oid.removesuffix(".dir")
     except OSError:
         return False
+
+
+def _sizes(objects: list[tuple[str, str]]) -> int:
+    total = 0
+    for _, path in objects:
+        try:
+            total += os.lstat(path).st_size
+        except OSError:
+            pass
+    return total
 
 
 def fsck(repo: Repo, remote: str | None = None, sample: float | None = None,
@@ -61,7 +72,11 @@ def fsck(repo: Repo, remote: str | None = None, sample: float | None = None,
     if remote is None:
         objects = [(oid, path) for oid, path in repo.odb.iter_objects() if oid]
         result = FsckResult("cache", len(objects))
-        ok = parallel_map(lambda item: _good(item[1], item[0]), objects, repo.jobs, progress)
+        if progress:
+            progress(total_files=len(objects), total_bytes=_sizes(objects))
+        on_bytes = bytes_of(progress)
+        ok = parallel_map(lambda item: _good(item[1], item[0], on_bytes), objects, repo.jobs,
+                          progress)
         bad = [oid for (oid, _), good in zip(objects, ok) if not good]
     else:
         source = remote_api.resolve(repo, remote, jobs)

@@ -13,6 +13,7 @@ from mlv.api import scope
 from mlv.config import DEFAULTS, parse_duration, shortens_grace
 from mlv.errors import ConfigError, MlvError
 from mlv.repo import Repo
+from mlv.workspace import Progress
 
 if TYPE_CHECKING:
     from mlv.remote import Remote
@@ -43,7 +44,8 @@ def used_objects(repo: Repo, all_branches: bool = False, all_tags: bool = False,
 
 
 def gc(repo: Repo, all_branches: bool = False, all_tags: bool = False,
-       all_commits: bool = False, dry: bool = False) -> GcResult:
+       all_commits: bool = False, dry: bool = False, progress: Progress | None = None
+       ) -> GcResult:
     with repo.lock():
         used, nrevs = used_objects(repo, all_branches, all_tags, all_commits)
         result = GcResult(revisions=nrevs)
@@ -53,6 +55,8 @@ def gc(repo: Repo, all_branches: bool = False, all_tags: bool = False,
                 st = os.lstat(path)
             except FileNotFoundError:
                 continue
+            if progress:
+                progress(1, st.st_size)
             if not oid:  # a temp file left by an interrupted write
                 if not dry and now - st.st_mtime > STALE_TMP_SECONDS:
                     fsio.remove_file(path)

@@ -8,8 +8,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlv.config import LEVELS, MAX_JOBS
-from mlv.errors import ConfigError, UsageError
-from mlv.remote import MASK, REMOTE_KEYS, SECRET_KEYS, Remote, is_secret, masked_url, open_remote
+from mlv.errors import ConfigError, StorageError, UsageError
+from mlv.remote import (
+    MASK,
+    REMOTE_KEYS,
+    SECRET_KEYS,
+    Remote,
+    is_secret,
+    local_root,
+    masked_url,
+    open_remote,
+)
 from mlv.repo import Repo
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
@@ -128,16 +137,58 @@ def _checked_jobs(repo: Repo, name: str, value: Any) -> int:
         raise ConfigError(f"remote '{name}': {exc.message} (in {path})", hint=hint) from None
 
 
-def add(repo: Repo, name: str, url: str, default: bool = False, local: bool = False) -> None:
+@dataclass
+class Added:
+    folder: str | None  # the folder of a local remote, else None
+    created: bool = False  # the folder was created
+    missing: bool = False  # the folder does not exist (and was not created)
+
+
+def add(repo: Repo, name: str, url: str, default: bool = False, local: bool = False,
+        create: bool = False) -> Added:
+    """Add a remote. The folder of a local one is created with `create`; else a
+    missing folder is reported (`Added.missing`), not refused: it may be a mount that
+    is not there now, and push refuses a missing folder anyway."""
     _check_name(name)
     if name in repo.config.remotes():
         raise ConfigError(f"remote '{name}' already exists",
                           hint=f"change it with `mlv remote modify {name} url "
                                f"{masked_url(url)}`")
+    folder = local_folder(repo, url)
+    added = Added(folder)
+    if folder is not None and not os.path.isdir(folder):
+        if create:
+            _create(folder)
+            added.created = True
+        else:
+            added.missing = True
     level = _level(local)
     repo.config.set_remote(name, "url", url, level)
     if default:
         repo.config.set("core.remote", name, level)
+    return added
+
+
+def _rooted(repo: Repo, url: str) -> str:
+    """A relative folder URL made relative to the repository (not the current folder)."""
+    local = url.removeprefix("file://") if url.startswith("file://") else url
+    if local and "://" not in local and not os.path.isabs(os.path.expanduser(local)):
+        return os.path.join(repo.root, local)
+    return url
+
+
+def local_folder(repo: Repo, url: str) -> str | None:
+    """The folder a local remote's URL names, else None."""
+    return local_root(_rooted(repo, url))
+
+
+def _create(folder: str) -> None:
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the remote's folder {folder}: "
+                           f"{exc.strerror or exc}",
+                           hint="create it yourself, or choose another folder") from None
 
 
 def modify(repo: Repo, name: str, key: str, value: str | None, local: bool = False,
@@ -193,9 +244,7 @@ def resolve(repo: Repo, name: str | None = None, jobs: int | None = None) -> Rem
     _check_committed(repo, name)
     if options.get("jobs") is not None:
         options["jobs"] = _checked_jobs(repo, name, options["jobs"])
-    url = str(options.get("url", ""))
-    local = url.removeprefix("file://") if url.startswith("file://") else url
-    if local and "://" not in local and not os.path.isabs(os.path.expanduser(local)):
-        options["url"] = os.path.join(repo.root, local)  # relative to the repository
+    if options.get("url"):
+        options["url"] = _rooted(repo, str(options["url"]))
     return open_remote(name, options, default_jobs=max(16, repo.jobs * 4), jobs=jobs,
                        local_jobs=repo.jobs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,6 +155,9 @@ def dag_text(repo: Repo, fmt: str = "text", outs: bool = False) -> str:
     else:
         nodes = list(dag.order)
         edges = [(up, name) for name in dag.order for up in sorted(dag.upstream[name])]
+    if fmt == "json":
+        return json.dumps({"nodes": nodes, "edges": [{"from": a, "to": b} for a, b in edges]},
+                          indent=2, ensure_ascii=False)
     if fmt == "dot":
         body = [f'  "{n}";' for n in nodes] + [f'  "{a}" -> "{b}";' for a, b in edges]
         return "digraph mlv {\n" + "\n".join(body) + "\n}"

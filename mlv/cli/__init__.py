@@ -29,7 +29,10 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="mlv",
                       message="%(prog)s %(version)s")
-def cli() -> None:
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print nothing but errors (and what a command exists to show).")
+@click.option("-v", "--verbose", is_flag=True, help="Print more: a line per file changed.")
+def cli(quiet: bool, verbose: bool) -> None:
     """Version datasets and model files next to your code, the git way.
 
     Git keeps the code and small `.mlv` pointer files; mlv keeps the bytes in a
@@ -39,11 +42,13 @@ def cli() -> None:
     Example:
       mlv init && mlv add data && git add data.mlv .gitignore
     """
+    ui.set_verbosity(-1 if quiet else 1 if verbose else 0)
 
 
 for module in (repo_cmds, data_cmds, pipeline_cmds, remote_cmds, gc_cmd, fsck_cmd,
                migrate_cmd):
     for command in module.COMMANDS:
+        ui.verbosity_options(command)
         cli.add_command(command)
 
 

@@ -10,7 +10,17 @@ import click
 if TYPE_CHECKING:
     from mlv.api.checkout import CheckoutResult
 
-from mlv.cli.ui import Progress, echo, find_repo, human_size, listing, plural
+from mlv.cli.ui import (
+    Progress,
+    echo,
+    find_repo,
+    human_size,
+    is_quiet,
+    is_verbose,
+    listing,
+    plural,
+    print_json,
+)
 
 
 @click.command()
@@ -28,6 +38,7 @@ def add(paths: tuple[str, ...], quiet: bool) -> None:
     """
     from mlv.api.add import add as api_add
 
+    quiet = is_quiet(quiet)
     repo = find_repo()
     progress = Progress("hashing", quiet)
     results = api_add(repo, list(paths), progress.callback)
@@ -81,6 +92,7 @@ def status(targets: tuple[str, ...], as_json: bool, quiet: bool, cloud: bool,
     from mlv.api.status import advice
     from mlv.api.status import status as api_status
 
+    quiet = is_quiet(quiet)
     if cloud or remote_name:
         _cloud_status(list(targets), as_json, quiet, remote_name)
         return
@@ -130,7 +142,9 @@ def status(targets: tuple[str, ...], as_json: bool, quiet: bool, cloud: bool,
               help="Overwrite or delete workspace files even if their changes are not cached.")
 @click.option("--relink", is_flag=True, help="Re-create every link per cache.type.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-def checkout(targets: tuple[str, ...], force: bool, relink: bool, quiet: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+def checkout(targets: tuple[str, ...], force: bool, relink: bool, quiet: bool,
+             as_json: bool) -> None:
     """Make the workspace match the pointers (run it after `git checkout`).
 
     Files whose current content is not in the cache are never overwritten or
@@ -146,7 +160,15 @@ def checkout(targets: tuple[str, ...], force: bool, relink: bool, quiet: bool) -
     result = api_checkout(find_repo(), list(targets), force=force, relink=relink,
                           progress=progress.callback)
     progress.done()
-    report_checkout(result, quiet)
+    if as_json:
+        print_json(checkout_dict(result))
+    report_checkout(result, quiet or as_json)
+
+
+def checkout_dict(result: CheckoutResult) -> dict[str, object]:
+    """What a checkout changed, for --json."""
+    return {"added": result.added, "modified": result.modified, "deleted": result.deleted,
+            "relinked": result.relinked, "bytes": result.bytes, "missing": result.missing}
 
 
 def _cloud_status(targets: list[str], as_json: bool, quiet: bool,
@@ -185,13 +207,18 @@ def report_checkout(result: CheckoutResult, quiet: bool) -> None:
     """Print what checkout changed; raise when data was missing from the cache."""
     from mlv.errors import ObjectMissingError
 
-    if not quiet:
-        for label, paths in (("A", result.added), ("M", result.modified), ("D", result.deleted)):
-            listing(f"{label} ", paths, limit=20, indent="", more="")
+    if not is_quiet(quiet):
+        if is_verbose():  # a line per file; by default only the counts (20,000 files …)
+            for label, paths in (("A", result.added), ("M", result.modified),
+                                 ("D", result.deleted)):
+                for path in paths:
+                    echo(f"{label} {path}")
         counts = [f"{len(result.added)} added", f"{len(result.modified)} modified",
                   f"{len(result.deleted)} deleted"]
         if result.relinked:
             counts.append(f"{result.relinked} relinked")
+        if result.added or result.modified:
+            counts.append(f"{human_size(result.bytes)} written")
         if any((result.added, result.modified, result.deleted, result.relinked)):
             echo(", ".join(counts))
         elif not result.missing:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mlv.cli.ui import Progress, echo, find_repo, plural
+from mlv.cli.ui import Progress, echo, find_repo, plural, print_json
 from mlv.errors import MlvError, UsageError
 
 
@@ -25,8 +25,10 @@ def _percent(value: str | None) -> float | None:
               "(downloads and re-hashes its objects).")
 @click.option("--sample", help="With --remote: check only this share of objects, e.g. 10%.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 1024), help="Downloads in flight at once.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress.")
-def fsck(remote_name: str | None, sample: str | None, jobs: int | None, quiet: bool) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def fsck(remote_name: str | None, sample: str | None, jobs: int | None, quiet: bool,
+         as_json: bool) -> None:
     """Re-hash every object and report those whose bytes do not match their name.
 
     Exit 1 if any object is damaged; each is listed with the pointers that use it.
@@ -40,12 +42,16 @@ def fsck(remote_name: str | None, sample: str | None, jobs: int | None, quiet: b
     pct = _percent(sample)
     if pct is not None and remote_name is None:
         raise UsageError("--sample needs --remote")
-    progress = Progress("checking", quiet)
+    progress = Progress("checking", quiet or as_json)
     result = api_fsck(find_repo(), remote_name, pct, jobs, progress.callback)
     progress.done()
-    for oid, users in sorted(result.bad.items()):
+    if as_json:
+        print_json({"where": result.where, "checked": result.checked,
+                    "damaged": dict(sorted(result.bad.items())),
+                    "lists_damaged": result.vouching})
+    for oid, users in sorted(result.bad.items()) if not as_json else []:
         echo(f"damaged {oid}" + (f" (used by {', '.join(users[:5])})" if users else ""))
-    for oid in result.vouching:
+    for oid in result.vouching if not as_json else []:
         echo(f"lists-damaged {oid} (a folder manifest that lists a damaged object)")
     if result.bad:
         raise MlvError(f"{plural(len(result.bad), 'damaged object')} in the {result.where} "
@@ -55,7 +61,8 @@ def fsck(remote_name: str | None, sample: str | None, jobs: int | None, quiet: b
                              "with a good copy" if remote_name else
                              "delete the damaged objects from the cache, then `mlv fetch` them "
                              "or `mlv add` the data again"))
-    echo(f"{plural(result.checked, 'object')} in the {result.where}: all good")
+    if not as_json:
+        echo(f"{plural(result.checked, 'object')} in the {result.where}: all good")
 
 
 COMMANDS = [fsck]

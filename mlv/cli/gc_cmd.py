@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from mlv.cli.ui import echo, find_repo, human_size, plural
+from mlv.cli.ui import Progress, echo, find_repo, human_size, plural, print_json
 from mlv.errors import UsageError
+
+if TYPE_CHECKING:
+    from mlv.api.gc import GcResult
 
 
 @click.command()
@@ -23,9 +27,11 @@ from mlv.errors import UsageError
 @click.option("--grace", metavar="DURATION",
               help="With --cloud: keep objects newer than this, e.g. 0, 30m, 12h, 2d "
                    "(default: config gc.grace, else 1d).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was (or would be) deleted "
+              "as JSON.")
 def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
-       dry: bool, cloud: bool, remote_name: str | None, force: bool, grace: str | None
-       ) -> None:
+       dry: bool, cloud: bool, remote_name: str | None, force: bool, grace: str | None,
+       as_json: bool) -> None:
     """Delete cache objects that no pointer in the chosen scope references.
 
     A scope is required. The workspace is always kept; wider scopes add the
@@ -53,7 +59,10 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
         name, result = gc_cloud(find_repo(), remote_name, all_branches, all_tags, all_commits,
                                 dry, grace=_grace(grace),
                                 confirm=None if force or not sys.stdin.isatty() else _ask)
-        for oid, _ in result.removed if dry else []:
+        if as_json:
+            print_json(gc_dict(result, dry, name))
+            return
+        for oid, _ in sorted(result.removed) if dry else []:
             echo(f"would delete {oid}")
         verb = "would delete" if dry else "deleted"
         echo(f"{verb} {plural(len(result.removed), 'object')} on remote '{name}'; "
@@ -69,15 +78,32 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
             echo(f"deleted {plural(result.temps, 'temp file')} left by interrupted "
                  "pushes (older than a day)")
         return
-    result = api_gc(find_repo(), all_branches, all_tags, all_commits, dry)
+    progress = Progress("collecting", as_json)
+    result = api_gc(find_repo(), all_branches, all_tags, all_commits, dry, progress.callback)
+    progress.done()
+    if as_json:
+        print_json(gc_dict(result, dry, None))
+        return
     if dry:
-        for oid, size in result.removed:
+        for oid, size in sorted(result.removed):  # the same order on every disk
             echo(f"would delete {oid} ({human_size(size)})")
         echo(f"would delete {plural(len(result.removed), 'object')}, "
              f"freeing {human_size(result.freed)}; {result.kept} kept")
     else:
         echo(f"deleted {plural(len(result.removed), 'object')}, "
              f"freed {human_size(result.freed)}; {result.kept} kept")
+
+
+def gc_dict(result: GcResult, dry: bool, remote: str | None) -> dict[str, object]:
+    """What gc deleted (or, with --dry, would delete), for --json."""
+    found: dict[str, object] = {
+        "remote": remote, "dry": dry,
+        "removed": [{"oid": oid, "size": size} for oid, size in result.removed],
+        "freed": result.freed, "kept": result.kept}
+    if remote is not None:
+        found.update(recent=result.recent, unknown_age=result.unknown_age,
+                     temps=result.temps, grace=result.grace)
+    return found
 
 
 def _ask(url: str, count: int) -> bool:

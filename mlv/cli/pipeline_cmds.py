@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mlv.cli.ui import echo, find_repo
+from mlv.cli.ui import echo, find_repo, print_json, show
 from mlv.errors import MlvError
 
 
@@ -65,7 +65,8 @@ def stage_add(name: str, deps: tuple[str, ...], outs: tuple[str, ...],
 
 
 @stage.command("list")
-def stage_list() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: stage name -> its fields.")
+def stage_list(as_json: bool) -> None:
     """List the stages with their commands.
 
     \b
@@ -75,11 +76,18 @@ def stage_list() -> None:
     from mlv.api.stage import list_stages
 
     stages = list_stages(find_repo())
+    if as_json:
+        print_json({st.name: {
+            "cmd": st.cmd, "wdir": st.wdir, "deps": st.deps, "params": st.params,
+            "outs": [{"path": o.path, "kind": o.kind, "cache": o.cache, "persist": o.persist}
+                     for o in st.outs],
+            "always_changed": st.always_changed} for st in stages})
+        return
     if not stages:
         echo("no stages; add one with `mlv stage add`")
     for st in stages:
         outs = ", ".join(o.path for o in st.outs)
-        echo(f"{st.name}\t{st.cmd}" + (f"\t-> {outs}" if outs else ""))
+        show(f"{st.name}\t{st.cmd}" + (f"\t-> {outs}" if outs else ""))
 
 
 class _Printer:
@@ -169,6 +177,8 @@ def commit(targets: tuple[str, ...]) -> None:
 @click.command()
 @click.option("--dot", "fmt", flag_value="dot", help="Graphviz DOT.")
 @click.option("--mermaid", "fmt", flag_value="mermaid", help="Mermaid flowchart.")
+@click.option("--json", "fmt", flag_value="json",
+              help="JSON: {\"nodes\": [...], \"edges\": [{\"from\": A, \"to\": B}]}.")
 @click.option("--outs", is_flag=True, help="Show outputs instead of stages.")
 def dag(fmt: str | None, outs: bool) -> None:
     """Show the pipeline graph.
@@ -179,7 +189,7 @@ def dag(fmt: str | None, outs: bool) -> None:
     """
     from mlv.api.stage import dag_text
 
-    echo(dag_text(find_repo(), fmt or "text", outs))
+    show(dag_text(find_repo(), fmt or "text", outs))
 
 
 def _number(value: Any, precision: int) -> str:

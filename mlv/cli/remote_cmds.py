@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mlv.cli.ui import Progress, echo, find_repo, human_size, plural
+from mlv.cli.ui import Progress, echo, find_repo, human_size, is_quiet, plural, print_json, show
 from mlv.errors import MlvError
 
 if TYPE_CHECKING:
@@ -28,22 +28,47 @@ def remote() -> None:
 @click.argument("url")
 @click.option("-d", "--default", "default", is_flag=True, help="Make it the default remote.")
 @click.option("--local", is_flag=True, help="Write to .mlv/config.local (this machine only).")
-def remote_add(name: str, url: str, default: bool, local: bool) -> None:
+@click.option("--create", is_flag=True,
+              help="Create the folder of a local remote if it does not exist (on a "
+                   "terminal, mlv offers to).")
+def remote_add(name: str, url: str, default: bool, local: bool, create: bool) -> None:
     """Add a remote: a folder, file:// URL, s3://bucket/path or any fsspec URL.
+
+    A local folder that does not exist is created with --create; on a terminal mlv
+    asks; otherwise the remote is added with a warning (push refuses a missing folder).
 
     \b
     Example:
       mlv remote add -d store /mnt/shared/mlv-store
     """
+    import os
+    import sys
+
     from mlv.api import remote as api
 
-    api.add(find_repo(), name, url, default=default, local=local)
+    repo = find_repo()
+    folder = api.local_folder(repo, url)
+    if (folder is not None and not create and not os.path.isdir(folder)
+            and sys.stdin.isatty() and sys.stderr.isatty()
+            and name not in repo.config.remotes()):
+        create = click.confirm(f"folder {folder} does not exist; create it?", default=False,
+                               err=True)
+    added = api.add(repo, name, url, default=default, local=local, create=create)
+    if added.created:
+        echo(f"created folder {added.folder}")
     echo(f"added remote '{name}' -> {api.masked('url', url)}"
          + (" (default)" if default else ""))
+    if added.missing:
+        import shlex
+
+        echo(f"warning: folder {added.folder} does not exist; `mlv push` needs it: create "
+             f"it (`mkdir -p {shlex.quote(added.folder or '')}`) or add the remote with "
+             "--create", err=True)
 
 
 @remote.command("list")
-def remote_list() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: name -> options.")
+def remote_list(as_json: bool) -> None:
     """List remotes with their options (secrets hidden).
 
     \b
@@ -53,14 +78,18 @@ def remote_list() -> None:
     from mlv.api import remote as api
 
     infos = api.listing(find_repo())
+    if as_json:
+        print_json({info.name: {"default": info.default, **dict(sorted(info.options.items()))}
+                    for info in infos})
+        return
     if not infos:
         echo("no remotes; add one with `mlv remote add NAME URL`")
     for info in infos:
         mark = " (default)" if info.default else ""
-        echo(f"{info.name}{mark}\t{info.options.get('url', '')}")
+        show(f"{info.name}{mark}\t{info.options.get('url', '')}")
         for key, value in sorted(info.options.items()):
             if key != "url":
-                echo(f"    {key}: {value}")
+                show(f"    {key}: {value}")
 
 
 @remote.command("remove")
@@ -116,7 +145,7 @@ def remote_default(name: str | None, local: bool) -> None:
         current = api.default_name(repo)
         if current is None:
             raise MlvError("no default remote is set", hint="run `mlv remote default NAME`")
-        echo(current)
+        show(current)
         return
     api.set_default(repo, name, local=local)
 
@@ -132,12 +161,23 @@ def _scope_options(func: Any) -> Any:
 
 
 def _common(func: Any) -> Any:
+    func = click.option("--json", "as_json", is_flag=True,
+                        help="Print the summary as JSON (no progress).")(func)
     func = click.option("-q", "--quiet", is_flag=True, help="No progress, only errors.")(func)
     func = click.option("-j", "--jobs", type=click.IntRange(1, 1024),
                         help="Transfers in flight at once.")(func)
     func = click.option("-r", "--remote", "remote_name", help="Remote name (default: the "
                         "default remote).")(func)
     return click.argument("targets", nargs=-1, type=click.Path())(func)
+
+
+def transfer_dict(result: TransferResult) -> dict[str, Any]:
+    """A transfer's summary for --json."""
+    return {"files": result.moved, "bytes": result.bytes, "already": result.already,
+            "failed": dict(sorted(result.failed.items())), "missing": result.missing,
+            "corrupted": result.corrupted, "verified": result.verified,
+            "refused": dict(sorted(result.refused.items())),
+            "seconds": round(result.seconds, 3)}
 
 
 REFUSED_SHOWN = 5  # run-cache entries named one by one; the rest are counted
@@ -189,8 +229,8 @@ def _report(verb: str, name: str, result: TransferResult, quiet: bool) -> None:
               help="Do not trust folder manifests already on the remote: ask about every "
                    "file they list and upload what is missing.")
 def push(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, quiet: bool,
-         all_branches: bool, all_tags: bool, all_commits: bool, run_cache: bool,
-         verify: bool) -> None:
+         as_json: bool, all_branches: bool, all_tags: bool, all_commits: bool,
+         run_cache: bool, verify: bool) -> None:
     """Upload tracked data that the remote does not have yet.
 
     TARGETS are tracked paths or .mlv files (default: every pointer in the workspace).
@@ -204,24 +244,28 @@ def push(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, qu
     """
     from mlv.api import transfer as api
 
+    quiet = is_quiet(quiet) or as_json
     progress = Progress("pushing", quiet)
     where = api.Scope(list(targets), all_branches, all_tags, all_commits)
     name, result = api.push(find_repo(), where, remote_name, jobs, progress.callback, verify)
     progress.done()
+    runs = api.push_run_cache(find_repo(), remote_name, jobs)[1] if run_cache else None
+    if as_json:
+        print_json({"remote": name, "pushed": transfer_dict(result)}
+                   | ({"run_cache": transfer_dict(runs)} if runs else {}))
     if result.verified and not quiet:
         echo(f"checked every file of {plural(len(result.verified), 'folder')} "
              f"on '{name}'")
     _report("pushed", name, result, quiet)
-    if run_cache:
-        name, result = api.push_run_cache(find_repo(), remote_name, jobs)
-        _report("pushed run-cache:", name, result, quiet)
+    if runs:
+        _report("pushed run-cache:", name, runs, quiet)
 
 
 @click.command()
 @_common
 @_scope_options
 def fetch(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, quiet: bool,
-          all_branches: bool, all_tags: bool, all_commits: bool) -> None:
+          as_json: bool, all_branches: bool, all_tags: bool, all_commits: bool) -> None:
     """Download tracked data into the cache (the workspace is not changed).
 
     \b
@@ -230,10 +274,13 @@ def fetch(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, q
     """
     from mlv.api import transfer as api
 
+    quiet = is_quiet(quiet) or as_json
     progress = Progress("fetching", quiet)
     where = api.Scope(list(targets), all_branches, all_tags, all_commits)
     name, result = api.fetch(find_repo(), where, remote_name, jobs, progress.callback)
     progress.done()
+    if as_json:
+        print_json({"remote": name, "fetched": transfer_dict(result)})
     _report("fetched", name, result, quiet)
 
 
@@ -244,7 +291,7 @@ def fetch(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, q
 @click.option("--run-cache", is_flag=True, help="Also download the run-cache (past stage "
               "runs), so `mlv repro` can skip work done elsewhere.")
 def pull(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, quiet: bool,
-         force: bool, run_cache: bool) -> None:
+         as_json: bool, force: bool, run_cache: bool) -> None:
     """Fetch tracked data and check it out into the workspace.
 
     \b
@@ -252,8 +299,10 @@ def pull(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, qu
       git clone URL && cd repo && mlv pull
     """
     from mlv.api import transfer as api
-    from mlv.cli.data_cmds import report_checkout
+    from mlv.cli.data_cmds import checkout_dict, report_checkout
 
+    quiet = is_quiet(quiet) or as_json
+    runs = None
     if run_cache:
         run_name, runs = api.fetch_run_cache(find_repo(), remote_name, jobs)
         _report("fetched run-cache:", run_name, runs, quiet)
@@ -264,6 +313,10 @@ def pull(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, qu
                                        progress.callback)
     finally:
         progress.done()
+    if as_json:
+        print_json({"remote": name, "fetched": transfer_dict(fetched),
+                    "checkout": checkout_dict(done)}
+                   | ({"run_cache": transfer_dict(runs)} if runs else {}))
     try:
         _report("fetched", name, fetched, quiet)
     except MlvError as exc:

@@ -64,7 +64,7 @@ def config(key: str, value: str | None, level: str | None, unset: bool) -> None:
             where = f"the {level} config" if level else "any config"
             raise ConfigError(f"{key} is not set in {where}",
                               hint=f"set it with `mlv config {key} VALUE`")
-        ui.echo(shown)
+        ui.show(shown)
         return
     why = api.committed_refuses(key, value) if level is None else None
     if api.set_value(key, value, level) != (level or "repo"):

@@ -216,9 +216,11 @@ class Runner:
                 self.emit(f"stage {stage.name}: restored outputs from the run-cache")
                 self._record(stage, deps)
                 return "restored"
-        self.emit(f"running stage {stage.name} ({'; '.join(reasons)})")
+        self.emit(f"running stage {stage.name} ({'; '.join(reasons)}): {stage.cmd}")
+        started = time.monotonic()
         self._clear_outs(stage)
         self._execute(stage)
+        self.emit(f"stage {stage.name} done in {time.monotonic() - started:.1f} s")
         entry = self._record(stage, deps)
         if use_cache:
             runcache.save(self.runs_dir, key, entry.outs)
