@@ -203,13 +203,14 @@ def _number(value: Any, precision: int) -> str:
 
 def _show(what: str, revs: tuple[str, ...], all_branches: bool, all_tags: bool,
           as_json: bool, md: bool, precision: int) -> None:
-    from mlv.api.show import WORKSPACE, flatten, show
+    from mlv.api.show import WORKSPACE, flatten
+    from mlv.api.show import show as api_show
 
-    shown = show(find_repo(), what, list(revs), all_branches, all_tags)
+    shown = api_show(find_repo(), what, list(revs), all_branches, all_tags)
     several = len(shown) > 1
     if as_json:
         data: dict[str, Any] = {s.label: s.files for s in shown} if several else shown[0].files
-        echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+        show(json.dumps(data, indent=2, default=str, ensure_ascii=False))
         return
     flat = [{f: {k: v for k, v in flatten(d).items()
                  if isinstance(v, (int, float, str, bool)) or v is None}
@@ -222,19 +223,19 @@ def _show(what: str, revs: tuple[str, ...], all_branches: bool, all_tags: bool,
     notes = [f"{file} at {s.label}: {why}" for s in shown for file, why in s.errors.items()
              if s.label != WORKSPACE or why != "does not exist"]
     if not rows:
-        echo(f"no {what} found")
+        show(f"no {what} found")
     else:
         header = ["file", "key"] + ([s.label for s in shown] if several else ["value"])
         table = [header] + [[f, k] + v for (f, k), v in rows.items()]
         if md:
-            echo("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+            show("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
             for row in table[1:]:
-                echo("| " + " | ".join(row) + " |")
+                show("| " + " | ".join(row) + " |")
         else:
             body = table if several else table[1:]
             width = [max(len(r[i]) for r in body) for i in range(len(header) - 1)]
             for row in body:
-                echo("  ".join(c.ljust(w) for c, w in zip(row, width)) + "  " + row[-1])
+                show("  ".join(c.ljust(w) for c, w in zip(row, width)) + "  " + row[-1])
     for note in notes:
         echo(f"note: {note}", err=True)
 
