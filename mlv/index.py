@@ -40,6 +40,7 @@ class Item:
     pointer: str | None = None  # the `.mlv` file (repo-relative) of a POINTER item
     stage: str | None = None  # the stage that writes it
     push: bool = True  # `push: false` outputs stay in the cache
+    remote: str | None = None  # `remote: NAME`: pushed to and fetched from that remote
 
     @property
     def is_dir(self) -> bool:
@@ -141,7 +142,7 @@ class Index:
                 self._put(Item(out.path, hashed.oid if hashed else None,
                                hashed.size if hashed else None, out.kind,
                                hashed.nfiles if hashed else None, stage=stage.name,
-                               push=out.push))
+                               push=out.push, remote=out.remote))
             for file in stage.params:
                 if file not in self.params_files:
                     self.params_files.append(file)

@@ -243,3 +243,51 @@ def test_index_at_an_unknown_revision_is_one_error(mlv_repo: Path) -> None:
 
     with pytest.raises(MlvError, match="unknown git revision"):
         Index.load(Repo(str(mlv_repo)), "no-such-branch")
+
+
+# ---- output options from dvc.yaml: push: false, remote: NAME -------------------------------
+
+OPTIONS = """\
+stages:
+  train:
+    cmd: echo model > model.pkl && echo scratch > scratch.bin && echo big > weights.bin
+    outs:
+    - model.pkl
+    - scratch.bin:
+        push: false
+    - weights.bin:
+        remote: models
+"""
+
+
+def test_push_false_stays_local_and_remote_sends_an_output_elsewhere(
+        mlv_repo: Path, mlv: Mlv, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    store = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    models = tmp_path / "models-remote"
+    models.mkdir()
+    assert mlv("remote", "add", "models", str(models), cwd=mlv_repo).exit_code == 0
+    make_tree(mlv_repo, {"mlv.yaml": OPTIONS})
+    assert mlv("repro", cwd=mlv_repo).exit_code == 0
+    res = mlv("status", "--cloud", cwd=mlv_repo)
+    assert "model.pkl" in res.output and "weights.bin" in res.output, res.output
+    assert "scratch.bin" not in res.output
+    res = mlv("push", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+
+    def objects(root: Path) -> set[str]:
+        return {p.read_text() for p in root.rglob("*") if p.is_file()}
+
+    assert objects(store) == {"model\n"}
+    assert objects(models) == {"big\n"}
+    assert mlv("status", "--cloud", "-q", cwd=mlv_repo).exit_code == 0
+    # a clone fetches each output from its remote; push: false is not looked for
+    git(mlv_repo, "add", "-A")
+    git(mlv_repo, "commit", "-qm", "outs")
+    clone = _clone(mlv_repo, tmp_path)
+    for name, url in (("store", store), ("models", models)):
+        run_mlv(clone, "remote", "add", "--local", name, str(url))
+    run_mlv(clone, "remote", "default", "--local", "store")
+    res = run_mlv(clone, "pull", "model.pkl", "weights.bin")
+    assert res.exit_code == 0, res.output
+    assert (clone / "weights.bin").read_text() == "big\n"
+    assert (clone / "model.pkl").read_text() == "model\n"

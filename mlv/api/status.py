@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mlv.api import targets as targets_mod
 from mlv.diff import diff_out
-from mlv.index import Index
+from mlv.index import Index, Item
 from mlv.repo import Repo
+
+if TYPE_CHECKING:
+    from mlv.remote import Remote
 
 
 @dataclass
@@ -98,14 +102,34 @@ class CloudReport:
 def cloud_status(repo: Repo, targets: list[str] | None = None, remote: str | None = None,
                  jobs: int | None = None) -> CloudReport:
     """Compare the cache with a remote for every tracked object: pointers and recorded
-    stage outputs (but `push: false` ones)."""
-    from mlv.api import gaps
+    stage outputs (but `push: false` ones). Without `remote`, outputs that mlv.yaml
+    sends to a remote of their own (`remote: NAME`) are compared with that one."""
     from mlv.api import remote as remote_api
+
+    items = targets_mod.select(repo, targets, pushed_only=True)
+    groups: dict[str | None, list[Item]] = {}
+    for item in items:
+        groups.setdefault(None if remote else item.remote, []).append(item)
+    if not groups:
+        groups[None] = []
+    names, report = [], CloudReport("", 0, [])
+    for name in sorted(groups, key=lambda n: n or ""):
+        target = remote_api.resolve(repo, name or remote, jobs)
+        part = _cloud_one(repo, target, groups[name])
+        names.append(target.name)
+        report.tracked += part.tracked
+        report.changed += part.changed
+        report.incomplete += part.incomplete
+    report.remote = ", ".join(names)
+    return report
+
+
+def _cloud_one(repo: Repo, target: Remote, items: list[Item]) -> CloudReport:
+    from mlv.api import gaps
     from mlv.transfer import entries_anywhere
 
-    target = remote_api.resolve(repo, remote, jobs)
     outs: list[tuple[str, str, set[str]]] = []
-    for item in targets_mod.select(repo, targets, pushed_only=True):
+    for item in items:
         assert item.oid is not None
         oids = {item.oid}
         if item.is_dir:

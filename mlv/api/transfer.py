@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mlv import fsio, transfer
 from mlv.api import checkout as checkout_api
 from mlv.api import gaps, scope
 from mlv.api import remote as remote_api
+from mlv.api import targets as targets_mod
 from mlv.api.checkout import CheckoutResult
 from mlv.pipeline import runcache
 from mlv.remote import Remote
@@ -29,31 +31,68 @@ def push(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None =
          progress: Progress | None = None, verify: bool = False
          ) -> tuple[str, TransferResult]:
     """Upload the objects in scope that the remote lacks. Returns (remote name, result).
+    Without `remote`, outputs that mlv.yaml sends to a remote of their own (`remote:
+    NAME`) go there, and the rest to the default remote.
 
     A folder's manifest on the remote vouches for its files, except with `verify`
     (every file of every manifest is asked about) and for manifests this clone has
     seen lacking files (`mlv status --cloud`, a fetch that missed files): those are
     checked, and what is missing is uploaded."""
-    target = remote_api.resolve(repo, remote, jobs)
-    with repo.lock():
-        roots, sizes = _in_scope(repo, where)
+    def one(target: Remote, own: str | None) -> TransferResult:
+        roots, sizes = _in_scope(repo, where, own)
         dirs = {o for o in roots if o.endswith(".dir")}
         distrust = dirs if verify else dirs & gaps.recorded(repo, target)
         result = transfer.push(repo.odb, target, roots, progress, sizes, distrust)
         gaps.clear(repo, target, result.verified)
-        return target.name, result
+        return result
+
+    return _each_remote(repo, where, remote, jobs, one)
 
 
 def fetch(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None = None,
           progress: Progress | None = None) -> tuple[str, TransferResult]:
-    """Download the objects in scope that the cache lacks, verifying each one."""
-    source = remote_api.resolve(repo, remote, jobs)
-    with repo.lock():
+    """Download the objects in scope that the cache lacks, verifying each one (outputs
+    with a remote of their own come from it, as for push)."""
+    def one(source: Remote, own: str | None) -> TransferResult:
         _fetch_file_lists(repo, source, where.targets)
-        roots, sizes = _in_scope(repo, where)
+        roots, sizes = _in_scope(repo, where, own)
         result = transfer.fetch(repo.odb, source, roots, repo.jobs, progress, sizes)
         _note_gaps(repo, source, roots, result.missing)
-        return source.name, result
+        return result
+
+    return _each_remote(repo, where, remote, jobs, one)
+
+
+def _each_remote(repo: Repo, where: Scope, remote: str | None, jobs: int | None,
+                 one: Callable[[Remote, str | None], TransferResult]
+                 ) -> tuple[str, TransferResult]:
+    """Run `one` for the remote given, or for the default remote and then for each
+    remote that mlv.yaml names for outputs in scope; the results are added up."""
+    with repo.lock():
+        items = [] if remote else targets_mod.select(repo, where.targets, pushed_only=True)
+        own = sorted({i.remote for i in items if i.remote})
+        everything = where.all_branches or where.all_tags or where.all_commits
+        groups: list[tuple[Remote, str | None]] = []
+        if not own or everything or not all(i.remote for i in items):
+            groups.append((remote_api.resolve(repo, remote, jobs), None))
+        groups += [(remote_api.resolve(repo, name, jobs), name) for name in own]
+        names, total = [], TransferResult()
+        for target, name in groups:
+            _add(total, one(target, name))
+            names.append(target.name)
+        return ", ".join(names), total
+
+
+def _add(total: TransferResult, part: TransferResult) -> None:
+    total.moved += part.moved
+    total.bytes += part.bytes
+    total.already += part.already
+    total.failed.update(part.failed)
+    total.missing += part.missing
+    total.corrupted += part.corrupted
+    total.verified += part.verified
+    total.refused.update(part.refused)
+    total.seconds += part.seconds
 
 
 def _note_gaps(repo: Repo, remote: Remote, roots: set[str], missing: list[str]) -> None:
@@ -68,12 +107,14 @@ def _note_gaps(repo: Repo, remote: Remote, roots: set[str], missing: list[str]) 
         and any(e.oid in lost for e in transfer.entries_anywhere(repo.odb, remote, d) or [])])
 
 
-def _in_scope(repo: Repo, where: Scope) -> tuple[set[str], dict[str, int]]:
-    """The object ids in scope (but `push: false` outputs), and the sizes the
-    workspace's records give for them."""
+def _in_scope(repo: Repo, where: Scope, remote: str | None = None
+              ) -> tuple[set[str], dict[str, int]]:
+    """The object ids in scope (but `push: false` outputs) for the default remote, or
+    for the outputs sent to `remote` by name; and the sizes the workspace's records
+    give for them."""
     sizes: dict[str, int] = {}
     roots, _ = scope.roots(repo, where.targets, where.all_branches, where.all_tags,
-                           where.all_commits, sizes, pushed_only=True)
+                           where.all_commits, sizes, pushed_only=True, remote=remote)
     return roots, sizes
 
 
