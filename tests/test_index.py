@@ -291,3 +291,33 @@ def test_push_false_stays_local_and_remote_sends_an_output_elsewhere(
     assert res.exit_code == 0, res.output
     assert (clone / "weights.bin").read_text() == "big\n"
     assert (clone / "model.pkl").read_text() == "model\n"
+
+
+def test_artifacts_are_listed_with_their_recorded_version(mlv_repo: Path, mlv: Mlv) -> None:
+    import json
+
+    make_tree(mlv_repo, {"mlv.yaml": OPTIONS.replace("    outs:\n", "    desc: fit it\n"
+                                                     "    outs:\n") + """\
+  frozen_one:
+    cmd: echo never > never.txt
+    frozen: true
+artifacts:
+  classifier:
+    path: model.pkl
+    type: model
+    desc: Tags questions
+    labels: [nlp]
+  future:
+    path: later.pkl
+"""})
+    assert mlv("repro", cwd=mlv_repo).exit_code == 0
+    rows = mlv("artifacts", "list", cwd=mlv_repo).stdout.splitlines()
+    assert rows[0].split("\t")[:3] == ["classifier", "model.pkl", "model"]
+    assert rows[0].endswith("# Tags questions")
+    assert rows[1].split("\t")[:4] == ["future", "later.pkl", "-", "not recorded"]
+    data = json.loads(mlv("artifacts", "list", "--json", cwd=mlv_repo).stdout)
+    assert data["classifier"]["labels"] == ["nlp"] and len(data["classifier"]["xxh128"]) == 32
+    listing = mlv("stage", "list", cwd=mlv_repo).stdout
+    assert "frozen_one\techo never > never.txt\t(frozen)" in listing
+    assert "# fit it" in listing
+    assert not (mlv_repo / "never.txt").exists()

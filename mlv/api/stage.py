@@ -170,3 +170,32 @@ def dag_text(repo: Repo, fmt: str = "text", outs: bool = False) -> str:
     for a, b in edges:
         ups[b].append(a)
     return "\n".join(f"{n}" + (f"  <- {', '.join(ups[n])}" if ups[n] else "") for n in nodes)
+
+
+# ---- artifacts ----------------------------------------------------------------------------
+
+@dataclass
+class ArtifactInfo:
+    name: str
+    path: str
+    type: str | None
+    desc: str | None
+    labels: list[str]
+    oid: str | None  # the version mlv records for the path (a pointer or mlv.lock)
+    size: int | None
+
+
+def list_artifacts(repo: Repo) -> list[ArtifactInfo]:
+    """The top-level `artifacts:` of mlv.yaml, each with its recorded version."""
+    from mlv.api.repro import need_pipeline
+    from mlv.index import Index
+
+    need_pipeline(repo)
+    idx = Index.load(repo)
+    found = []
+    for art in (idx.project.artifacts.values() if idx.project else []):
+        at = idx.item_at(art.path)
+        item = at[0] if at and not at[1] else None
+        found.append(ArtifactInfo(art.name, art.path, art.type, art.desc, list(art.labels),
+                                  item.oid if item else None, item.size if item else None))
+    return found

@@ -81,13 +81,51 @@ def stage_list(as_json: bool) -> None:
             "cmd": st.cmd, "wdir": st.wdir, "deps": st.deps, "params": st.params,
             "outs": [{"path": o.path, "kind": o.kind, "cache": o.cache, "persist": o.persist}
                      for o in st.outs],
-            "always_changed": st.always_changed} for st in stages})
+            "always_changed": st.always_changed, "frozen": st.frozen, "desc": st.desc}
+            for st in stages})
         return
     if not stages:
         echo("no stages; add one with `mlv stage add`")
     for st in stages:
         outs = ", ".join(o.path for o in st.outs)
-        show(f"{st.name}\t{st.cmd}" + (f"\t-> {outs}" if outs else ""))
+        show(f"{st.name}\t{st.cmd}" + (f"\t-> {outs}" if outs else "")
+             + ("\t(frozen)" if st.frozen else "") + (f"\t# {st.desc}" if st.desc else ""))
+
+
+@click.group()
+def artifacts() -> None:
+    """List the artifacts mlv.yaml declares (its top-level `artifacts:`).
+
+    \b
+    Example:
+      mlv artifacts list
+    """
+
+
+@artifacts.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: name -> its fields.")
+def artifacts_list(as_json: bool) -> None:
+    """List each declared artifact: its path, type, description and the version mlv
+    records for it.
+
+    \b
+    Example:
+      mlv artifacts list --json
+    """
+    from mlv.api.stage import list_artifacts
+
+    found = list_artifacts(find_repo())
+    if as_json:
+        print_json({a.name: {"path": a.path, "type": a.type, "desc": a.desc,
+                             "labels": a.labels, "xxh128": a.oid, "size": a.size}
+                    for a in found})
+        return
+    if not found:
+        echo("no artifacts; declare them under `artifacts:` in mlv.yaml")
+    for a in found:
+        version = f"{a.oid[:12]} ({a.size} bytes)" if a.oid else "not recorded"
+        show(f"{a.name}\t{a.path}\t{a.type or '-'}\t{version}"
+             + (f"\t# {a.desc}" if a.desc else ""))
 
 
 class _Printer:
@@ -304,4 +342,4 @@ def metrics_show(as_json: bool, md: bool, revs: tuple[str, ...], all_branches: b
     _show("metrics", revs, all_branches, all_tags, as_json, md, precision)
 
 
-COMMANDS = [stage, repro, commit, dag, params, metrics]
+COMMANDS = [stage, artifacts, repro, commit, dag, params, metrics]
