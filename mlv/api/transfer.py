@@ -132,11 +132,12 @@ def _fetch_file_lists(repo: Repo, source: Remote, targets: list[str] | None) -> 
 
 
 def pull(repo: Repo, targets: list[str] | None, remote: str | None = None,
-         jobs: int | None = None, force: bool = False, progress: Progress | None = None
+         jobs: int | None = None, force: bool = False, progress: Progress | None = None,
+         checkout_progress: Progress | None = None
          ) -> tuple[str, TransferResult, CheckoutResult]:
-    """fetch, then checkout."""
+    """fetch, then checkout (each with its own progress callback)."""
     name, fetched = fetch(repo, Scope(targets), remote, jobs, progress)
-    done = checkout_api.checkout(repo, targets, force=force)
+    done = checkout_api.checkout(repo, targets, force=force, progress=checkout_progress)
     return name, fetched, done
 
 

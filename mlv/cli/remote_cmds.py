@@ -307,12 +307,14 @@ def pull(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, qu
         run_name, runs = api.fetch_run_cache(find_repo(), remote_name, jobs)
         _report("fetched run-cache:", run_name, runs, quiet)
     progress = Progress("pulling", quiet)
+    writing = Progress("checking out", quiet)
     problem = None
     try:
         name, fetched, done = api.pull(find_repo(), list(targets), remote_name, jobs, force,
-                                       progress.callback)
+                                       progress.callback, writing.callback)
     finally:
         progress.done()
+        writing.done()
     if as_json:
         print_json({"remote": name, "fetched": transfer_dict(fetched),
                     "checkout": checkout_dict(done)}
