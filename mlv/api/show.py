@@ -89,6 +89,10 @@ def params(repo: Repo, idx: Index, label: str) -> Shown:
         try:
             data = read_file(repo, idx, file)
         except FileNotFoundError:
+            if idx.tree.on_disk:  # as for `mlv repro`: the workspace must have it
+                raise PipelineError(f"params file {file} does not exist",
+                                    hint=f"create {file}, or fix the params of the stages"
+                                    ) from None
             shown.errors[file] = "does not exist"
             continue
         if wanted is None:
@@ -99,6 +103,12 @@ def params(repo: Repo, idx: Index, label: str) -> Shown:
             value = _lookup(data, key)
             if value is not _MISSING:
                 _set(picked, key.split("."), value)
+            elif idx.tree.on_disk:
+                raise PipelineError(f"params key {key} is not in {file}",
+                                    hint=f"add {key} to {file}, or remove it from the "
+                                         "stage's params")
+            else:
+                shown.errors[f"{file}:{key}"] = "not in the file"
         shown.files[file] = picked
     return shown
 
