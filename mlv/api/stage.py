@@ -136,10 +136,10 @@ def list_stages(repo: Repo) -> list[Stage]:
 
 def dag_text(repo: Repo, fmt: str = "text", outs: bool = False) -> str:
     from mlv.api.repro import need_pipeline
+    from mlv.index import Index
 
     need_pipeline(repo)
-    pipe = Pipeline(repo.root, repo.odb, repo.state, repo.jobs)
-    dag = pipe.dag
+    dag = Dag(Index.load(repo).stages)
     edges: list[tuple[str, str]] = []
     nodes: list[str] = []
     if outs:
