@@ -1,4 +1,4 @@
-"""Finding pointer files: every one in the workspace, or the ones a user named."""
+"""What a command is about: the tracked items its targets name (through the index)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,7 @@ from mlv import pointer
 from mlv.errors import MlvError, PathError
 from mlv.index import POINTER, Index, Item, narrow
 from mlv.pointer import SUFFIX, Pointer
-from mlv.repo import MLV_DIR, Repo
-
-
-def all_pointer_files(repo: Repo) -> list[str]:
-    """Every `.mlv` pointer in the workspace. Tracked directories are not descended into."""
-    found: list[str] = []
-    for folder, dirs, files in os.walk(repo.root):
-        if folder == repo.root:
-            dirs[:] = [d for d in dirs if d not in (".git", MLV_DIR)]
-        names = [f for f in files if f.endswith(SUFFIX) and len(f) > len(SUFFIX)]
-        found += [os.path.join(folder, f) for f in names]
-        outs = {f[: -len(SUFFIX)] for f in names}
-        dirs[:] = sorted(d for d in dirs if d not in outs and d != ".git")
-    return sorted(found)
+from mlv.repo import Repo
 
 
 def check_not_in_tracked_folder(repo: Repo, path: str, hint: str | None = None) -> None:
@@ -107,11 +94,3 @@ def _outermost(items: list[Item]) -> list[Item]:
 
 def as_pointers(idx: Index, items: list[Item]) -> list[Pointer]:
     return [idx.pointer_for(i) for i in items]
-
-
-def collect(repo: Repo, targets: list[str] | None) -> list[Pointer]:
-    if targets:
-        files = sorted(dict.fromkeys(pointer_file_of(repo, t) for t in targets))
-    else:
-        files = all_pointer_files(repo)
-    return [load(repo, f) for f in files]

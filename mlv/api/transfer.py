@@ -10,8 +10,8 @@ from mlv import fsio, transfer
 from mlv.api import checkout as checkout_api
 from mlv.api import gaps, scope
 from mlv.api import remote as remote_api
-from mlv.api import targets as targets_mod
 from mlv.api.checkout import CheckoutResult
+from mlv.index import Index, Item
 from mlv.pipeline import runcache
 from mlv.remote import Remote
 from mlv.repo import Repo
@@ -69,7 +69,7 @@ def _each_remote(repo: Repo, where: Scope, remote: str | None, jobs: int | None,
     """Run `one` for the remote given, or for the default remote and then for each
     remote that mlv.yaml names for outputs in scope; the results are added up."""
     with repo.lock():
-        items = [] if remote else targets_mod.select(repo, where.targets, pushed_only=True)
+        items = [] if remote else _items_in_scope(repo, where.targets)
         own = sorted({i.remote for i in items if i.remote})
         everything = where.all_branches or where.all_tags or where.all_commits
         groups: list[tuple[Remote, str | None]] = []
@@ -81,6 +81,17 @@ def _each_remote(repo: Repo, where: Scope, remote: str | None, jobs: int | None,
             _add(total, one(target, name))
             names.append(target.name)
         return ", ".join(names), total
+
+
+def _items_in_scope(repo: Repo, targets: list[str] | None) -> list[Item]:
+    """The items in scope, not narrowed to paths inside folders (their file lists may
+    still be on the remote), without `push: false` ones."""
+    idx = Index.load(repo)
+    if targets:
+        items = [t.item for t in idx.resolve(targets)]
+    else:
+        items = idx.recorded()
+    return [i for i in items if i.push]
 
 
 def _add(total: TransferResult, part: TransferResult) -> None:
