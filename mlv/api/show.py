@@ -10,10 +10,10 @@ from typing import Any
 from mlv import fsio, manifest
 from mlv.index import METRIC, Index
 from mlv.pipeline.stage import PipelineError, parse_params
+from mlv.pipeline.status import MISSING, lookup
 from mlv.repo import Repo
 
 WORKSPACE = "workspace"
-_MISSING = object()
 
 
 @dataclass
@@ -100,8 +100,8 @@ def params(repo: Repo, idx: Index, label: str) -> Shown:
             continue
         picked: dict[str, Any] = {}
         for key in wanted:
-            value = _lookup(data, key)
-            if value is not _MISSING:
+            value = lookup(data, key)
+            if value is not MISSING:
                 _set(picked, key.split("."), value)
             elif idx.tree.on_disk:
                 raise PipelineError(f"params key {key} is not in {file}",
@@ -158,18 +158,6 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
             flat.update(flatten(value, f"{prefix}{i}."))
         return flat
     return {prefix.rstrip("."): data}
-
-
-def _lookup(data: Any, key: str) -> Any:
-    value = data
-    for part in key.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return _MISSING
-    return value
 
 
 def _set(target: dict[str, Any], parts: list[str], value: Any) -> None:

@@ -14,6 +14,7 @@ from mlv.snapshot import snapshot
 from mlv.state import StatCache
 
 _MISSING = object()
+MISSING = _MISSING  # what `lookup` returns for a key that is not there
 
 
 class Pipeline:
