@@ -185,11 +185,17 @@ def read_blobs(root: str, blob_ids: list[str]) -> dict[str, bytes]:
     return found
 
 
-def pointer_blobs(root: str, revs: list[str], suffix: str) -> Iterator[bytes]:
-    """The contents of every distinct file named `*suffix` in any of `revs`."""
+def pointer_blobs(root: str, revs: list[str], suffix: str, limit: int) -> Iterator[bytes]:
+    """The contents of every distinct file named `*suffix` in any of `revs`. One larger
+    than `limit` bytes raises (it is not read): what it names cannot be known."""
     blob_ids: dict[str, None] = {}
     for rev in revs:
-        for path, (_, blob, _) in ls_tree(root, rev).items():
+        for path, (_, blob, size) in ls_tree(root, rev).items():
             if path.endswith(suffix):
+                if size > limit:
+                    raise ScmError(f"{path} at commit {rev[:8]} is larger than {limit} bytes",
+                                   hint="mlv cannot tell which data it names; remove that "
+                                        "commit from the scope (leave out --all-commits, "
+                                        "or delete the branch or tag)")
                 blob_ids[blob] = None
     yield from read_blobs(root, list(blob_ids)).values()

@@ -1,0 +1,79 @@
+"""Issue 9's review: the index, revisions read from git objects (`--rev`, `-a`, `-T`),
+DVC syntax in mlv.yaml (`vars:`, `matrix:`) and `mlv migrate dvc`, attacked the way a
+stranger's repository would: built from scratch, cloned, then run as the victim would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, make_tree, run_mlv
+from tests.conftest import one_error as assert_one_error
+
+
+def _clone(origin: Path, tmp_path: Path) -> Path:
+    victim = tmp_path / "victim"
+    git(tmp_path, "clone", "-q", str(origin), str(victim))
+    return victim
+
+
+def _commit_all(repo: Path, message: str = "attack") -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message)
+
+
+# ---- revisions read from git objects ------------------------------------------------------
+
+def test_a_huge_pointer_blob_at_a_revision_is_never_read(
+        mlv_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2 MiB `.mlv` blob (zeros compress to nothing in git; 4 GiB would too) was read
+    whole into memory, twice, before its size was checked."""
+    from mlv import scm
+    from mlv.index import Index
+    from mlv.repo import Repo
+
+    make_tree(mlv_repo, {"params.yaml": "p: 1\n",
+                         "mlv.yaml": "stages:\n  s:\n    cmd: echo\n    params: [p]\n",
+                         "big.mlv": b"\0" * (2 << 20)})
+    _commit_all(mlv_repo)
+    victim = _clone(mlv_repo, tmp_path)
+    asked: list[int] = []
+    real = scm.read_blobs
+
+    def spy(root: str, blob_ids: list[str]) -> dict[str, bytes]:
+        found = real(root, blob_ids)
+        asked.extend(len(data) for data in found.values())
+        return found
+
+    monkeypatch.setattr(scm, "read_blobs", spy)
+    with pytest.raises(Exception, match="larger than"):
+        Index.load(Repo(str(victim)), "HEAD")
+    assert all(size <= 1 << 20 for size in asked), asked
+    assert_one_error(run_mlv(victim, "params", "show", "--rev", "HEAD"), "big.mlv", "larger")
+
+
+def test_gc_all_commits_survives_a_hostile_lock_at_an_old_commit(
+        mlv_repo: Path, tmp_path: Path) -> None:
+    """An mlv.lock nested 100,000 deep at an old commit crashed `gc -A` (RecursionError,
+    exit 3); one with aliases made it loop over shared lists."""
+    make_tree(mlv_repo, {"mlv.lock": "[" * 100_000 + "]" * 100_000 + "\n"})
+    _commit_all(mlv_repo, "deep lock")
+    git(mlv_repo, "rm", "-q", "mlv.lock")
+    _commit_all(mlv_repo, "gone")
+    victim = _clone(mlv_repo, tmp_path)
+    res = run_mlv(victim, "gc", "--all-commits", "--dry", timeout=60)
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output
+
+
+def test_gc_all_commits_refuses_an_oversized_pointer_without_reading_it(
+        mlv_repo: Path, tmp_path: Path) -> None:
+    make_tree(mlv_repo, {"big.mlv": b"\0" * (2 << 20)})
+    _commit_all(mlv_repo, "huge pointer")
+    git(mlv_repo, "rm", "-q", "big.mlv")
+    _commit_all(mlv_repo, "gone")
+    victim = _clone(mlv_repo, tmp_path)
+    assert_one_error(run_mlv(victim, "gc", "--all-commits", "--dry", timeout=60),
+                     "big.mlv", "larger than")
