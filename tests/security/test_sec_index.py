@@ -77,3 +77,25 @@ def test_gc_all_commits_refuses_an_oversized_pointer_without_reading_it(
     victim = _clone(mlv_repo, tmp_path)
     assert_one_error(run_mlv(victim, "gc", "--all-commits", "--dry", timeout=60),
                      "big.mlv", "larger than")
+
+
+# ---- the index: one map of tracked paths ----------------------------------------------------
+
+def test_a_tracked_path_inside_another_is_refused_whatever_sorts_between(
+        mlv_repo: Path, tmp_path: Path) -> None:
+    """`d`, `d-y` and `d/x` sort in this order ('-' < '/'): comparing neighbours only
+    missed `d/x` inside `d`, and checkout wrote `d` and `d-y` before it failed."""
+    make_tree(mlv_repo, {"d": "two\n", "d-y": "three\n"})
+    assert run_mlv(mlv_repo, "add", "d", "d-y").exit_code == 0
+    text = (mlv_repo / "d.mlv").read_text().replace("path: d\n", "path: d/x\n")
+    (mlv_repo / "e.mlv").write_text(text)
+    _commit_all(mlv_repo)
+    victim = _clone(mlv_repo, tmp_path)
+    for obj in (mlv_repo / ".mlv" / "cache").rglob("*"):
+        target = victim / obj.relative_to(mlv_repo)
+        if obj.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.write_bytes(obj.read_bytes())
+    assert_one_error(run_mlv(victim, "checkout"), "d/x", "inside d")
+    assert not (victim / "d").exists() and not (victim / "d-y").exists()
