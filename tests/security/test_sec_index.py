@@ -99,3 +99,52 @@ def test_a_tracked_path_inside_another_is_refused_whatever_sorts_between(
             target.write_bytes(obj.read_bytes())
     assert_one_error(run_mlv(victim, "checkout"), "d/x", "inside d")
     assert not (victim / "d").exists() and not (victim / "d-y").exists()
+
+
+# ---- mlv.yaml: DVC's syntax, read by read-only commands too -------------------------------
+
+def _pipeline_clone(mlv_repo: Path, tmp_path: Path, text: str) -> Path:
+    (mlv_repo / "mlv.yaml").write_text(text)
+    _commit_all(mlv_repo)
+    return _clone(mlv_repo, tmp_path)
+
+
+def test_a_matrix_of_ten_to_the_eighth_stages_is_refused_at_once(
+        mlv_repo: Path, tmp_path: Path) -> None:
+    axes = "".join(f"      {k}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" for k in "abcdefgh")
+    victim = _pipeline_clone(mlv_repo, tmp_path,
+                             f"stages:\n  s:\n    matrix:\n{axes}    cmd: echo ${{item.a}}\n")
+    for args in (("status",), ("params", "show"), ("params", "show", "--rev", "HEAD")):
+        assert_one_error(run_mlv(victim, *args, timeout=20), "matrix", "more than")
+
+
+def test_foreach_stages_are_bounded_in_number(mlv_repo: Path, tmp_path: Path) -> None:
+    items = ", ".join(str(i) for i in range(10_001))
+    victim = _pipeline_clone(mlv_repo, tmp_path,
+                             f"stages:\n  s:\n    foreach: [{items}]\n    do:\n"
+                             "      cmd: echo ${item}\n")
+    assert_one_error(run_mlv(victim, "status", timeout=20), "foreach", "more than")
+
+
+def test_repeated_interpolation_cannot_fill_memory(mlv_repo: Path, tmp_path: Path) -> None:
+    """A 1 MiB value named 20 times in one cmd was 20 MiB of text; 10,000 times in a
+    16 MiB mlv.yaml, 10 GiB."""
+    victim = _pipeline_clone(mlv_repo, tmp_path,
+                             f"vars:\n- a: {'x' * (1 << 20)}\nstages:\n  s:\n"
+                             f"    cmd: echo {'${a}' * 20}\n")
+    assert_one_error(run_mlv(victim, "status", timeout=20), "characters")
+
+
+def test_thousands_of_chained_stages_are_one_graph_not_a_crash(
+        mlv_repo: Path, tmp_path: Path) -> None:
+    """Each stage depends on the next one's output: the graph was sorted recursively
+    (RecursionError at 1,000, exit 3), and built in quadratic time (minutes at 9,000)."""
+    n = 5000
+    text = "stages:\n" + "".join(
+        f"  s{i}:\n    cmd: echo\n    outs: [o{i}]\n" + (f"    deps: [o{i + 1}]\n" if i < n - 1
+                                                         else "")
+        for i in range(n))
+    victim = _pipeline_clone(mlv_repo, tmp_path, text)
+    res = run_mlv(victim, "status", timeout=30)
+    assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+    assert "s0" in res.stdout
