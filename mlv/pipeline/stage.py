@@ -631,7 +631,7 @@ def _stage_vars(body: dict[str, Any], where: tuple[Any, ...], loc: Loc,
     """The values `${…}` reads in a stage with its own `vars:` (files relative to its
     `wdir`): the pipeline's, plus the stage's."""
     if id(body) in context["stage_vars"]:  # one foreach/matrix template: the same vars
-        return context["stage_vars"][id(body)]  # type: ignore[no-any-return]
+        return context["stage_vars"][id(body)]
     base = local[_STAGE_VARS] if _STAGE_VARS in local else _vars(context, loc)
     merged = copy.deepcopy(base)
     spec = _vars_spec(body["vars"], where + ("vars",), loc)
