@@ -363,9 +363,13 @@ def migrate(start: str, dry: bool = False, force: bool = False,
     tracked = _read_tracked(root, result.notes)
     pipe = _read_pipeline(root, force)
     dvc_config = dvcformat.read_config(root, "config")
-    for section, options in dvcformat.read_config(root, "config.local").items():
+    dvc_local = dvcformat.read_config(root, "config.local")
+    for section, options in dvc_local.items():
         dvc_config.setdefault(section, {}).update(options)
-    dvc_cache = dvcformat.cache_dir(root, dvc_config)
+    # .dvc/config.local is yours, unless the clone brought it (git tracks it)
+    trusted = "dir" in dvc_local.get("cache", {}) and not scm.tracked_quick(
+        root, f"{DVC_DIR}/config.local")
+    dvc_cache = dvcformat.cache_dir(root, dvc_config, trusted)
     repo: Repo | None = None
     if os.path.isdir(os.path.join(root, MLV_DIR)):
         repo = Repo(root)

@@ -148,3 +148,56 @@ def test_thousands_of_chained_stages_are_one_graph_not_a_crash(
     res = run_mlv(victim, "status", timeout=30)
     assert res.exit_code == 0 and "Traceback" not in res.output, res.output
     assert "s0" in res.stdout
+
+
+# ---- mlv migrate dvc -----------------------------------------------------------------------
+
+def _dvc_clone_with_secret_in_a_cache(tmp_path: Path, config: str) -> tuple[Path, Path]:
+    """A DVC repository whose `.dvc` file records the md5 of a file that lives in a DVC
+    cache outside it (a shared cache, another project's): returns (clone, that cache)."""
+    import hashlib
+
+    secret = b"TOP SECRET\n"
+    md5 = hashlib.md5(secret).hexdigest()
+    outside = tmp_path / "shared-dvc-cache"
+    obj = outside / "files" / "md5" / md5[:2] / md5[2:]
+    obj.parent.mkdir(parents=True)
+    obj.write_bytes(secret)
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    git(origin, "init", "-q", "-b", "main")
+    make_tree(origin, {".dvc": {"config": config.replace("OUTSIDE", str(outside))},
+                       "loot.txt.dvc": f"outs:\n- md5: {md5}\n  size: 11\n  hash: md5\n"
+                                       "  path: loot.txt\n"})
+    _commit_all(origin)
+    return _clone(origin, tmp_path), outside
+
+
+@pytest.mark.parametrize("how", ["cache.dir", "cache-link", "folder-link", "tracked-local"])
+def test_migrate_never_takes_bytes_from_a_dvc_cache_outside_the_clone(
+        tmp_path: Path, how: str) -> None:
+    config = "[cache]\n    dir = OUTSIDE\n" if how == "cache.dir" else "[core]\n"
+    victim, outside = _dvc_clone_with_secret_in_a_cache(tmp_path, config)
+    if how == "cache-link":
+        (victim / ".dvc" / "cache").symlink_to(outside)
+    elif how == "folder-link":
+        (victim / ".dvc" / "cache" / "files").mkdir(parents=True)
+        (victim / ".dvc" / "cache" / "files" / "md5").symlink_to(outside / "files" / "md5")
+    elif how == "tracked-local":  # the clone brings a config.local of its own
+        (victim / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {outside}\n")
+        git(victim, "add", "-f", ".dvc/config.local")
+    res = run_mlv(victim, "migrate", "dvc")
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "TOP SECRET" not in res.output
+    assert not (victim / "loot.txt.mlv").exists() or run_mlv(victim, "checkout").exit_code == 1
+    assert not (victim / "loot.txt").exists()
+    cached = [p.read_bytes() for p in (victim / ".mlv" / "cache").rglob("*") if p.is_file()]
+    assert b"TOP SECRET\n" not in cached
+
+
+def test_migrate_uses_a_dvc_cache_you_set_in_config_local(tmp_path: Path) -> None:
+    victim, outside = _dvc_clone_with_secret_in_a_cache(tmp_path, "[core]\n")
+    (victim / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {outside}\n")
+    res = run_mlv(victim, "migrate", "dvc")
+    assert res.exit_code == 0, res.output
+    assert (victim / "loot.txt.mlv").exists()
