@@ -306,6 +306,8 @@ def _convert_remotes(root: str, repo: Repo | None, result: MigrateResult) -> Non
     config = dvcformat.read_config(root, "config")
     existing = repo.config.remotes() if repo else {}
     default = config.get("core", {}).get("remote")
+    # a default remote you chose stays the default: `mlv push` sends your data there
+    chosen = repo.config.get("core.remote") if repo is not None else None
     for name, options in dvcformat.remotes(config).items():
         what = f"remote {name}"
         url = options.get("url")
@@ -321,7 +323,10 @@ def _convert_remotes(root: str, repo: Repo | None, result: MigrateResult) -> Non
         copied = {REMOTE_OPTIONS[k]: v for k, v in options.items()
                   if k in REMOTE_OPTIONS and k != "url"}
         new_url = _mlv_url(root, url)
-        is_default = name == default
+        is_default = name == default and not chosen
+        if name == default and chosen:
+            result.notes.append(f"remote {name} is DVC's default; mlv's stays {chosen} "
+                                f"(`mlv remote default {name}` changes it)")
         shown = "".join(f", {k} {v}" for k, v in sorted(copied.items()))
         result.steps.append(Step("add", what, f"{new_url}{', default' if is_default else ''}"
                                               f"{shown}"))

@@ -201,3 +201,19 @@ def test_migrate_uses_a_dvc_cache_you_set_in_config_local(tmp_path: Path) -> Non
     res = run_mlv(victim, "migrate", "dvc")
     assert res.exit_code == 0, res.output
     assert (victim / "loot.txt.mlv").exists()
+
+
+def test_migrate_keeps_the_default_remote_you_chose(mlv_repo: Path, tmp_path: Path) -> None:
+    """The clone's `.dvc/config` made its own remote mlv's default, so the next `mlv push`
+    sent this clone's data to a place the user had not chosen."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert run_mlv(mlv_repo, "remote", "add", "-d", "mine", str(mine)).exit_code == 0
+    make_tree(mlv_repo, {".dvc": {"config": "[core]\n    remote = evil\n"
+                                            "['remote \"evil\"']\n    url = s3://evil/x\n"}})
+    _commit_all(mlv_repo)
+    victim = _clone(mlv_repo, tmp_path)
+    res = run_mlv(victim, "migrate", "dvc")
+    assert res.exit_code == 0, res.output
+    listed = run_mlv(victim, "remote", "list").stdout
+    assert "mine (default)" in listed and "evil (default)" not in listed, listed
