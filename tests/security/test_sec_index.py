@@ -79,6 +79,23 @@ def test_gc_all_commits_refuses_an_oversized_pointer_without_reading_it(
                      "big.mlv", "larger than")
 
 
+
+def test_tags_a_clone_brings_cannot_break_show_all_tags(mlv_repo: Path, tmp_path: Path) -> None:
+    """A tag named `-x` is a valid ref, and a tag may name a blob: either made
+    `mlv params show -T` fail as a whole ('-x' is not a git revision)."""
+    make_tree(mlv_repo, {"params.yaml": "p: 1\n",
+                         "mlv.yaml": "stages:\n  s:\n    cmd: echo\n    params: [p]\n"})
+    _commit_all(mlv_repo)
+    git(mlv_repo, "update-ref", "refs/tags/-x", "HEAD")
+    git(mlv_repo, "update-ref", "refs/tags/blob", git(mlv_repo, "rev-parse",
+                                                      "HEAD:params.yaml").strip())
+    git(mlv_repo, "tag", "v1")
+    victim = _clone(mlv_repo, tmp_path)
+    for what in ("params", "metrics"):
+        res = run_mlv(victim, what, "show", "-T", "--json")
+        assert res.exit_code == 0, res.output
+        assert '"-x"' in res.stdout and '"v1"' in res.stdout and '"blob"' not in res.stdout
+
 # ---- the index: one map of tracked paths ----------------------------------------------------
 
 def test_a_tracked_path_inside_another_is_refused_whatever_sorts_between(
