@@ -284,6 +284,8 @@ def narrow(odb: ObjectStore, target: Target,
     item, sub = target.item, target.sub
     if not sub:
         return item
+    if not item.is_dir:  # a file holds no other file
+        return None
     if entries is None:
         try:
             assert item.oid is not None

@@ -59,7 +59,7 @@ def read_file(repo: Repo, idx: Index, rel: str) -> Any:
 
 
 def _cached_bytes(repo: Repo, oid: str | None, sub: str | None, rel: str) -> bytes:
-    if oid is None:
+    if oid is None or (sub and not oid.endswith(".dir")):  # a file holds no other file
         raise FileNotFoundError(rel)
     try:
         if sub:

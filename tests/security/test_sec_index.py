@@ -234,3 +234,23 @@ def test_migrate_keeps_the_default_remote_you_chose(mlv_repo: Path, tmp_path: Pa
     assert res.exit_code == 0, res.output
     listed = run_mlv(victim, "remote", "list").stdout
     assert "mine (default)" in listed and "evil (default)" not in listed, listed
+
+
+def test_a_metrics_file_inside_a_file_output_is_missing_not_a_damaged_cache(
+        mlv_repo: Path, tmp_path: Path) -> None:
+    """A revision's mlv.lock records output `m` as a file, and mlv.yaml names the metrics
+    file `m/x.json`: the file object was parsed as a folder manifest, and the whole
+    `metrics show` failed with "directory manifest … is damaged"."""
+    make_tree(mlv_repo, {"m": '{"acc": 1}\n'})
+    assert run_mlv(mlv_repo, "add", "m").exit_code == 0
+    oid = (mlv_repo / "m.mlv").read_text().split("xxh128: ")[1].split()[0]
+    (mlv_repo / "m.mlv").unlink()
+    (mlv_repo / "m").unlink()
+    make_tree(mlv_repo, {
+        "mlv.yaml": "stages:\n  s:\n    cmd: echo\n    outs: [m]\nmetrics: [m/x.json]\n",
+        "mlv.lock": f"schema: '2.0'\nstages:\n  s:\n    cmd: echo\n    outs:\n"
+                    f"    - path: m\n      xxh128: {oid}\n      size: 11\n"})
+    _commit_all(mlv_repo)
+    res = run_mlv(mlv_repo, "metrics", "show", "--rev", "HEAD")
+    assert res.exit_code == 0, res.output
+    assert "damaged" not in res.output
