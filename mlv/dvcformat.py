@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -202,20 +203,39 @@ def remotes(config: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
 
 # ---- DVC's cache ------------------------------------------------------------------------
 
-def cache_dir(root: str, config: dict[str, dict[str, str]]) -> str:
-    """DVC's cache folder: `cache.dir` (relative to .dvc/), else `.dvc/cache`."""
+def cache_dir(root: str, config: dict[str, dict[str, str]], trusted: bool = False) -> str:
+    """DVC's cache folder: `cache.dir` (relative to .dvc/), else `.dvc/cache`. Unless
+    `trusted` (set in `.dvc/config.local`), it comes with the clone, so it must be a
+    folder inside the repository reached through real folders: a committed
+    `cache.dir: /shared/dvc-cache` or `.dvc/cache -> ~/other/.dvc/cache` would let the
+    clone's md5s pick files of yours for mlv's cache (and a later push)."""
     configured = config.get("cache", {}).get("dir")
     base = os.path.join(root, DVC_DIR)
-    if configured:
+    if configured and trusted:
         return os.path.normpath(os.path.join(base, os.path.expanduser(configured)))
-    return os.path.join(base, "cache")
+    rel = posixpath.normpath(posixpath.join(DVC_DIR, configured or "cache"))
+    found = None
+    if configured and (paths.absolute(configured) or configured.startswith("~")
+                       or rel == ".." or rel.startswith("../")):
+        found = f"{configured!r} is outside the repository"
+    found = found or paths.problem_on_disk(root, rel)
+    if found:
+        where = f"{DVC_DIR}/config: cache.dir" if configured else "DVC's cache"
+        raise DvcFormatError(f"{where}: {found}",
+                             hint="a committed cache.dir may only name a folder inside the "
+                                  "repository; to use another, set it for this clone with "
+                                  "`dvc cache dir --local PATH` (.dvc/config.local)")
+    return os.path.join(root, *rel.split("/"))
 
 
 def object_path(cache: str, md5: str) -> str | None:
-    """Where DVC's cache keeps `md5` (DVC 3 layout, then DVC 2), or None."""
-    for base in (os.path.join(cache, "files", "md5"), cache):
-        path = os.path.join(base, md5[:2], md5[2:])
-        if os.path.isfile(path):
+    """Where DVC's cache keeps `md5` (DVC 3 layout, then DVC 2), or None. Never through a
+    symlink: the cache's folders and objects must be real."""
+    for base in ("files/md5/", ""):
+        rel = f"{base}{md5[:2]}/{md5[2:]}"
+        path = os.path.join(cache, *rel.split("/"))
+        if os.path.isfile(path) and not os.path.islink(path) \
+                and paths.problem_on_disk(cache, rel) is None:
             return path
     return None
 

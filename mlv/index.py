@@ -170,11 +170,17 @@ class Index:
                 raise PathError(f"{inner} is tracked twice, by {src} and by {src2}",
                                 hint="remove one of the two (`mlv remove`, or the stage's "
                                      "output in mlv.yaml), then run the command again")
-            if inner.startswith(outer + "/"):
-                raise PathError(f"{inner} (from {src2}) is inside {outer} (from {src}); a "
-                                "tracked path cannot hold another",
-                                hint="remove one of the two pointers or stage outputs "
-                                     "(`mlv remove`), then run the command again")
+        # not only neighbours: `d`, `d-y`, `d/x` sort in this order
+        where = dict(claims)
+        for inner, src2 in claims:
+            outer = inner.rpartition("/")[0]
+            while outer:
+                if outer in where:
+                    raise PathError(f"{inner} (from {src2}) is inside {outer} (from "
+                                    f"{where[outer]}); a tracked path cannot hold another",
+                                    hint="remove one of the two pointers or stage outputs "
+                                         "(`mlv remove`), then run the command again")
+                outer = outer.rpartition("/")[0]
 
     # ---- reading --------------------------------------------------------------------
 
@@ -279,6 +285,8 @@ def narrow(odb: ObjectStore, target: Target,
     item, sub = target.item, target.sub
     if not sub:
         return item
+    if not item.is_dir:  # a file holds no other file
+        return None
     if entries is None:
         try:
             assert item.oid is not None

@@ -130,13 +130,21 @@ def revisions(root: str, all_branches: bool, all_tags: bool, all_commits: bool) 
     return sorted(set(revs))
 
 
-def ref_names(root: str, branches: bool, tags: bool) -> list[str]:
-    """Names of the local branches and/or tags, sorted."""
+def ref_names(root: str, branches: bool, tags: bool) -> list[tuple[str, str]]:
+    """(short name, full ref name) of the local branches and/or tags that name a commit,
+    sorted. A clone brings its tags: one named `-x` is a valid ref, but only its full
+    name (`refs/tags/-x`) is safe to pass on; a tag of a blob or tree is left out."""
     refs = (["refs/heads"] if branches else []) + (["refs/tags"] if tags else [])
     if not refs:
         return []
-    out = _git(root, "for-each-ref", "--format=%(refname:short)", *refs)
-    return sorted(out.decode("utf-8", "surrogateescape").split())
+    out = _git(root, "for-each-ref",
+               "--format=%(objecttype) %(*objecttype) %(refname) %(refname:short)", *refs)
+    found = []
+    for line in out.decode("utf-8", "surrogateescape").splitlines():
+        kind, peeled, full, short = (line.split(" ", 3) + ["", "", "", ""])[:4]
+        if "commit" in (kind, peeled) and full and short:
+            found.append((short, full))
+    return sorted(found)
 
 
 def resolve_commit(root: str, rev: str) -> str:
@@ -185,11 +193,17 @@ def read_blobs(root: str, blob_ids: list[str]) -> dict[str, bytes]:
     return found
 
 
-def pointer_blobs(root: str, revs: list[str], suffix: str) -> Iterator[bytes]:
-    """The contents of every distinct file named `*suffix` in any of `revs`."""
+def pointer_blobs(root: str, revs: list[str], suffix: str, limit: int) -> Iterator[bytes]:
+    """The contents of every distinct file named `*suffix` in any of `revs`. One larger
+    than `limit` bytes raises (it is not read): what it names cannot be known."""
     blob_ids: dict[str, None] = {}
     for rev in revs:
-        for path, (_, blob, _) in ls_tree(root, rev).items():
+        for path, (_, blob, size) in ls_tree(root, rev).items():
             if path.endswith(suffix):
+                if size > limit:
+                    raise ScmError(f"{path} at commit {rev[:8]} is larger than {limit} bytes",
+                                   hint="mlv cannot tell which data it names; remove that "
+                                        "commit from the scope (leave out --all-commits, "
+                                        "or delete the branch or tag)")
                 blob_ids[blob] = None
     yield from read_blobs(root, list(blob_ids)).values()

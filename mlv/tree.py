@@ -101,15 +101,17 @@ class GitTree(Tree):
         if size > limit:
             raise error(f"{what} at {self.name} is larger than {limit} bytes")
         if blob not in self._blobs:
-            self.prefetch([rel])
+            self.prefetch([rel], limit)
         return self._blobs[blob]
 
-    def prefetch(self, rels: list[str]) -> None:
-        """Read many files with one git process (pointers, at every revision)."""
+    def prefetch(self, rels: list[str], limit: int = fsio.POINTER_LIMIT) -> None:
+        """Read many files with one git process (pointers, at every revision). A blob
+        over `limit` bytes is left out: `read` refuses it without reading it."""
         from mlv import scm
 
         wanted = [self._files[r][1] for r in rels
-                  if r in self._files and self._files[r][1] not in self._blobs]
+                  if r in self._files and self._files[r][1] not in self._blobs
+                  and self._files[r][2] <= limit]
         self._blobs.update(scm.read_blobs(self.root, wanted))
 
     def exists(self, rel: str) -> bool:

@@ -306,6 +306,8 @@ def _convert_remotes(root: str, repo: Repo | None, result: MigrateResult) -> Non
     config = dvcformat.read_config(root, "config")
     existing = repo.config.remotes() if repo else {}
     default = config.get("core", {}).get("remote")
+    # a default remote you chose stays the default: `mlv push` sends your data there
+    chosen = repo.config.get("core.remote") if repo is not None else None
     for name, options in dvcformat.remotes(config).items():
         what = f"remote {name}"
         url = options.get("url")
@@ -321,7 +323,10 @@ def _convert_remotes(root: str, repo: Repo | None, result: MigrateResult) -> Non
         copied = {REMOTE_OPTIONS[k]: v for k, v in options.items()
                   if k in REMOTE_OPTIONS and k != "url"}
         new_url = _mlv_url(root, url)
-        is_default = name == default
+        is_default = name == default and not chosen
+        if name == default and chosen:
+            result.notes.append(f"remote {name} is DVC's default; mlv's stays {chosen} "
+                                f"(`mlv remote default {name}` changes it)")
         shown = "".join(f", {k} {v}" for k, v in sorted(copied.items()))
         result.steps.append(Step("add", what, f"{new_url}{', default' if is_default else ''}"
                                               f"{shown}"))
@@ -363,9 +368,13 @@ def migrate(start: str, dry: bool = False, force: bool = False,
     tracked = _read_tracked(root, result.notes)
     pipe = _read_pipeline(root, force)
     dvc_config = dvcformat.read_config(root, "config")
-    for section, options in dvcformat.read_config(root, "config.local").items():
+    dvc_local = dvcformat.read_config(root, "config.local")
+    for section, options in dvc_local.items():
         dvc_config.setdefault(section, {}).update(options)
-    dvc_cache = dvcformat.cache_dir(root, dvc_config)
+    # .dvc/config.local is yours, unless the clone brought it (git tracks it)
+    trusted = "dir" in dvc_local.get("cache", {}) and not scm.tracked_quick(
+        root, f"{DVC_DIR}/config.local")
+    dvc_cache = dvcformat.cache_dir(root, dvc_config, trusted)
     repo: Repo | None = None
     if os.path.isdir(os.path.join(root, MLV_DIR)):
         repo = Repo(root)

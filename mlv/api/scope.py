@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from mlv import scm
+from mlv import fsio, scm, yamlio
 from mlv.api import targets as targets_mod
 from mlv.errors import MlvError
 from mlv.odb import ObjectStore
@@ -39,10 +39,10 @@ def roots(repo: Repo, targets: list[str] | None = None, all_branches: bool = Fal
             raise MlvError("--all-branches, --all-tags and --all-commits need a git repository",
                            hint="leave them out in a repository made with --no-scm")
         revs = scm.revisions(repo.root, all_branches, all_tags, all_commits)
-        for blob in scm.pointer_blobs(repo.root, revs, SUFFIX):
+        for blob in scm.pointer_blobs(repo.root, revs, SUFFIX, fsio.POINTER_LIMIT):
             # Read leniently: an old, malformed pointer still protects what it names.
             found.update(_OID_IN_TEXT.findall(blob.decode("utf-8", "replace")))
-        for blob in scm.pointer_blobs(repo.root, revs, LOCK_FILE):
+        for blob in scm.pointer_blobs(repo.root, revs, LOCK_FILE, fsio.LOCK_LIMIT):
             found.update(_outs_in_lock_text(blob.decode("utf-8", "replace")))
     return found, len(revs)
 
@@ -50,12 +50,10 @@ def roots(repo: Repo, targets: list[str] | None = None, all_branches: bool = Fal
 def _outs_in_lock_text(text: str) -> set[str]:
     """Stage outputs named in an mlv.lock; if it cannot be parsed, every id in it (so a
     damaged lock never lets gc delete what it names)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
+    try:  # no aliases, bounded depth: a lock from any commit may be hostile
+        data, _ = yamlio.load(text, LOCK_FILE)
         return {out["xxh128"] for body in data["stages"].values() for out in body.get("outs", [])}
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+    except (MlvError, KeyError, TypeError, AttributeError):
         return set(_OID_IN_TEXT.findall(text))
 
 

@@ -33,11 +33,14 @@ def trees(repo: Repo, revs: list[str] | None = None, all_branches: bool = False,
     from mlv import scm
 
     found: list[tuple[str, str | None]] = [(WORKSPACE, None)]
-    names = list(revs or [])
-    if all_branches or all_tags:
+    names = [(rev, rev) for rev in revs or []]
+    if all_branches or all_tags:  # by full ref name: a clone's tag may be named `-x`
         names += scm.ref_names(repo.root, all_branches, all_tags)
-    for name in dict.fromkeys(names):
-        found.append((name, name))
+    seen: set[str] = set()
+    for label, rev in names:
+        if label not in seen:
+            seen.add(label)
+            found.append((label, rev))
     return found
 
 
@@ -56,7 +59,7 @@ def read_file(repo: Repo, idx: Index, rel: str) -> Any:
 
 
 def _cached_bytes(repo: Repo, oid: str | None, sub: str | None, rel: str) -> bytes:
-    if oid is None:
+    if oid is None or (sub and not oid.endswith(".dir")):  # a file holds no other file
         raise FileNotFoundError(rel)
     try:
         if sub:

@@ -2,77 +2,106 @@
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterator
+
 from mlv.pipeline.stage import PIPELINE_FILE, PipelineError, Stage
 
 
-def _covers(out: str, path: str) -> bool:
-    """True when `path` is `out` or lies inside it, or `out` lies inside `path`."""
-    return path == out or path.startswith(out + "/") or out.startswith(path + "/")
-
-
 class Dag:
+    """Built in time close to linear in the number of stages, deps and outs (a clone's
+    mlv.yaml may have thousands of stages, and read-only commands build this too)."""
+
     def __init__(self, stages: list[Stage]) -> None:
         self.stages = {s.name: s for s in stages}
         self.order_in_file = [s.name for s in stages]
-        self._check_outs()
+        self._position = {name: i for i, name in enumerate(self.order_in_file)}
+        self._owner = self._check_outs()
+        self._out_paths = sorted(self._owner)
         self.upstream: dict[str, set[str]] = {name: set() for name in self.stages}
         for stage in stages:
             for dep in stage.deps:
-                for other in stages:
-                    if other.name != stage.name and any(_covers(o.path, dep)
-                                                        for o in other.outs):
-                        self.upstream[stage.name].add(other.name)
+                self.upstream[stage.name] |= self._producers(dep) - {stage.name}
         self.downstream: dict[str, set[str]] = {name: set() for name in self.stages}
         for name, ups in self.upstream.items():
             for up in ups:
                 self.downstream[up].add(name)
         self.order = self._toposort()
 
-    def _check_outs(self) -> None:
-        owners: list[tuple[str, str]] = []
+    def _check_outs(self) -> dict[str, str]:
+        """Every output's path -> the stage that writes it."""
+        owner: dict[str, str] = {}
         for stage in self.stages.values():
             for out in stage.outs:
-                for other_path, other_stage in owners:
-                    if out.path == other_path:
-                        raise PipelineError(
-                            f"{PIPELINE_FILE}: stages {other_stage} and {stage.name} both "
-                            f"write {out.path}", hint="an output may be produced by one stage only")
-                    if _covers(out.path, other_path) or _covers(other_path, out.path):
-                        inner, outer = sorted([out.path, other_path], key=len, reverse=True)
-                        raise PipelineError(
-                            f"{PIPELINE_FILE}: output {inner} lies inside output {outer} "
-                            f"(stages {other_stage} and {stage.name})",
-                            hint="make the outputs separate folders or files")
-                owners.append((out.path, stage.name))
+                if out.path in owner:
+                    raise PipelineError(
+                        f"{PIPELINE_FILE}: stages {owner[out.path]} and {stage.name} both "
+                        f"write {out.path}", hint="an output may be produced by one stage only")
+                owner[out.path] = stage.name
+        for inner, name in owner.items():
+            outer = inner.rpartition("/")[0]
+            while outer:
+                if outer in owner:
+                    first, second = sorted([owner[outer], name], key=self._position.__getitem__)
+                    raise PipelineError(
+                        f"{PIPELINE_FILE}: output {inner} lies inside output {outer} "
+                        f"(stages {first} and {second})",
+                        hint="make the outputs separate folders or files")
+                outer = outer.rpartition("/")[0]
+        return owner
+
+    def _producers(self, path: str) -> set[str]:
+        """The stages with an output that is `path`, holds it, or lies inside it."""
+        found = set()
+        outer = path
+        while outer:  # the output is `path` or a folder holding it
+            if outer in self._owner:
+                found.add(self._owner[outer])
+            outer = outer.rpartition("/")[0]
+        prefix = path + "/"  # outputs inside the folder `path`
+        i = bisect.bisect_left(self._out_paths, prefix)
+        while i < len(self._out_paths) and self._out_paths[i].startswith(prefix):
+            found.add(self._owner[self._out_paths[i]])
+            i += 1
+        return found
 
     def _toposort(self) -> list[str]:
         order: list[str] = []
         state: dict[str, int] = {}  # 1 = visiting, 2 = done
+        position = self._position.__getitem__
 
-        def visit(name: str, path: list[str]) -> None:
-            if state.get(name) == 2:
-                return
-            if state.get(name) == 1:
-                cycle = path[path.index(name):] + [name]
-                raise PipelineError(f"{PIPELINE_FILE}: the stages form a cycle: "
-                                    f"{' -> '.join(cycle)}",
-                                    hint="a stage cannot depend on its own outputs, directly or "
-                                         "through other stages")
-            state[name] = 1
-            for up in sorted(self.upstream[name], key=self.order_in_file.index):
-                visit(up, path + [name])
-            state[name] = 2
-            order.append(name)
+        def ups(name: str) -> Iterator[str]:
+            return iter(sorted(self.upstream[name], key=position))
 
-        for name in self.order_in_file:
-            visit(name, [])
+        for start in self.order_in_file:  # depth first, without recursion: a chain of
+            if state.get(start) == 2:  # thousands of stages is fine
+                continue
+            state[start] = 1
+            stack = [(start, ups(start))]
+            while stack:
+                name, todo = stack[-1]
+                for up in todo:
+                    if state.get(up) == 2:
+                        continue
+                    if state.get(up) == 1:
+                        path = [n for n, _ in stack]
+                        cycle = path[path.index(up):] + [up]
+                        raise PipelineError(f"{PIPELINE_FILE}: the stages form a cycle: "
+                                            f"{' -> '.join(cycle)}",
+                                            hint="a stage cannot depend on its own outputs, "
+                                                 "directly or through other stages")
+                    state[up] = 1
+                    stack.append((up, ups(up)))
+                    break
+                else:
+                    stack.pop()
+                    state[name] = 2
+                    order.append(name)
         return order
 
     def producer_of(self, path: str) -> str | None:
-        for stage in self.stages.values():
-            if any(_covers(o.path, path) for o in stage.outs):
-                return stage.name
-        return None
+        found = self._producers(path)
+        return min(found, key=self._position.__getitem__) if found else None
 
     def closure(self, names: set[str], edges: dict[str, set[str]]) -> set[str]:
         seen = set(names)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -39,6 +40,10 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _ARTIFACT_NAME = re.compile(r"[a-z0-9]([a-z0-9/-]*[a-z0-9])?\Z")  # DVC's rule
 _VAR = re.compile(r"\$\{\s*([^}]+?)\s*\}")
 _STAGE_VARS = "\0vars"  # key of a stage's own `vars:` in the local scope
+# A clone's mlv.yaml is parsed by read-only commands too: `matrix:` multiplies (ten keys
+# of ten values are 10**10 stages) and `${…}` repeats a value, so both are bounded.
+MAX_STAGES = 10_000
+MAX_INTERPOLATED = fsio.PIPELINE_LIMIT  # characters that ${…} may produce in all
 
 
 class PipelineError(MlvError):
@@ -175,7 +180,8 @@ def load_project_text(root: str, text: str, filename: str = PIPELINE_FILE,
     params_cache: dict[str, Any] = {}
     # "root" is None when the tree is not the workspace: nothing is checked on disk
     context = {"root": root if tree.on_disk else None, "params": params_cache, "tree": tree,
-               "vars": None, "vars_spec": _vars_spec(data.get("vars"), ("vars",), loc)}
+               "vars": None, "vars_spec": _vars_spec(data.get("vars"), ("vars",), loc),
+               "interpolated": 0, "stage_vars": {}}
     stages: list[Stage] = []
     for name, body in stages_data.items():
         where = ("stages", name)
@@ -189,6 +195,9 @@ def load_project_text(root: str, text: str, filename: str = PIPELINE_FILE,
             stages += _expand_matrix(name, body, where, loc, context)
         else:
             stages.append(_stage(name, body, where, loc, context, {}))
+        if len(stages) > MAX_STAGES:
+            raise loc.error(where, f"the pipeline has more than {MAX_STAGES} stages",
+                            hint="split it, or make fewer stages with foreach or matrix")
     _check_unique(stages, loc)
     if context["vars_spec"]:
         _vars(context, loc)  # a missing vars file is an error even when no ${…} reads it
@@ -320,6 +329,9 @@ def _expand_matrix(name: str, body: dict[str, Any], where: tuple[Any, ...], loc:
             raise loc.error(at, "must be a non-empty list of values, or ${…} naming one")
         axes.append([(f"{key}{i}" if isinstance(v, (dict, list)) else _label(v), v)
                      for i, v in enumerate(values)])
+    if math.prod(len(axis) for axis in axes) > MAX_STAGES:
+        raise loc.error(where + ("matrix",), f"makes more than {MAX_STAGES} stages",
+                        hint="use fewer values")
     template = {k: v for k, v in body.items() if k != "matrix"}
     stages = []
     for combo in itertools.product(*axes):
@@ -350,6 +362,9 @@ def _expand_foreach(name: str, body: dict[str, Any], where: tuple[Any, ...], loc
         pairs = [(str(k), v, k) for k, v in items.items()]
     else:
         raise loc.error(where + ("foreach",), "must be a list, a mapping, or ${…} naming one")
+    if len(pairs) > MAX_STAGES:
+        raise loc.error(where + ("foreach",), f"makes more than {MAX_STAGES} stages",
+                        hint="use fewer values")
     return [_stage(f"{name}@{label}", template, where + ("do",), loc, context,
                    {"item": item, "key": key})
             for label, item, key in pairs]
@@ -615,12 +630,15 @@ def _stage_vars(body: dict[str, Any], where: tuple[Any, ...], loc: Loc,
                 context: dict[str, Any], local: dict[str, Any]) -> dict[str, Any]:
     """The values `${…}` reads in a stage with its own `vars:` (files relative to its
     `wdir`): the pipeline's, plus the stage's."""
+    if id(body) in context["stage_vars"]:  # one foreach/matrix template: the same vars
+        return context["stage_vars"][id(body)]
     base = local[_STAGE_VARS] if _STAGE_VARS in local else _vars(context, loc)
     merged = copy.deepcopy(base)
     spec = _vars_spec(body["vars"], where + ("vars",), loc)
     wdir = body.get("wdir", ".")
     wdir = wdir if isinstance(wdir, str) and not _VAR.search(wdir) else "."
     _merge_vars(merged, {}, set(), spec, wdir, _dotted(where + ("vars",)), context, loc)
+    context["stage_vars"][id(body)] = merged
     return merged
 
 
@@ -685,7 +703,12 @@ def _interpolate(value: Any, where: tuple[Any, ...], loc: Loc, context: dict[str
             if isinstance(found, (dict, list)):
                 raise loc.error(where, f"${{{match.group(1)}}} is a {type(found).__name__}, "
                                        "not a value that fits in a string")
-            return str(found)
+            shown = str(found)
+            context["interpolated"] += len(shown)
+            if context["interpolated"] > MAX_INTERPOLATED:
+                raise loc.error(where, f"${{…}} makes more than {MAX_INTERPOLATED} characters "
+                                       "of text in all", hint="use shorter values")
+            return shown
 
         return _VAR.sub(text, value)
     if isinstance(value, list):
