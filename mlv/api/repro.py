@@ -91,8 +91,6 @@ def store_changed_inputs(repo: Repo, idx: Index, pipe: Pipeline, selected: list[
     the workspace is stored and its pointer rewritten, as `mlv add` would, before the
     stages run: the committed pointer then matches what the stages read, and `mlv push`
     sends it. Returns the paths stored."""
-    from mlv.api.add import record
-
     deps = {d for name in selected for d in pipe.dag.stages[name].deps}
     for dep in sorted(deps):
         at = idx.item_at(dep)
@@ -107,6 +105,8 @@ def store_changed_inputs(repo: Repo, idx: Index, pipe: Pipeline, selected: list[
         hashed = pipe.hash_path(item.path)
         if hashed is not None and hashed.oid != item.oid:
             changed.append(item)
+    if changed:
+        from mlv.api.add import record  # only now: its imports cost a no-op repro time
     for item in changed:
         path = pipe.abspath(item.path)
         done = record(repo, path)
