@@ -63,19 +63,20 @@ def victim(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def attacker(mlv_repo: Path, tmp_path: Path) -> Path:
-    """A repository with tracked data, a pipeline run once, and a folder remote."""
+def attacker(mlv, mlv_repo: Path, tmp_path: Path) -> Path:  # noqa: ANN001
+    """A repository with tracked data, a pipeline run once, and a folder remote.
+    (Built in-process for speed; the victim's commands run in subprocesses.)"""
     make_tree(mlv_repo, {"data": "rows\n", "params.yaml": "lr: 1\n", "mlv.yaml": PIPELINE})
     remote = tmp_path / "remote"
     remote.mkdir()
     for args in (("remote", "add", "-d", "store", str(remote)), ("add", "data"),
                  ("repro",), ("push",)):
-        res = run_mlv(mlv_repo, *args)
+        res = mlv(*args, cwd=mlv_repo)
         assert res.exit_code == 0, res.output
     git(mlv_repo, "add", "-A")
     git(mlv_repo, "commit", "-qm", "data and pipeline")
     for args in (("status",), ("dag",)):  # the base repository itself is fine
-        assert run_mlv(mlv_repo, *args).exit_code == 0
+        assert mlv(*args, cwd=mlv_repo).exit_code == 0
     return mlv_repo
 
 
