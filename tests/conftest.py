@@ -218,7 +218,7 @@ def add_remote(mlv_repo: Path, kind: str, request: pytest.FixtureRequest,
     return url
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
 def remote_kind(request: pytest.FixtureRequest) -> str:
     """Parametrizes a test over both remote kinds: a local folder and the S3 endpoint."""
     return str(request.param)

@@ -203,6 +203,7 @@ def test_add_of_a_large_file_with_disk_full_leaves_no_temp_file(
 
 # ---- add killed with SIGKILL ----------------------------------------------------------
 
+@pytest.mark.slow
 def test_add_killed_with_sigkill_never_corrupts_the_cache(mlv_repo: Path) -> None:
     repo = mlv_repo
     rng = random.Random(3000)

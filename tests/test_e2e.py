@@ -84,6 +84,7 @@ def test_unknown_command_and_option_are_usage_errors(tmp_path: Path) -> None:
     assert "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_commands_outside_a_repository(tmp_path: Path) -> None:
     for args in (["status"], ["add", "x"], ["checkout"], ["gc", "-w"], ["remove", "x"],
                  ["move", "a", "b"]):
@@ -168,6 +169,7 @@ def test_init_in_a_subfolder_of_a_git_repo_is_refused(git_repo: Path) -> None:
     assert not (git_repo / "sub" / ".mlv").exists()
 
 
+@pytest.mark.slow
 def test_add_status_checkout_remove_move_gc_config(mlv_repo: Path) -> None:
     repo = mlv_repo
     make_tree(repo, {"data": {"a.csv": "x,y\n1,2\n", "img": {"1.png": os.urandom(3000)}},
@@ -252,6 +254,7 @@ def test_status_json_is_valid_json(mlv_repo: Path) -> None:
         "files": {"added": [], "modified": [], "deleted": ["é.txt"]}}}
 
 
+@pytest.mark.slow
 def test_git_workflow_restores_each_version_exactly(mlv_repo: Path) -> None:
     repo = mlv_repo
     v1 = {"data": {"train.csv": os.urandom(10000), "nested": {"x.bin": os.urandom(77)},

@@ -13,10 +13,12 @@ import shutil
 import sys
 from pathlib import Path
 
-import sklearn  # noqa: F401  (a test dependency: the stages need it)
+import pytest
 import yaml
 
 from tests.conftest import Result, git, run_mlv
+
+pytestmark = pytest.mark.slow  # trains a model through the real pipeline
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sklearn-pipeline"
 ENV = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -46,6 +48,8 @@ def set_param(repo: Path, key: str, value: object) -> None:
 
 
 def test_sklearn_pipeline_end_to_end(git_repo: Path) -> None:
+    import sklearn  # noqa: F401  (a test dependency: the stages need it; imported here so
+    # that collecting the fast loop does not pay for it)
     repo = git_repo
     shutil.copytree(EXAMPLE, repo, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
         "__pycache__", "data", "models", "plots", "metrics.json", "mlv.lock", ".mlv"))

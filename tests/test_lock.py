@@ -104,6 +104,7 @@ def test_add_while_another_mlv_holds_the_lock(repo: Path, hold_lock) -> None:
     assert (repo / ".gitignore").read_text() == "/data\n"
 
 
+@pytest.mark.slow
 def test_add_waits_for_the_lock_and_then_succeeds(repo: Path, hold_lock) -> None:
     holder = hold_lock(repo)
     proc = subprocess.Popen(MLV + ["add", "data"], cwd=repo, stdout=subprocess.PIPE,

@@ -407,6 +407,7 @@ def two_sleepers(mlv, mlv_repo: Path) -> Path:
     return mlv_repo
 
 
+@pytest.mark.slow
 def test_independent_stages_run_in_parallel_with_jobs(mlv, two_sleepers: Path) -> None:
     start = time.monotonic()
     res = ok(mlv("repro", "-j", "2", cwd=two_sleepers))
@@ -479,7 +480,8 @@ def _running_in_group(pgid: int) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("stage_ignores_sigterm", [False, True])
+@pytest.mark.parametrize("stage_ignores_sigterm",
+                         [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_ctrl_c_stops_the_stage_and_keeps_the_lock(mlv, mlv_repo: Path,
                                                     stage_ignores_sigterm: bool) -> None:
     # A stage that ignores SIGTERM (as `trap '' TERM` makes its children do too) is

@@ -375,6 +375,7 @@ def test_missing_bucket_when_many_objects_are_asked_about(tracked: Path, mlv: Ml
     assert_error(res, in_error=(f"bucket '{bucket}' does not exist",), in_hint=("bucket",))
 
 
+@pytest.mark.slow
 def test_unreachable_endpoint_gives_up_quickly(tracked: Path, mlv: Mlv, s3_bucket: str) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"
     ok(mlv("remote", "add", "-d", "store", f"s3://{s3_bucket}/project", cwd=tracked))
@@ -398,6 +399,7 @@ def no_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask 169.254.169.254
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["push", "pull"])
 def test_missing_credentials(tracked: Path, mlv: Mlv, request: pytest.FixtureRequest,
                              tmp_path: Path, command: str) -> None:
@@ -449,6 +451,7 @@ def iam_enforced() -> Iterator[None]:
         yield
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["push", "pull"])
 @pytest.mark.parametrize("where", ["env", "local-config"])
 def test_wrong_credentials_are_refused(tracked: Path, mlv: Mlv, auth_server: dict[str, str],

@@ -493,6 +493,7 @@ def moved(res, verb: str) -> int:
     return 0
 
 
+@pytest.mark.slow
 def test_interrupted_push_and_pull_are_finished_by_running_them_again(
     mlv, big_template: tuple[Path, dict[str, str]], remote_kind: str,
     request: pytest.FixtureRequest, tmp_path: Path
@@ -550,6 +551,7 @@ def test_interrupted_push_and_pull_are_finished_by_running_them_again(
                   f"them ({len(temps)} temp files left in the cache)")
 
 
+@pytest.mark.slow
 def test_pull_killed_while_writing_the_workspace_is_completed_by_the_next_pull(
     mlv, big_template: tuple[Path, dict[str, str]], remote_kind: str,
     request: pytest.FixtureRequest, tmp_path: Path

@@ -508,6 +508,7 @@ def test_clone_and_pull_end_to_end(mlv_repo: Path, remote_kind: str, tmp_path: P
 
 # ---- how S3 objects move: whole, or in parts --------------------------------------------
 
+@pytest.mark.slow
 def test_s3_objects_move_whole_or_in_parts_by_size(mlv_repo: Path, s3_endpoint: str,
                                                    request: pytest.FixtureRequest,
                                                    tmp_path: Path, mlv: Mlv,
@@ -576,6 +577,7 @@ def test_upload_byte_budget_holds_back_what_does_not_fit() -> None:
     assert budget.free == 100
 
 
+@pytest.mark.slow
 def test_s3_push_lists_until_asking_is_cheaper(mlv_repo: Path, request: pytest.FixtureRequest,
                                                tmp_path: Path, mlv: Mlv,
                                                monkeypatch: pytest.MonkeyPatch) -> None:

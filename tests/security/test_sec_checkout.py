@@ -182,7 +182,9 @@ def _fifo_repo(repo: Path) -> None:
     ok(run_mlv(repo, "add", "data", "f.bin"))
 
 
-@pytest.mark.parametrize("place", ["f.bin", "data/a", "data/sub", "data", "link-f.bin"])
+@pytest.mark.parametrize("place", ["f.bin", "data", *(pytest.param(place, marks=pytest.mark.slow)
+                                                       for place in ("data/a", "data/sub",
+                                                                     "link-f.bin"))])
 def test_a_fifo_in_a_tracked_place_is_a_conflict_then_replaced_with_force(
         mlv_repo: Path, place: str) -> None:
     _fifo_repo(mlv_repo)

@@ -21,9 +21,10 @@ def _clone_with_config(attacker: Path, tmp_path: Path, config: str) -> Path:
     return victim
 
 
-@pytest.mark.parametrize("url", ["filecache://{remote}", "simplecache::file://{remote}",
-                                 "reference://", "zip://x::file://{remote}.zip",
-                                 "memory://store"])
+@pytest.mark.parametrize("url", [
+    pytest.param(url, marks=pytest.mark.slow)
+    for url in ("filecache://{remote}", "simplecache::file://{remote}", "reference://",
+                "zip://x::file://{remote}.zip")] + ["memory://store"])
 def test_a_committed_remote_may_not_choose_a_caching_protocol(mlv_repo: Path, tmp_path: Path,
                                                              url: str) -> None:
     remote, outside = tmp_path / "remote", tmp_path / "victimdir"
@@ -79,6 +80,7 @@ def test_a_committed_gc_grace_may_only_lengthen(mlv_repo: Path, tmp_path: Path) 
     assert "2w" in (mlv_repo / ".mlv" / "config").read_text()
 
 
+@pytest.mark.slow
 def test_names_and_commands_from_a_clone_cannot_drive_the_terminal(mlv_repo: Path,
                                                                   tmp_path: Path) -> None:
     esc = "\x1b"
@@ -133,6 +135,7 @@ def test_add_refuses_mlvs_own_files(mlv_repo: Path) -> None:
     assert not (mlv_repo / "mlv.yaml.mlv").exists()
 
 
+@pytest.mark.slow
 def test_gc_cloud_on_a_terminal_asks_before_deleting(mlv_repo: Path, tmp_path: Path) -> None:
     import os
     import subprocess

@@ -219,6 +219,7 @@ def _tracked(mlv_repo: Path) -> None:
     assert res.exit_code == 0, res.output
 
 
+@pytest.mark.slow
 def test_an_unreachable_remote_with_a_password_is_named_without_it(mlv_repo: Path) -> None:
     _tracked(mlv_repo)
     url = "http://alice:hunter2pw@127.0.0.1:9/store?sig=SIGSECRET&v=1"
@@ -232,6 +233,7 @@ def test_an_unreachable_remote_with_a_password_is_named_without_it(mlv_repo: Pat
         assert "remote 'web' (http://alice:***@127.0.0.1:9/store?sig=***&v=1)" in out, out
 
 
+@pytest.mark.slow
 def test_a_missing_bucket_with_a_signature_is_named_without_it(
         mlv_repo: Path, s3_bucket: str, s3_endpoint: str) -> None:
     _tracked(mlv_repo)
@@ -279,6 +281,7 @@ def _folder_on_remote(mlv_repo: Path, request: pytest.FixtureRequest, tmp_path: 
     return url, oid
 
 
+@pytest.mark.slow
 def test_a_huge_manifest_on_a_remote_is_refused(mlv_repo: Path, request: pytest.FixtureRequest,
                                                 tmp_path: Path) -> None:
     url, oid = _folder_on_remote(mlv_repo, request, tmp_path)
@@ -290,7 +293,7 @@ def test_a_huge_manifest_on_a_remote_is_refused(mlv_repo: Path, request: pytest.
     assert_one_error(proc, oid, "larger than 256 MiB")
 
 
-@pytest.mark.parametrize("where", ["cache", "remote"])
+@pytest.mark.parametrize("where", [pytest.param("cache", marks=pytest.mark.slow), "remote"])
 def test_a_manifest_over_the_limit_is_refused(mlv, mlv_repo: Path, request: pytest.FixtureRequest,
                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              where: str) -> None:
@@ -324,7 +327,9 @@ DEEP = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(DEEP))
+@pytest.mark.parametrize("case", [
+    pytest.param(case, marks=pytest.mark.slow) if case in ("json-5000", "toml-950") else case
+    for case in sorted(DEEP)])
 def test_deeply_nested_params_are_one_error(mlv_repo: Path, case: str) -> None:
     name, text = DEEP[case]
     make_tree(mlv_repo, {name: "lr = 1\n" if name.endswith(".toml") else '{"lr": 1}',

@@ -77,6 +77,7 @@ def test_pointer_in_a_folder_named_like_git_is_refused(mlv, mlv_repo: Path) -> N
     assert_one_error(mlv("checkout", ".Git/x.mlv", cwd=mlv_repo), "outs[0].path", ".git")
 
 
+@pytest.mark.slow
 def test_name_with_colon_is_added_pushed_and_pulled(mlv_repo: Path, request: pytest.FixtureRequest,
                                                     tmp_path: Path) -> None:
     # `a:b` was added, then refused as an absolute path by every later command.
@@ -132,7 +133,9 @@ STAGE_ATTACKS = {
 WHERE = ("error: mlv.yaml:4: stages.build.outs.0: ", "error: mlv.lock: build.outs[0].path: ")
 
 
-@pytest.mark.parametrize("links,out,victim", STAGE_ATTACKS.values(), ids=STAGE_ATTACKS.keys())
+@pytest.mark.parametrize("links,out,victim", [
+    pytest.param(*attack, id=name, marks=() if name == "link-to-git" else pytest.mark.slow)
+    for name, attack in STAGE_ATTACKS.items()])
 def test_clone_and_pull_never_write_a_stage_output_into_git(
         mlv_repo: Path, request: pytest.FixtureRequest, tmp_path: Path,
         links: dict[str, str], out: str, victim: str) -> None:

@@ -92,9 +92,12 @@ def _default_signals() -> None:
         signal.signal(sig, signal.SIG_DFL)
 
 
-@pytest.mark.parametrize("sig,stage", [(signal.SIGTERM, "dies"), (signal.SIGTERM, "ignores"),
-                                       (signal.SIGTERM, "exits-0"), (signal.SIGHUP, "dies"),
-                                       (signal.SIGHUP, "ignores")])
+@pytest.mark.parametrize("sig,stage", [
+    (signal.SIGTERM, "dies"),
+    pytest.param(signal.SIGTERM, "ignores", marks=pytest.mark.slow),
+    pytest.param(signal.SIGTERM, "exits-0", marks=pytest.mark.slow),
+    pytest.param(signal.SIGHUP, "dies", marks=pytest.mark.slow),
+    pytest.param(signal.SIGHUP, "ignores", marks=pytest.mark.slow)])
 def test_repro_stopped_by_a_signal_stops_the_stage_and_records_nothing(
         mlv: Mlv, mlv_repo: Path, sig: signal.Signals, stage: str) -> None:
     repo = mlv_repo
@@ -140,6 +143,7 @@ def test_repro_stopped_by_a_signal_stops_the_stage_and_records_nothing(
     assert "everything is up to date" in ok(run_mlv(repo, "repro")).stdout
 
 
+@pytest.mark.slow
 def test_repro_keeps_sighup_ignored_under_nohup(mlv: Mlv, mlv_repo: Path) -> None:
     # `nohup mlv repro` must survive a closed terminal: an ignored SIGHUP stays ignored.
     repo = mlv_repo

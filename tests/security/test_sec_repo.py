@@ -55,12 +55,14 @@ def tree(root: Path) -> dict[str, bytes | str]:
 
 
 @pytest.fixture
-def attacker(mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
-    """A repository with tracked data pushed to a folder remote (so `pull` has work)."""
+def attacker(mlv, mlv_repo: Path, tmp_path: Path,  # noqa: ANN001
+             request: pytest.FixtureRequest) -> Path:
+    """A repository with tracked data pushed to a folder remote (so `pull` has work).
+    (Built in-process for speed; the victim's commands run in subprocesses.)"""
     add_remote(mlv_repo, "local", request, tmp_path)
     make_tree(mlv_repo, {"data": {"a.txt": "alpha\n"}})
-    ok(run_mlv(mlv_repo, "add", "data"))
-    ok(run_mlv(mlv_repo, "push"))
+    ok(mlv("add", "data", cwd=mlv_repo))
+    ok(mlv("push", cwd=mlv_repo))
     git(mlv_repo, "add", "-A")
     git(mlv_repo, "commit", "-qm", "data")
     return mlv_repo
