@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -105,12 +106,25 @@ def git_repo(tmp_path: Path) -> Path:
     return repo
 
 
+@pytest.fixture(scope="session")
+def mlv_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`git init` + `mlv init` + a commit, done once per worker; mlv_repo copies it."""
+    repo = tmp_path_factory.mktemp("template") / "repo"
+    repo.mkdir()
+    env = {**os.environ, "HOME": str(tmp_path_factory.mktemp("template-home")),
+           "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "Test",
+           "GIT_AUTHOR_EMAIL": "test@example.com", "GIT_COMMITTER_NAME": "Test",
+           "GIT_COMMITTER_EMAIL": "test@example.com"}
+    for args in (["git", "init", "-q", "-b", "main"], [*MLV, "init"], ["git", "add", ".mlv"],
+                 ["git", "commit", "-qm", "init mlv"]):
+        subprocess.run(args, cwd=repo, env=env, check=True, capture_output=True)
+    return repo
+
+
 @pytest.fixture
-def mlv_repo(git_repo: Path) -> Path:
-    res = run_mlv(git_repo, "init")
-    assert res.exit_code == 0, res.output
-    git(git_repo, "add", ".mlv")
-    git(git_repo, "commit", "-qm", "init mlv")
+def mlv_repo(git_repo: Path, mlv_template: Path) -> Path:
+    shutil.rmtree(git_repo)
+    shutil.copytree(mlv_template, git_repo, symlinks=True)
     return git_repo
 
 

@@ -119,7 +119,7 @@ class Progress:
                          if self.total_bytes >= self.nbytes else done)
             parts.append(f"{human_size(rate)}/s")
             if self.total_bytes > self.nbytes and self.nbytes:
-                left = int((self.total_bytes - self.nbytes) / rate)
+                left = round((self.total_bytes - self.nbytes) / rate)  # 2:59:59.99… is 3:00:00
                 parts.append(f"ETA {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
                              if left >= 3600 else f"ETA {left // 60}:{left % 60:02d}")
         return f"{self.label}: {', '.join(parts)}"
