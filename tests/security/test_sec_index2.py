@@ -41,3 +41,29 @@ def test_migrate_skips_a_remote_mlv_would_refuse_in_the_committed_config(
     assert "skipped remote x" in res.stdout and "mlv remote add --local x" in res.stdout
     config = (git_repo / ".mlv" / "config").read_text()
     assert "remote" not in config, config
+
+
+# ---- mlv repro: storing a changed tracked input ----------------------------------------------
+
+@pytest.mark.parametrize("link", ["outside", ".git/config"])
+def test_repro_never_stores_a_file_a_clones_symlink_leads_to(
+        mlv_repo: Path, tmp_path: Path, link: str) -> None:
+    """A clone commits `data/x -> ~/secret` inside the tracked folder `data`: `mlv repro`
+    (whose stage is only `true`) stored the secret in the cache and rewrote data.mlv
+    before any command ran, ready for `mlv push` to upload it."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-KEY\n")
+    make_tree(mlv_repo, {"data": {"a": "hi\n"},
+                         "mlv.yaml": 'stages:\n  s:\n    cmd: "true"\n    deps: [data]\n'})
+    assert run_mlv(mlv_repo, "add", "data").exit_code == 0
+    (mlv_repo / "data" / "x").symlink_to(secret if link == "outside" else "../.git/config")
+    _commit_all(mlv_repo)
+    git(mlv_repo, "add", "-f", "data/x")
+    _commit_all(mlv_repo, "the link")
+    victim = _clone(mlv_repo, tmp_path)
+    pointer_text = (victim / "data.mlv").read_text()
+    assert_one_error(run_mlv(victim, "repro"), "data/x", "symlink")
+    assert (victim / "data.mlv").read_text() == pointer_text
+    assert not (victim / "mlv.lock").exists()
+    stored = [p.read_bytes() for p in (victim / ".mlv" / "cache").rglob("*") if p.is_file()]
+    assert not any(b"SECRET" in s or b"[core]" in s for s in stored)
