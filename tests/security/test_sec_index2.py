@@ -67,3 +67,40 @@ def test_repro_never_stores_a_file_a_clones_symlink_leads_to(
     assert not (victim / "mlv.lock").exists()
     stored = [p.read_bytes() for p in (victim / ".mlv" / "cache").rglob("*") if p.is_file()]
     assert not any(b"SECRET" in s or b"[core]" in s for s in stored)
+
+
+# ---- revisions read from git objects: memory ---------------------------------------------------
+
+def test_many_big_pointers_at_a_revision_are_not_all_held_in_memory(
+        mlv_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each pointer blob is at most 1 MiB, but a tag's tree with 400 of them (4 MiB of git
+    objects) made `metrics show -T` and `gc -A` read all 400 MiB at once (850 MB of
+    memory; 10,000 of them, 20 GB)."""
+    from mlv import scm
+    from mlv.api import scope
+    from mlv.index import Index
+    from mlv.repo import Repo
+
+    git(mlv_repo, "checkout", "-q", "-b", "evil")
+    for i in range(8):
+        make_tree(mlv_repo, {f"f{i}.mlv": f"outs:\n- path: f{i}\n  xxh128: {i:x}{'a' * 31}\n"
+                                          f"  size: 1\n# {str(i) * 1_000_000}\n"})
+    _commit_all(mlv_repo)
+    git(mlv_repo, "tag", "v1")
+    git(mlv_repo, "checkout", "-q", "main")
+    victim = _clone(mlv_repo, tmp_path)
+    monkeypatch.setattr(scm, "BLOB_BATCH", 3 << 20, raising=False)
+    held: list[int] = []
+    real = scm.read_blobs
+
+    def spy(root: str, blob_ids: list[str]) -> dict[str, bytes]:
+        found = real(root, blob_ids)
+        held.append(sum(len(data) for data in found.values()))
+        return found
+
+    monkeypatch.setattr(scm, "read_blobs", spy)
+    repo = Repo(str(victim))
+    assert len(Index.load(repo, "v1").items) == 8
+    found, _ = scope.roots(repo, all_tags=True)
+    assert len(found) == 8
+    assert held and max(held) <= 3 << 20, held
