@@ -104,3 +104,21 @@ def test_many_big_pointers_at_a_revision_are_not_all_held_in_memory(
     found, _ = scope.roots(repo, all_tags=True)
     assert len(found) == 8
     assert held and max(held) <= 3 << 20, held
+
+
+# ---- mlv.yaml: bounds ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field", ["cmd", "deps"])
+def test_a_list_named_whole_by_every_stage_counts_toward_the_text_bound(
+        mlv_repo: Path, tmp_path: Path, field: str) -> None:
+    """`cmd: ${big}` (a list, joined) or `deps: ${big}` in a foreach of 10,000 stages: a
+    whole-value ${…} was not counted, so a 220 KB mlv.yaml made 3,000 copies of a 200 KB
+    list (600 MB; 10,000 stages of a 16 MiB list, 160 GB)."""
+    big = ", ".join(f"d{i:05}{'x' * 94}" for i in range(2000))
+    items = ", ".join(str(i) for i in range(10_000))
+    body = "cmd: ${big}" if field == "cmd" else "cmd: echo\n      deps: ${big}"
+    (mlv_repo / "mlv.yaml").write_text(f"vars:\n- big: [{big}]\nstages:\n  s:\n"
+                                       f"    foreach: [{items}]\n    do:\n      {body}\n")
+    _commit_all(mlv_repo)
+    victim = _clone(mlv_repo, tmp_path)
+    assert_one_error(run_mlv(victim, "status", timeout=60), "characters")
