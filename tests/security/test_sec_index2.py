@@ -122,3 +122,25 @@ def test_a_list_named_whole_by_every_stage_counts_toward_the_text_bound(
     _commit_all(mlv_repo)
     victim = _clone(mlv_repo, tmp_path)
     assert_one_error(run_mlv(victim, "status", timeout=60), "characters")
+
+
+# ---- per-output remotes ------------------------------------------------------------------------
+
+def test_an_outputs_remote_is_one_error_when_unknown_and_r_sends_everything(
+        mlv_repo: Path, tmp_path: Path) -> None:
+    """mlv.yaml's `remote: NAME` never makes push fall back to another remote; and with
+    `-r mine` (docs: "unless -r names one") the output was silently left out: "pushed 1
+    file" while `o` was pushed nowhere."""
+    mine = tmp_path / "mine"
+    make_tree(mlv_repo, {"mlv.yaml": "stages:\n  s:\n    cmd: echo hi > o; echo yo > p\n"
+                                     "    outs:\n    - o:\n        remote: nope\n    - p\n"})
+    assert run_mlv(mlv_repo, "remote", "add", "-d", "--local", "--create", "mine",
+                   str(mine)).exit_code == 0
+    assert run_mlv(mlv_repo, "repro").exit_code == 0
+    assert_one_error(run_mlv(mlv_repo, "push"), "unknown remote 'nope'")
+    assert not mine.exists() or not any(p.is_file() for p in mine.rglob("*"))
+    assert_one_error(run_mlv(mlv_repo, "status", "--cloud"), "unknown remote 'nope'")
+    res = run_mlv(mlv_repo, "push", "-r", "mine")
+    assert res.exit_code == 0 and "pushed 2 files" in res.stdout, res.output
+    res = run_mlv(mlv_repo, "status", "--cloud", "-r", "mine")
+    assert res.exit_code == 0 and "in sync" in res.stdout, res.output
