@@ -16,7 +16,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from mlv import dvcformat, fsio, paths, pointer, scm, yamlio
-from mlv.api.remote import refused_protocol
+from mlv.api.remote import refused_protocol, valid_name
 from mlv.dvcformat import DVC_DIR, DvcFile, DvcFormatError, DvcLockStage, DvcOut
 from mlv.dvcrehash import FROM_DVC_CACHE, Rehasher
 from mlv.errors import MlvError, NotARepoError, PathError
@@ -315,6 +315,11 @@ def _convert_remotes(root: str, repo: Repo | None, result: MigrateResult) -> Non
         url = options.get("url")
         if name in existing:
             result.steps.append(Step("kept", what, "mlv has a remote of this name already"))
+            continue
+        if not valid_name(name):
+            result.steps.append(Step("skip", what, "mlv's remote names use letters, digits, "
+                                                   "'-', '_' and '.'; add it under another "
+                                                   "name: `mlv remote add NAME URL`"))
             continue
         if not url or masked_url(url) != url:
             result.steps.append(Step("skip secret", what,

@@ -56,8 +56,12 @@ def _level(local: bool) -> str:
     return "local" if local else "repo"
 
 
+def valid_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
 def _check_name(name: str) -> None:
-    if not _NAME.match(name):
+    if not valid_name(name):
         raise UsageError(f"invalid remote name {name!r}",
                          hint="use letters, digits, '-', '_' and '.'")
 

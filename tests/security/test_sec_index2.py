@@ -43,6 +43,20 @@ def test_migrate_skips_a_remote_mlv_would_refuse_in_the_committed_config(
     assert "remote" not in config, config
 
 
+def test_migrate_skips_a_dvc_remote_whose_name_mlv_refuses(git_repo: Path) -> None:
+    """`['remote "a b"']` in .dvc/config stopped migrate with a usage error (exit 2) after
+    it had written the pointers, .gitignore and .mlv/."""
+    make_tree(git_repo, {".dvc": {"config": "['remote \"a b\"']\n    url = s3://b/x\n"},
+                         "f": "hi\n",
+                         "f.dvc": "outs:\n- md5: 764efa883dda1e11db47671c4a3bbd9e\n  size: 3\n"
+                                  "  hash: md5\n  path: f\n"})
+    _commit_all(git_repo)
+    res = run_mlv(git_repo, "migrate", "dvc")
+    assert res.exit_code == 0, res.output
+    assert "skipped remote a b" in res.stdout
+    assert (git_repo / "f.mlv").exists()
+
+
 # ---- mlv repro: storing a changed tracked input ----------------------------------------------
 
 @pytest.mark.parametrize("link", ["outside", ".git/config"])
