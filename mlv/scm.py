@@ -193,10 +193,29 @@ def read_blobs(root: str, blob_ids: list[str]) -> dict[str, bytes]:
     return found
 
 
+# Bytes of git blobs held in memory at once: each file is bounded, but a clone's branch
+# can hold thousands of 1 MiB pointers that git compresses to almost nothing.
+BLOB_BATCH = 64 << 20
+
+
+def read_blobs_in_batches(root: str, blobs: dict[str, int]) -> Iterator[dict[str, bytes]]:
+    """`read_blobs` for {blob id: size}, at most about BLOB_BATCH bytes at a time."""
+    batch: list[str] = []
+    held = 0
+    for blob, size in blobs.items():
+        if batch and held + size > BLOB_BATCH:
+            yield read_blobs(root, batch)
+            batch, held = [], 0
+        batch.append(blob)
+        held += size
+    if batch:
+        yield read_blobs(root, batch)
+
+
 def pointer_blobs(root: str, revs: list[str], suffix: str, limit: int) -> Iterator[bytes]:
     """The contents of every distinct file named `*suffix` in any of `revs`. One larger
     than `limit` bytes raises (it is not read): what it names cannot be known."""
-    blob_ids: dict[str, None] = {}
+    blob_ids: dict[str, int] = {}
     for rev in revs:
         for path, (_, blob, size) in ls_tree(root, rev).items():
             if path.endswith(suffix):
@@ -205,5 +224,6 @@ def pointer_blobs(root: str, revs: list[str], suffix: str, limit: int) -> Iterat
                                    hint="mlv cannot tell which data it names; remove that "
                                         "commit from the scope (leave out --all-commits, "
                                         "or delete the branch or tag)")
-                blob_ids[blob] = None
-    yield from read_blobs(root, list(blob_ids)).values()
+                blob_ids[blob] = size
+    for found in read_blobs_in_batches(root, blob_ids):
+        yield from found.values()

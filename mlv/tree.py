@@ -85,6 +85,7 @@ class GitTree(Tree):
         self.rev = scm.resolve_commit(root, rev)
         self._files = scm.ls_tree(root, self.rev)
         self._blobs: dict[str, bytes] = {}
+        self._held = 0  # bytes in _blobs
 
     def label(self) -> str:
         return self.name
@@ -102,16 +103,30 @@ class GitTree(Tree):
             raise error(f"{what} at {self.name} is larger than {limit} bytes")
         if blob not in self._blobs:
             self.prefetch([rel], limit)
-        return self._blobs[blob]
+        data = self._blobs.get(blob)
+        if data is None:  # beyond what is kept in memory: read alone, not kept
+            from mlv import scm
+
+            data = scm.read_blobs(self.root, [blob]).get(blob)
+        if data is None:
+            raise error(f"{what} at {self.name} cannot be read from git",
+                        hint="check the clone with `git fsck`")
+        return data
 
     def prefetch(self, rels: list[str], limit: int = fsio.POINTER_LIMIT) -> None:
-        """Read many files with one git process (pointers, at every revision). A blob
-        over `limit` bytes is left out: `read` refuses it without reading it."""
+        """Read many files with one git process (pointers, at every revision), keeping
+        at most scm.BLOB_BATCH bytes. A blob over `limit` bytes is left out: `read`
+        refuses it without reading it."""
         from mlv import scm
 
-        wanted = [self._files[r][1] for r in rels
-                  if r in self._files and self._files[r][1] not in self._blobs
-                  and self._files[r][2] <= limit]
+        wanted = []
+        for r in rels:
+            if r in self._files:
+                _, blob, size = self._files[r]
+                if blob not in self._blobs and size <= limit and \
+                        self._held + size <= scm.BLOB_BATCH:
+                    wanted.append(blob)
+                    self._held += size
         self._blobs.update(scm.read_blobs(self.root, wanted))
 
     def exists(self, rel: str) -> bool:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shlex
 from dataclasses import dataclass, field
 
 from mlv import dvcformat, fsio, paths, pointer, scm, yamlio
+from mlv.api.remote import refused_protocol, valid_name
 from mlv.dvcformat import DVC_DIR, DvcFile, DvcFormatError, DvcLockStage, DvcOut
 from mlv.dvcrehash import FROM_DVC_CACHE, Rehasher
 from mlv.errors import MlvError, NotARepoError, PathError
@@ -314,15 +316,27 @@ def _convert_remotes(root: str, repo: Repo | None, result: MigrateResult) -> Non
         if name in existing:
             result.steps.append(Step("kept", what, "mlv has a remote of this name already"))
             continue
+        if not valid_name(name):
+            result.steps.append(Step("skip", what, "mlv's remote names use letters, digits, "
+                                                   "'-', '_' and '.'; add it under another "
+                                                   "name: `mlv remote add NAME URL`"))
+            continue
         if not url or masked_url(url) != url:
             result.steps.append(Step("skip secret", what,
-                                     "its url holds a password; add it yourself with "
-                                     f"`mlv remote add {name} URL` and `mlv remote modify "
-                                     "--local`"))
+                                     "its url holds a password; add it for this clone "
+                                     f"only: `mlv remote add --local {name} URL`"))
+            continue
+        new_url = _mlv_url(root, url)
+        protocol = refused_protocol(url)
+        if protocol is not None:  # .mlv/config is committed: mlv would refuse it there
+            result.steps.append(Step("skip", what,
+                                     f"mlv refuses the {protocol}:// protocol in the "
+                                     f"committed .mlv/config; if you trust it, add it for "
+                                     f"this clone only: `mlv remote add --local {name} "
+                                     f"{shlex.quote(new_url) if '://' in url else 'URL'}`"))
             continue
         copied = {REMOTE_OPTIONS[k]: v for k, v in options.items()
                   if k in REMOTE_OPTIONS and k != "url"}
-        new_url = _mlv_url(root, url)
         is_default = name == default and not chosen
         if name == default and chosen:
             result.notes.append(f"remote {name} is DVC's default; mlv's stays {chosen} "

@@ -56,8 +56,12 @@ def _level(local: bool) -> str:
     return "local" if local else "repo"
 
 
+def valid_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
 def _check_name(name: str) -> None:
-    if not _NAME.match(name):
+    if not valid_name(name):
         raise UsageError(f"invalid remote name {name!r}",
                          hint="use letters, digits, '-', '_' and '.'")
 
@@ -89,12 +93,21 @@ def _check_committed(repo: Repo, name: str) -> None:
                               hint="if you trust it, move it to .mlv/config.local (this "
                                    "clone only)")
     url = str(committed.get("url", ""))
-    protocol = url.partition("://")[0] if "://" in url else "file"
-    if protocol not in CLONE_PROTOCOLS:
+    protocol = refused_protocol(url)
+    if protocol is not None:
         raise ConfigError(f"remote '{name}': the url {masked_url(url)!r} in {where} is not "
                           f"used: a clone may not choose the {protocol}:// protocol",
                           hint=f"if you trust it, set it for this clone: "
                                f"`mlv remote modify --local {name} url URL`")
+
+
+def refused_protocol(url: str) -> str | None:
+    """The protocol of `url` when the committed .mlv/config may not choose it (one
+    outside CLONE_PROTOCOLS, or a chained `filecache::…` URL), else None."""
+    protocol = url.partition("://")[0] if "://" in url else "file"
+    if "::" in url.partition("://")[0]:  # fsspec's chaining: the first one acts first
+        protocol = url.partition("::")[0]
+    return None if protocol in CLONE_PROTOCOLS else protocol
 
 
 def _check_option(key: str, value: Any, level: str) -> Any:

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mlv import paths
+from mlv.errors import PathError
 from mlv.index import POINTER, Index
 from mlv.pipeline import lockfile
 from mlv.pipeline.stage import PIPELINE_FILE, PipelineError
@@ -105,6 +107,12 @@ def store_changed_inputs(repo: Repo, idx: Index, pipe: Pipeline, selected: list[
         hashed = pipe.hash_path(item.path)
         if hashed is not None and hashed.oid != item.oid:
             changed.append(item)
+    for item in changed:  # all checked before any is stored
+        found = _link_leaving(repo.root, item.path)
+        if found:
+            raise PathError(f"{item.path} changed, but {found}; mlv repro does not store "
+                            "it", hint=f"remove the link, or if you mean it, run `mlv add "
+                                       f"{item.path}` yourself")
     if changed:
         from mlv.api.add import record  # only now: its imports cost a no-op repro time
     for item in changed:
@@ -114,6 +122,24 @@ def store_changed_inputs(repo: Repo, idx: Index, pipe: Pipeline, selected: list[
         emit(f"{item.path} changed: stored the new version and updated "
              f"{repo.rel(done.pointer)} (commit it with git)")
     return [i.path for i in changed]
+
+
+def _link_leaving(root: str, rel: str) -> str | None:
+    """Why the tracked folder `rel` holds a symlink that leads out of the repository (or
+    into .git or .mlv), else None: a clone can commit `data/x -> ~/.aws/credentials`
+    inside a tracked folder, and storing the folder would store that file for a push."""
+    top = os.path.join(root, *rel.split("/"))
+    if os.path.islink(top) or not os.path.isdir(top):
+        return None  # the path itself is checked where its pointer is read
+    for folder, dirs, files in os.walk(top):
+        for name in sorted(files + dirs):
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                found = paths.problem_on_disk(root, os.path.relpath(path, root).replace(
+                    os.sep, "/"))
+                if found:
+                    return found
+    return None
 
 
 def _ignore_outs(repo: Repo, pipe: Pipeline) -> None:

@@ -14,6 +14,7 @@ from mlv.pointer import SUFFIX
 from mlv.repo import Repo
 
 _OID_IN_TEXT = re.compile(r"\b[0-9a-f]{32}(?:\.dir)?\b")
+ANY = "*"  # `remote=ANY`: every output, whatever remote mlv.yaml names (not a remote name)
 
 
 def roots(repo: Repo, targets: list[str] | None = None, all_branches: bool = False,
@@ -24,17 +25,18 @@ def roots(repo: Repo, targets: list[str] | None = None, all_branches: bool = Fal
     revisions were read. `sizes`, if given, receives the sizes the workspace's records
     give for files. `pushed_only` leaves out `push: false` outputs of the workspace.
     `remote` (with `pushed_only`): only the outputs mlv.yaml sends to that remote
-    (`remote: NAME`); None: all but those, and everything at other revisions."""
+    (`remote: NAME`); None: all but those, and everything at other revisions; ANY:
+    all, and everything at other revisions (`-r NAME` given)."""
     found: set[str] = set()
     for item in targets_mod.select(repo, targets, pushed_only=pushed_only):
-        if pushed_only and item.remote != remote:
+        if pushed_only and remote != ANY and item.remote != remote:
             continue
         assert item.oid is not None
         found.add(item.oid)
         if sizes is not None and not item.is_dir and item.size is not None:
             sizes[item.oid] = item.size
     revs: list[str] = []
-    if remote is None and (all_branches or all_tags or all_commits):
+    if remote in (None, ANY) and (all_branches or all_tags or all_commits):
         if not repo.has_scm:
             raise MlvError("--all-branches, --all-tags and --all-commits need a git repository",
                            hint="leave them out in a repository made with --no-scm")

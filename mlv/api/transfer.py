@@ -73,7 +73,9 @@ def _each_remote(repo: Repo, where: Scope, remote: str | None, jobs: int | None,
         own = sorted({i.remote for i in items if i.remote})
         everything = where.all_branches or where.all_tags or where.all_commits
         groups: list[tuple[Remote, str | None]] = []
-        if not own or everything or not all(i.remote for i in items):
+        if remote:  # every output goes there, also those mlv.yaml sends elsewhere
+            groups.append((remote_api.resolve(repo, remote, jobs), scope.ANY))
+        elif not own or everything or not all(i.remote for i in items):
             groups.append((remote_api.resolve(repo, remote, jobs), None))
         groups += [(remote_api.resolve(repo, name, jobs), name) for name in own]
         names, total = [], TransferResult()

@@ -25,7 +25,7 @@ def migrate() -> None:
     """
 
 
-_DONE = {"write": "wrote", "add": "added", "skip secret": "skipped secret",
+_DONE = {"write": "wrote", "add": "added", "skip": "skipped", "skip secret": "skipped secret",
          "skip option": "skipped option"}
 
 

@@ -695,8 +695,10 @@ def _interpolate(value: Any, where: tuple[Any, ...], loc: Loc, context: dict[str
                  local: dict[str, Any]) -> Any:
     if isinstance(value, str):
         whole = _VAR.fullmatch(value)
-        if whole:
-            return _lookup(whole.group(1), where, loc, context, local)
+        if whole:  # a list or mapping too: each stage that names it gets all of it
+            found = _lookup(whole.group(1), where, loc, context, local)
+            _count(len(str(found)), where, loc, context)
+            return found
 
         def text(match: re.Match[str]) -> str:
             found = _lookup(match.group(1), where, loc, context, local)
@@ -704,10 +706,7 @@ def _interpolate(value: Any, where: tuple[Any, ...], loc: Loc, context: dict[str
                 raise loc.error(where, f"${{{match.group(1)}}} is a {type(found).__name__}, "
                                        "not a value that fits in a string")
             shown = str(found)
-            context["interpolated"] += len(shown)
-            if context["interpolated"] > MAX_INTERPOLATED:
-                raise loc.error(where, f"${{…}} makes more than {MAX_INTERPOLATED} characters "
-                                       "of text in all", hint="use shorter values")
+            _count(len(shown), where, loc, context)
             return shown
 
         return _VAR.sub(text, value)
@@ -718,6 +717,14 @@ def _interpolate(value: Any, where: tuple[Any, ...], loc: Loc, context: dict[str
                                                                         context, local)
                 for k, v in value.items()}
     return value
+
+
+def _count(size: int, where: tuple[Any, ...], loc: Loc, context: dict[str, Any]) -> None:
+    """Add what one ${…} made to the pipeline's total, bounded by MAX_INTERPOLATED."""
+    context["interpolated"] += size
+    if context["interpolated"] > MAX_INTERPOLATED:
+        raise loc.error(where, f"${{…}} makes more than {MAX_INTERPOLATED} characters "
+                               "of text in all", hint="use shorter values")
 
 
 def params_file(context: dict[str, Any], name: str, loc: Loc | None = None) -> Any:
