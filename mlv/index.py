@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, NamedTuple
 
 from mlv import fsio, manifest, pointer
 from mlv.errors import PathError
@@ -27,9 +27,10 @@ if TYPE_CHECKING:
 POINTER, OUT, METRIC, PLOT = "pointer", "out", "metric", "plot"
 
 
-@dataclass(frozen=True)
-class Item:
-    """One tracked path: a pointer's out, or a cached output of a stage."""
+class Item(NamedTuple):
+    """One tracked path: a pointer's out, or a cached output of a stage. (Named tuples,
+    not dataclasses, here: every command imports this module, and a dataclass costs a
+    millisecond of start-up each.)"""
 
     path: str  # repo-relative, POSIX
     oid: str | None  # None: a stage output that mlv.lock does not record yet
@@ -56,8 +57,7 @@ class Item:
         return Out(os.path.basename(self.path), self.oid, self.size, self.nfiles, self.exec)
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """What a command-line target resolved to: an item, or a path inside a tracked folder
     (`sub`, relative to the item)."""
 
@@ -69,19 +69,21 @@ class Target:
         return self.item.path + "/" + self.sub if self.sub else self.item.path
 
 
-@dataclass
 class Index:
-    tree: Tree
-    items: dict[str, Item] = field(default_factory=dict)
-    pointers: dict[str, Pointer] = field(default_factory=dict)  # repo-relative file -> pointer
-    stages: list[Stage] = field(default_factory=list)
-    lock: dict[str, LockEntry] = field(default_factory=dict)
-    has_pipeline: bool = False
-    metrics_files: list[str] = field(default_factory=list)  # every metrics file, in order
-    plots_files: list[str] = field(default_factory=list)
-    params_files: list[str] = field(default_factory=list)
-    claims: list[tuple[str, str]] = field(default_factory=list)  # (path, where recorded)
-    project: Project | None = None  # all of mlv.yaml (top-level metrics, plots, artifacts)
+    """What one tree tracks (see the module's docstring)."""
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.items: dict[str, Item] = {}
+        self.pointers: dict[str, Pointer] = {}  # repo-relative file -> pointer
+        self.stages: list[Stage] = []
+        self.lock: dict[str, LockEntry] = {}
+        self.has_pipeline = False
+        self.metrics_files: list[str] = []  # every metrics file, in order
+        self.plots_files: list[str] = []
+        self.params_files: list[str] = []
+        self.claims: list[tuple[str, str]] = []  # (path, where it is recorded)
+        self.project: Project | None = None  # all of mlv.yaml (top-level metrics, plots…)
 
     # ---- building -------------------------------------------------------------------
 
@@ -297,7 +299,7 @@ def narrow(odb: ObjectStore, target: Target,
     path = f"{item.path}/{sub}"
     for e in entries:
         if e.path == sub:
-            return replace(item, path=path, oid=e.oid, size=e.size, nfiles=None, exec=e.exec,
+            return item._replace(path=path, oid=e.oid, size=e.size, nfiles=None, exec=e.exec,
                            pointer=None)
     inside = [Entry(e.path[len(sub) + 1:], e.oid, e.size, e.exec) for e in entries
               if e.path.startswith(sub + "/")]
@@ -305,5 +307,5 @@ def narrow(odb: ObjectStore, target: Target,
         return None
     data = manifest.dumps(inside)
     oid = odb.add_bytes(data, ".dir")
-    return replace(item, path=path, oid=oid, size=sum(e.size for e in inside),
+    return item._replace(path=path, oid=oid, size=sum(e.size for e in inside),
                    nfiles=len(inside), exec=False, pointer=None)
