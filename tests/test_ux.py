@@ -330,3 +330,21 @@ def test_a_long_run_prints_plain_progress_lines_when_not_on_a_terminal(  # type:
     assert "\r" not in res.stderr and "\x1b" not in res.stderr
     assert PROGRESS.search(res.stderr)
     assert mlv("-q", "push", cwd=big_repo).stderr == ""
+
+
+def test_gc_cloud_reports_each_batch_it_deletes(mlv, mlv_repo: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                               request: pytest.FixtureRequest,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlv.api import gc as gc_api
+
+    monkeypatch.setattr(gc_api, "DELETE_BATCH", 2)
+    add_remote(mlv_repo, "local", request, tmp_path)
+    make_tree(mlv_repo, {"data": {f"f{i}": f"v{i}" for i in range(5)}})
+    ok(mlv("add", "data", cwd=mlv_repo))
+    ok(mlv("push", cwd=mlv_repo))
+    ok(mlv("remove", "--outs", "data.mlv", cwd=mlv_repo))
+    calls = recorded(monkeypatch)
+    res = mlv("gc", "-w", "--cloud", "--grace", "0", "-f", cwd=mlv_repo)
+    ok(res)
+    assert "deleted 6 objects" in res.stdout, res.stdout  # 5 files and the manifest
+    assert [files for files, _ in calls] == [1, 2, 2, 1], calls  # manifest first, in batches

@@ -88,7 +88,8 @@ def grace_seconds(repo: Repo, grace: float | None) -> float:
 def gc_cloud(repo: Repo, remote: str | None, all_branches: bool = False,
              all_tags: bool = False, all_commits: bool = False, dry: bool = False,
              jobs: int | None = None, grace: float | None = None,
-             confirm: Callable[[str, int], bool] | None = None) -> tuple[str, GcResult]:
+             confirm: Callable[[str, int], bool] | None = None,
+             progress: Progress | None = None) -> tuple[str, GcResult]:
     """Delete objects on a remote that no pointer in scope references and that are older
     than the grace period (another clone may be pushing the newer ones right now).
     Manifests go before files, so an interrupted gc never leaves a manifest on the
@@ -118,9 +119,12 @@ def gc_cloud(repo: Repo, remote: str | None, all_branches: bool = False,
                                                                       len(doomed)):
             raise MlvError("gc --cloud stopped: nothing was deleted")
         if not dry:
+            if progress:
+                progress(total_files=len(doomed))
             manifests = [o for o in doomed if o.endswith(".dir")]
-            _delete(target, manifests, len(doomed))
-            _delete(target, [o for o in doomed if not o.endswith(".dir")], len(doomed))
+            _delete(target, manifests, len(doomed), progress)
+            _delete(target, [o for o in doomed if not o.endswith(".dir")], len(doomed),
+                    progress)
             result.temps = target.remove_stale_temps(STALE_TMP_SECONDS)
         result.removed = [(oid, 0) for oid in doomed]
     return target.name, result
@@ -147,8 +151,17 @@ def _with_files(repo: Repo, target: Remote, roots: set[str], unreadable_is_error
     return used
 
 
-def _delete(target: Remote, oids: list[str], total: int) -> None:
-    failed = target.delete(oids)
+DELETE_BATCH = 1000  # objects per progress step (and per S3 multi-delete request)
+
+
+def _delete(target: Remote, oids: list[str], total: int,
+            progress: Progress | None = None) -> None:
+    failed: dict[str, BaseException] = {}
+    for start in range(0, len(oids), DELETE_BATCH):
+        batch = oids[start:start + DELETE_BATCH]
+        failed.update(target.delete(batch))
+        if progress:
+            progress(len(batch))
     if failed:
         raise MlvError(f"{len(failed)} of {total} objects could not be deleted "
                        f"from '{target.name}' (e.g. {next(iter(failed))})",

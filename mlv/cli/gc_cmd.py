@@ -56,9 +56,14 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
     if cloud or remote_name:
         from mlv.api.gc import gc_cloud
 
-        name, result = gc_cloud(find_repo(), remote_name, all_branches, all_tags, all_commits,
-                                dry, grace=_grace(grace),
-                                confirm=None if force or not sys.stdin.isatty() else _ask)
+        deleting = Progress("deleting", as_json)
+        try:
+            name, result = gc_cloud(find_repo(), remote_name, all_branches, all_tags,
+                                    all_commits, dry, grace=_grace(grace),
+                                    confirm=None if force or not sys.stdin.isatty() else _ask,
+                                    progress=deleting.callback)
+        finally:
+            deleting.done()
         if as_json:
             print_json(gc_dict(result, dry, name))
             return
