@@ -128,6 +128,18 @@ def mlv_repo(git_repo: Path, mlv_template: Path) -> Path:
     return git_repo
 
 
+def clone(origin: Path, parent: Path, name: str = "victim") -> Path:
+    """`git clone` origin into parent/name (a teammate's or a victim's clone)."""
+    dest = parent / name
+    git(parent, "clone", "-q", str(origin), str(dest))
+    return dest
+
+
+def commit_all(repo: Path, message: str = "attack") -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message)
+
+
 def make_tree(root: Path, spec: dict[str, bytes | str | dict]) -> None:
     """make_tree(repo, {"data": {"a.txt": "hi", "sub": {"b": b"\\0"}}})"""
     root.mkdir(parents=True, exist_ok=True)

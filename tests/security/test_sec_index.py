@@ -9,20 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_tree, run_mlv
+from tests.conftest import clone, commit_all, git, make_tree, run_mlv
 from tests.conftest import one_error as assert_one_error
-
-
-def _clone(origin: Path, tmp_path: Path) -> Path:
-    victim = tmp_path / "victim"
-    git(tmp_path, "clone", "-q", str(origin), str(victim))
-    return victim
-
-
-def _commit_all(repo: Path, message: str = "attack") -> None:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", message)
-
 
 # ---- revisions read from git objects ------------------------------------------------------
 
@@ -37,8 +25,8 @@ def test_a_huge_pointer_blob_at_a_revision_is_never_read(
     make_tree(mlv_repo, {"params.yaml": "p: 1\n",
                          "mlv.yaml": "stages:\n  s:\n    cmd: echo\n    params: [p]\n",
                          "big.mlv": b"\0" * (2 << 20)})
-    _commit_all(mlv_repo)
-    victim = _clone(mlv_repo, tmp_path)
+    commit_all(mlv_repo)
+    victim = clone(mlv_repo, tmp_path)
     asked: list[int] = []
     real = scm.read_blobs
 
@@ -59,10 +47,10 @@ def test_gc_all_commits_survives_a_hostile_lock_at_an_old_commit(
     """An mlv.lock nested 100,000 deep at an old commit crashed `gc -A` (RecursionError,
     exit 3); one with aliases made it loop over shared lists."""
     make_tree(mlv_repo, {"mlv.lock": "[" * 100_000 + "]" * 100_000 + "\n"})
-    _commit_all(mlv_repo, "deep lock")
+    commit_all(mlv_repo, "deep lock")
     git(mlv_repo, "rm", "-q", "mlv.lock")
-    _commit_all(mlv_repo, "gone")
-    victim = _clone(mlv_repo, tmp_path)
+    commit_all(mlv_repo, "gone")
+    victim = clone(mlv_repo, tmp_path)
     res = run_mlv(victim, "gc", "--all-commits", "--dry", timeout=60)
     assert res.exit_code == 0, res.output
     assert "Traceback" not in res.output
@@ -71,10 +59,10 @@ def test_gc_all_commits_survives_a_hostile_lock_at_an_old_commit(
 def test_gc_all_commits_refuses_an_oversized_pointer_without_reading_it(
         mlv_repo: Path, tmp_path: Path) -> None:
     make_tree(mlv_repo, {"big.mlv": b"\0" * (2 << 20)})
-    _commit_all(mlv_repo, "huge pointer")
+    commit_all(mlv_repo, "huge pointer")
     git(mlv_repo, "rm", "-q", "big.mlv")
-    _commit_all(mlv_repo, "gone")
-    victim = _clone(mlv_repo, tmp_path)
+    commit_all(mlv_repo, "gone")
+    victim = clone(mlv_repo, tmp_path)
     assert_one_error(run_mlv(victim, "gc", "--all-commits", "--dry", timeout=60),
                      "big.mlv", "larger than")
 
@@ -85,12 +73,12 @@ def test_tags_a_clone_brings_cannot_break_show_all_tags(mlv_repo: Path, tmp_path
     `mlv params show -T` fail as a whole ('-x' is not a git revision)."""
     make_tree(mlv_repo, {"params.yaml": "p: 1\n",
                          "mlv.yaml": "stages:\n  s:\n    cmd: echo\n    params: [p]\n"})
-    _commit_all(mlv_repo)
+    commit_all(mlv_repo)
     git(mlv_repo, "update-ref", "refs/tags/-x", "HEAD")
     git(mlv_repo, "update-ref", "refs/tags/blob", git(mlv_repo, "rev-parse",
                                                       "HEAD:params.yaml").strip())
     git(mlv_repo, "tag", "v1")
-    victim = _clone(mlv_repo, tmp_path)
+    victim = clone(mlv_repo, tmp_path)
     for what in ("params", "metrics"):
         res = run_mlv(victim, what, "show", "-T", "--json")
         assert res.exit_code == 0, res.output
@@ -106,8 +94,8 @@ def test_a_tracked_path_inside_another_is_refused_whatever_sorts_between(
     assert run_mlv(mlv_repo, "add", "d", "d-y").exit_code == 0
     text = (mlv_repo / "d.mlv").read_text().replace("path: d\n", "path: d/x\n")
     (mlv_repo / "e.mlv").write_text(text)
-    _commit_all(mlv_repo)
-    victim = _clone(mlv_repo, tmp_path)
+    commit_all(mlv_repo)
+    victim = clone(mlv_repo, tmp_path)
     for obj in (mlv_repo / ".mlv" / "cache").rglob("*"):
         target = victim / obj.relative_to(mlv_repo)
         if obj.is_dir():
@@ -120,16 +108,16 @@ def test_a_tracked_path_inside_another_is_refused_whatever_sorts_between(
 
 # ---- mlv.yaml: DVC's syntax, read by read-only commands too -------------------------------
 
-def _pipeline_clone(mlv_repo: Path, tmp_path: Path, text: str) -> Path:
+def _pipelineclone(mlv_repo: Path, tmp_path: Path, text: str) -> Path:
     (mlv_repo / "mlv.yaml").write_text(text)
-    _commit_all(mlv_repo)
-    return _clone(mlv_repo, tmp_path)
+    commit_all(mlv_repo)
+    return clone(mlv_repo, tmp_path)
 
 
 def test_a_matrix_of_ten_to_the_eighth_stages_is_refused_at_once(
         mlv_repo: Path, tmp_path: Path) -> None:
     axes = "".join(f"      {k}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" for k in "abcdefgh")
-    victim = _pipeline_clone(mlv_repo, tmp_path,
+    victim = _pipelineclone(mlv_repo, tmp_path,
                              f"stages:\n  s:\n    matrix:\n{axes}    cmd: echo ${{item.a}}\n")
     for args in (("status",), ("params", "show"), ("params", "show", "--rev", "HEAD")):
         assert_one_error(run_mlv(victim, *args, timeout=20), "matrix", "more than")
@@ -137,7 +125,7 @@ def test_a_matrix_of_ten_to_the_eighth_stages_is_refused_at_once(
 
 def test_foreach_stages_are_bounded_in_number(mlv_repo: Path, tmp_path: Path) -> None:
     items = ", ".join(str(i) for i in range(10_001))
-    victim = _pipeline_clone(mlv_repo, tmp_path,
+    victim = _pipelineclone(mlv_repo, tmp_path,
                              f"stages:\n  s:\n    foreach: [{items}]\n    do:\n"
                              "      cmd: echo ${item}\n")
     assert_one_error(run_mlv(victim, "status", timeout=20), "foreach", "more than")
@@ -146,7 +134,7 @@ def test_foreach_stages_are_bounded_in_number(mlv_repo: Path, tmp_path: Path) ->
 def test_repeated_interpolation_cannot_fill_memory(mlv_repo: Path, tmp_path: Path) -> None:
     """A 1 MiB value named 20 times in one cmd was 20 MiB of text; 10,000 times in a
     16 MiB mlv.yaml, 10 GiB."""
-    victim = _pipeline_clone(mlv_repo, tmp_path,
+    victim = _pipelineclone(mlv_repo, tmp_path,
                              f"vars:\n- a: {'x' * (1 << 20)}\nstages:\n  s:\n"
                              f"    cmd: echo {'${a}' * 20}\n")
     assert_one_error(run_mlv(victim, "status", timeout=20), "characters")
@@ -161,7 +149,7 @@ def test_thousands_of_chained_stages_are_one_graph_not_a_crash(
         f"  s{i}:\n    cmd: echo\n    outs: [o{i}]\n" + (f"    deps: [o{i + 1}]\n" if i < n - 1
                                                          else "")
         for i in range(n))
-    victim = _pipeline_clone(mlv_repo, tmp_path, text)
+    victim = _pipelineclone(mlv_repo, tmp_path, text)
     res = run_mlv(victim, "status", timeout=30)
     assert res.exit_code == 0 and "Traceback" not in res.output, res.output
     assert "s0" in res.stdout
@@ -186,12 +174,12 @@ def _dvc_clone_with_secret_in_a_cache(tmp_path: Path, config: str) -> tuple[Path
     make_tree(origin, {".dvc": {"config": config.replace("OUTSIDE", str(outside))},
                        "loot.txt.dvc": f"outs:\n- md5: {md5}\n  size: 11\n  hash: md5\n"
                                        "  path: loot.txt\n"})
-    _commit_all(origin)
-    return _clone(origin, tmp_path), outside
+    commit_all(origin)
+    return clone(origin, tmp_path), outside
 
 
 @pytest.mark.parametrize("how", ["cache.dir", "cache-link", "folder-link", "tracked-local"])
-def test_migrate_never_takes_bytes_from_a_dvc_cache_outside_the_clone(
+def test_migrate_never_takes_bytes_from_a_dvc_cache_outside_theclone(
         tmp_path: Path, how: str) -> None:
     config = "[cache]\n    dir = OUTSIDE\n" if how == "cache.dir" else "[core]\n"
     victim, outside = _dvc_clone_with_secret_in_a_cache(tmp_path, config)
@@ -228,8 +216,8 @@ def test_migrate_keeps_the_default_remote_you_chose(mlv_repo: Path, tmp_path: Pa
     assert run_mlv(mlv_repo, "remote", "add", "-d", "mine", str(mine)).exit_code == 0
     make_tree(mlv_repo, {".dvc": {"config": "[core]\n    remote = evil\n"
                                             "['remote \"evil\"']\n    url = s3://evil/x\n"}})
-    _commit_all(mlv_repo)
-    victim = _clone(mlv_repo, tmp_path)
+    commit_all(mlv_repo)
+    victim = clone(mlv_repo, tmp_path)
     res = run_mlv(victim, "migrate", "dvc")
     assert res.exit_code == 0, res.output
     listed = run_mlv(victim, "remote", "list").stdout
@@ -250,7 +238,7 @@ def test_a_metrics_file_inside_a_file_output_is_missing_not_a_damaged_cache(
         "mlv.yaml": "stages:\n  s:\n    cmd: echo\n    outs: [m]\nmetrics: [m/x.json]\n",
         "mlv.lock": f"schema: '2.0'\nstages:\n  s:\n    cmd: echo\n    outs:\n"
                     f"    - path: m\n      xxh128: {oid}\n      size: 11\n"})
-    _commit_all(mlv_repo)
+    commit_all(mlv_repo)
     res = run_mlv(mlv_repo, "metrics", "show", "--rev", "HEAD")
     assert res.exit_code == 0, res.output
     assert "damaged" not in res.output

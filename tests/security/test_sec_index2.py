@@ -9,20 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_tree, run_mlv
+from tests.conftest import clone, commit_all, git, make_tree, run_mlv
 from tests.conftest import one_error as assert_one_error
-
-
-def _clone(origin: Path, tmp_path: Path) -> Path:
-    victim = tmp_path / "victim"
-    git(tmp_path, "clone", "-q", str(origin), str(victim))
-    return victim
-
-
-def _commit_all(repo: Path, message: str = "attack") -> None:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", message)
-
 
 # ---- mlv migrate dvc: remotes ----------------------------------------------------------------
 
@@ -35,7 +23,7 @@ def test_migrate_skips_a_remote_mlv_would_refuse_in_the_committed_config(
     every later `mlv push`/`pull` failed on a remote mlv itself had written."""
     make_tree(git_repo, {".dvc": {"config": f"[core]\n    remote = x\n"
                                             f"['remote \"x\"']\n    url = {url}\n"}})
-    _commit_all(git_repo)
+    commit_all(git_repo)
     res = run_mlv(git_repo, "migrate", "dvc")
     assert res.exit_code == 0, res.output
     assert "skipped remote x" in res.stdout and "mlv remote add --local x" in res.stdout
@@ -50,7 +38,7 @@ def test_migrate_skips_a_dvc_remote_whose_name_mlv_refuses(git_repo: Path) -> No
                          "f": "hi\n",
                          "f.dvc": "outs:\n- md5: 764efa883dda1e11db47671c4a3bbd9e\n  size: 3\n"
                                   "  hash: md5\n  path: f\n"})
-    _commit_all(git_repo)
+    commit_all(git_repo)
     res = run_mlv(git_repo, "migrate", "dvc")
     assert res.exit_code == 0, res.output
     assert "skipped remote a b" in res.stdout
@@ -71,10 +59,10 @@ def test_repro_never_stores_a_file_a_clones_symlink_leads_to(
                          "mlv.yaml": 'stages:\n  s:\n    cmd: "true"\n    deps: [data]\n'})
     assert run_mlv(mlv_repo, "add", "data").exit_code == 0
     (mlv_repo / "data" / "x").symlink_to(secret if link == "outside" else "../.git/config")
-    _commit_all(mlv_repo)
+    commit_all(mlv_repo)
     git(mlv_repo, "add", "-f", "data/x")
-    _commit_all(mlv_repo, "the link")
-    victim = _clone(mlv_repo, tmp_path)
+    commit_all(mlv_repo, "the link")
+    victim = clone(mlv_repo, tmp_path)
     pointer_text = (victim / "data.mlv").read_text()
     assert_one_error(run_mlv(victim, "repro"), "data/x", "symlink")
     assert (victim / "data.mlv").read_text() == pointer_text
@@ -99,10 +87,10 @@ def test_many_big_pointers_at_a_revision_are_not_all_held_in_memory(
     for i in range(8):
         make_tree(mlv_repo, {f"f{i}.mlv": f"outs:\n- path: f{i}\n  xxh128: {i:x}{'a' * 31}\n"
                                           f"  size: 1\n# {str(i) * 1_000_000}\n"})
-    _commit_all(mlv_repo)
+    commit_all(mlv_repo)
     git(mlv_repo, "tag", "v1")
     git(mlv_repo, "checkout", "-q", "main")
-    victim = _clone(mlv_repo, tmp_path)
+    victim = clone(mlv_repo, tmp_path)
     monkeypatch.setattr(scm, "BLOB_BATCH", 3 << 20, raising=False)
     held: list[int] = []
     real = scm.read_blobs
@@ -133,8 +121,8 @@ def test_a_list_named_whole_by_every_stage_counts_toward_the_text_bound(
     body = "cmd: ${big}" if field == "cmd" else "cmd: echo\n      deps: ${big}"
     (mlv_repo / "mlv.yaml").write_text(f"vars:\n- big: [{big}]\nstages:\n  s:\n"
                                        f"    foreach: [{items}]\n    do:\n      {body}\n")
-    _commit_all(mlv_repo)
-    victim = _clone(mlv_repo, tmp_path)
+    commit_all(mlv_repo)
+    victim = clone(mlv_repo, tmp_path)
     assert_one_error(run_mlv(victim, "status", timeout=60), "characters")
 
 
