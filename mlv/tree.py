@@ -6,6 +6,7 @@ it sees the workspace."""
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 
 from mlv import fsio
 from mlv.errors import MlvError, StorageError
@@ -14,7 +15,7 @@ from mlv.pointer import SUFFIX
 _SYMLINK = "120000"
 
 
-class Tree:
+class Tree(ABC):
     """The files of the workspace (`rev` None) or of one commit."""
 
     rev: str | None = None  # the commit id; None for the workspace
@@ -25,20 +26,21 @@ class Tree:
         """True for the workspace: paths may be checked against the file system."""
         return self.rev is None
 
+    @abstractmethod
     def read(self, rel: str, limit: int, what: str,
              error: type[MlvError] = StorageError) -> bytes:
         """The bytes of the regular file `rel` (POSIX, repo-relative). A missing file
         raises FileNotFoundError; a symlink, a special file or one over `limit` bytes
         raises `error` naming `what`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def exists(self, rel: str) -> bool:
-        raise NotImplementedError
+        """True when `rel` is a file or folder of the tree."""
 
+    @abstractmethod
     def pointer_files(self) -> list[str]:
         """Every `.mlv` pointer file (repo-relative, sorted); tracked folders are not
         looked into."""
-        raise NotImplementedError
 
     def label(self) -> str:
         """How messages name this tree: `workspace` or a short commit id."""
