@@ -230,8 +230,10 @@ class Index:
             at = self.item_at(rel)
             if at is not None:
                 return [Target(*at)]
+            # a folder holding tracked paths: the ones recorded (a stage that never ran
+            # has nothing to fetch or check out yet)
             under = [Target(i) for p, i in sorted(self.items.items())
-                     if rel == "." or p.startswith(rel + "/")]
+                     if (rel == "." or p.startswith(rel + "/")) and i.oid is not None]
             if under:
                 return under
         stages = [n for n in self.stage_names()

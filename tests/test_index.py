@@ -321,3 +321,17 @@ artifacts:
     assert "frozen_one\techo never > never.txt\t(frozen)" in listing
     assert "# fit it" in listing
     assert not (mlv_repo / "never.txt").exists()
+
+
+def test_a_folder_target_skips_outputs_not_recorded_yet(pushed_clone: Path, mlv: Mlv) -> None:
+    text = (pushed_clone / "mlv.yaml").read_text()
+    (pushed_clone / "mlv.yaml").write_text(text + """\
+  later:
+    cmd: cat model.pkl > later.pkl
+    deps: [model.pkl]
+    outs: [later.pkl]
+""")
+    res = mlv("pull", ".", cwd=pushed_clone)
+    assert res.exit_code == 0, res.output
+    assert (pushed_clone / "model.pkl").exists() and not (pushed_clone / "later.pkl").exists()
+    one_error(mlv("pull", "later.pkl", cwd=pushed_clone), "later.pkl", "does not record yet")
