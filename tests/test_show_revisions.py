@@ -112,3 +112,33 @@ def test_an_unknown_revision_is_one_error(mlv_repo: Path, mlv: Mlv) -> None:
               "nope")
     one_error(mlv("metrics", "show", "--rev", "--upload-pack=x", cwd=mlv_repo),
               "not a git revision")
+
+
+# ---- params diff / metrics diff (issue 10's first piece) -----------------------------------
+
+def test_params_diff_head_against_the_workspace_and_two_revisions(mlv_repo: Path,
+                                                                   mlv: Mlv) -> None:
+    _project(mlv_repo, mlv)  # v1: lr 0.1, v2 (HEAD): 0.2, workspace: 0.3
+    rows = [line.split() for line in mlv("params", "diff", cwd=mlv_repo).stdout.splitlines()]
+    assert rows == [["file", "key", "HEAD", "workspace", "change"],
+                    ["params.yaml", "train.lr", "0.2", "0.3", "0.1"]]
+    data = json.loads(mlv("params", "diff", "v1", "v2", "--json", cwd=mlv_repo).stdout)
+    assert data == {"params.yaml": {"train.lr": {"old": 0.1, "new": 0.2, "diff": 0.1}}}
+    (mlv_repo / "params.yaml").write_text("train:\n    lr: 0.2\n")
+    res = mlv("params", "diff", cwd=mlv_repo)
+    assert res.stdout.strip() == "no params changed between HEAD and workspace"
+    assert "train.lr" in mlv("params", "diff", "--all", cwd=mlv_repo).stdout
+
+
+def test_metrics_diff_shows_changes_added_and_deleted_keys(mlv_repo: Path, mlv: Mlv) -> None:
+    _project(mlv_repo, mlv)
+    (mlv_repo / "summary.json").write_text(json.dumps({"runs": 2, "new_key": 1}))
+    res = mlv("metrics", "diff", "v1", "--md", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0] == "| file | key | v1 | workspace | change |"
+    assert "| summary.json | runs | 1 | 2 | 1 |" in lines
+    assert "| summary.json | new_key | - | 1 | added |" in lines
+    data = json.loads(mlv("metrics", "diff", "v1", "v2", "--json", cwd=mlv_repo).stdout)
+    assert data["summary.json"]["runs"] == {"old": 1, "new": 2, "diff": 1}
+    one_error(mlv("metrics", "diff", "nope", cwd=mlv_repo), "unknown git revision")

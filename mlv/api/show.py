@@ -170,3 +170,60 @@ def _set(target: dict[str, Any], parts: list[str], value: Any) -> None:
             nxt = target[part] = {}
         target = nxt
     target[parts[-1]] = value
+
+
+# ---- diff ---------------------------------------------------------------------------------
+
+@dataclass
+class Change:
+    """One key that differs between two trees (or, with `all`, one that does not)."""
+
+    file: str
+    key: str  # dotted
+    old: Any  # MISSING when the key is only on the new side
+    new: Any  # MISSING when the key is only on the old side
+
+    @property
+    def change(self) -> float | None:
+        """new - old, when both are numbers (not booleans)."""
+        if _number(self.old) and _number(self.new):
+            return self.new - self.old
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"old": None if self.old is MISSING else self.old,
+                                "new": None if self.new is MISSING else self.new}
+        if self.change is not None:
+            data["diff"] = self.change
+        return data
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def diff(repo: Repo, what: str, a_rev: str | None = None, b_rev: str | None = None,
+         every: bool = False) -> tuple[str, str, list[Change]]:
+    """Keys of `what` ("params" or "metrics") that differ between revision `a_rev`
+    (default HEAD) and `b_rev` (default: the workspace); with `every`, unchanged keys
+    too. Returns the two trees' labels and the changes, by file and key."""
+    pick = params if what == "params" else metrics
+    a_label, b_label = a_rev or "HEAD", b_rev or WORKSPACE
+    old = pick(repo, Index.load(repo, a_label), a_label)
+    new = pick(repo, Index.load(repo, b_rev), b_label)
+    changes = []
+    for file in dict.fromkeys(list(old.files) + list(new.files)):
+        before = _leaves(old.files.get(file))
+        after = _leaves(new.files.get(file))
+        for key in dict.fromkeys(list(before) + list(after)):
+            was, now = before.get(key, MISSING), after.get(key, MISSING)
+            if every or was != now or type(was) is not type(now):
+                changes.append(Change(file, key, was, now))
+    return a_label, b_label, changes
+
+
+def _leaves(data: Any) -> dict[str, Any]:
+    if data is None:
+        return {}
+    return {k: v for k, v in flatten(data).items()
+            if isinstance(v, (int, float, str, bool)) or v is None}

@@ -318,6 +318,70 @@ def params_show(as_json: bool, md: bool, revs: tuple[str, ...], all_branches: bo
     _show("params", revs, all_branches, all_tags, as_json, md, precision)
 
 
+def _diff(what: str, a_rev: str | None, b_rev: str | None, as_json: bool, md: bool,
+          every: bool, precision: int) -> None:
+    from mlv.api.show import MISSING
+    from mlv.api.show import diff as api_diff
+
+    a_label, b_label, changes = api_diff(find_repo(), what, a_rev, b_rev, every)
+    if as_json:
+        data: dict[str, dict[str, Any]] = {}
+        for c in changes:
+            data.setdefault(c.file, {})[c.key] = c.as_dict()
+        show(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+        return
+    if not changes:
+        show(f"no {what} changed between {a_label} and {b_label}")
+        return
+
+    def cell(value: Any) -> str:
+        return "-" if value is MISSING else _number(value, precision)
+
+    header = ["file", "key", a_label, b_label, "change"]
+    rows = [[c.file, c.key, cell(c.old), cell(c.new),
+             _number(c.change, precision) if c.change is not None else
+             ("added" if c.old is MISSING else "deleted" if c.new is MISSING else "")]
+            for c in changes]
+    if md:
+        show("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+        for row in rows:
+            show("| " + " | ".join(row) + " |")
+        return
+    table = [header] + rows
+    width = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
+    for row in table:
+        show("  ".join(c.ljust(w) for c, w in zip(row, width)) + "  " + row[-1])
+
+
+def _diff_options(func: Any) -> Any:
+    for option in reversed([
+        click.argument("a_rev", required=False),
+        click.argument("b_rev", required=False),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print JSON: {FILE: {KEY: {old, new, diff}}}."),
+        click.option("--md", is_flag=True, help="Print a Markdown table."),
+        click.option("--all", "every", is_flag=True, help="Show unchanged keys too."),
+        click.option("--precision", type=click.IntRange(1, 17), default=5, show_default=True,
+                     help="Significant digits of numbers in tables."),
+    ]):
+        func = option(func)
+    return func
+
+
+@params.command("diff")
+@_diff_options
+def params_diff(a_rev: str | None, b_rev: str | None, as_json: bool, md: bool, every: bool,
+                precision: int) -> None:
+    """Show the params that differ between two revisions: A_REV (default HEAD) and
+    B_REV (default: the workspace), read from git without checking anything out.
+
+    \b
+    Example:
+      mlv params diff main
+    """
+    _diff("params", a_rev, b_rev, as_json, md, every, precision)
+
+
 @click.group()
 def metrics() -> None:
     """Show metrics written by stages.
@@ -340,6 +404,20 @@ def metrics_show(as_json: bool, md: bool, revs: tuple[str, ...], all_branches: b
       mlv metrics show -T
     """
     _show("metrics", revs, all_branches, all_tags, as_json, md, precision)
+
+
+@metrics.command("diff")
+@_diff_options
+def metrics_diff(a_rev: str | None, b_rev: str | None, as_json: bool, md: bool, every: bool,
+                 precision: int) -> None:
+    """Show the metrics that differ between two revisions: A_REV (default HEAD) and
+    B_REV (default: the workspace), with the change of each number.
+
+    \b
+    Example:
+      mlv metrics diff main --md
+    """
+    _diff("metrics", a_rev, b_rev, as_json, md, every, precision)
 
 
 COMMANDS = [stage, artifacts, repro, commit, dag, params, metrics]
