@@ -20,6 +20,7 @@ from mlv.cli.ui import (
     listing,
     plural,
     print_json,
+    show,
 )
 
 
@@ -268,4 +269,58 @@ def move(src: str, dst: str) -> None:
     echo(f"moved {moved.src} -> {moved.dst} ({moved.pointer})")
 
 
-COMMANDS = [add, status, checkout, remove, move]
+@click.command("diff")
+@click.argument("a_rev", required=False)
+@click.argument("b_rev", required=False)
+@click.option("-t", "--targets", multiple=True, type=click.Path(),
+              help="Only these tracked paths (a path, a folder, a stage output or name).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--md", is_flag=True, help="Print a Markdown table.")
+def diff(a_rev: str | None, b_rev: str | None, targets: tuple[str, ...], as_json: bool,
+         md: bool) -> None:
+    """Show tracked data added, modified, deleted or renamed between A_REV (default
+    HEAD) and B_REV (default: the workspace), down to files inside tracked folders.
+
+    Revisions are read from git without checking anything out.
+
+    \b
+    Example:
+      mlv diff main
+    """
+    from mlv.api.datadiff import diff as api_diff
+
+    result = api_diff(find_repo(), a_rev, b_rev, list(targets))
+    if as_json:
+        print_json({status: [c.as_dict() for c in result.by_status(status)]
+                    for status in ("added", "modified", "deleted", "renamed")}
+                   | ({"unknown": result.unknown} if result.unknown else {}))
+        return
+    if md:
+        show("| status | path | old size | new size | change |\n|---|---|---|---|---|")
+    for c in result.changes:
+        what = f"{c.old_path} -> {c.path}" if c.old_path else c.path
+        old = human_size(c.old_size) if c.old_size is not None else "-"
+        new = human_size(c.new_size) if c.new_size is not None else "-"
+        change = _size_change(c.old_size or 0, c.new_size or 0)
+        if md:
+            show(f"| {c.status} | {what} | {old} | {new} | {change} |")
+        else:
+            show(f"{c.status + ':':<10}{what}  ({old} -> {new}, {change})")
+    for path in result.unknown:
+        echo(f"note: the file list of {path} is in neither the cache nor the default remote; "
+             "it is compared as a whole", err=True)
+    if not result.changes and not md:
+        show(f"no tracked data changed between {result.old} and {result.new}")
+    elif not md:
+        counts = ", ".join(f"{len(result.by_status(s))} {s}"
+                           for s in ("added", "modified", "deleted", "renamed"))
+        total = sum((c.new_size or 0) - (c.old_size or 0) for c in result.changes)
+        show(f"{counts}; size {_size_change(0, total) if total else '±0 B'}")
+
+
+def _size_change(old: int, new: int) -> str:
+    delta = new - old
+    return ("+" if delta >= 0 else "-") + human_size(abs(delta))
+
+
+COMMANDS = [add, status, checkout, remove, move, diff]

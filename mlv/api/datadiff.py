@@ -1,0 +1,156 @@
+"""`mlv diff`: tracked data added, modified, deleted or renamed between two trees (git
+revisions, or a revision and the workspace), down to the files inside tracked folders.
+Revisions are read through the index from git objects; folder file lists come from the
+cache, else from the default remote."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from mlv import manifest
+from mlv.errors import MlvError
+from mlv.index import Index, Item
+from mlv.repo import Repo
+
+WORKSPACE = "workspace"
+
+
+@dataclass
+class FileChange:
+    path: str  # repo-relative: a tracked file, or a file inside a tracked folder
+    status: str  # "added", "deleted", "modified" or "renamed"
+    old_size: int | None = None
+    new_size: int | None = None
+    old_path: str | None = None  # renamed: where it was
+
+    def as_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {"path": self.path, "old_size": self.old_size,
+                                   "new_size": self.new_size}
+        if self.old_path:
+            data["old_path"] = self.old_path
+        return data
+
+
+@dataclass
+class DataDiff:
+    old: str  # labels of the two trees
+    new: str
+    changes: list[FileChange] = field(default_factory=list)
+    # folders whose file list is in neither the cache nor the default remote: compared
+    # as a whole (with the workspace, such a folder shows as modified)
+    unknown: list[str] = field(default_factory=list)
+
+    def by_status(self, status: str) -> list[FileChange]:
+        return [c for c in self.changes if c.status == status]
+
+
+Files = dict[str, tuple[str, int]]  # path -> (object id, size)
+
+
+def diff(repo: Repo, a_rev: str | None = None, b_rev: str | None = None,
+         targets: list[str] | None = None) -> DataDiff:
+    """Compare `a_rev` (default HEAD) with `b_rev` (default: the workspace as it is)."""
+    a_label = a_rev or "HEAD"
+    result = DataDiff(a_label, b_rev or WORKSPACE)
+    old_idx = Index.load(repo, a_label)
+    new_idx = Index.load(repo, b_rev)
+    old = _files(repo, old_idx, result.unknown)
+    new = _workspace_files(repo, new_idx) if b_rev is None else \
+        _files(repo, new_idx, result.unknown)
+    result.unknown = sorted(set(result.unknown))
+    for folder in result.unknown:  # its file list is missing on one side: whole folders
+        old = _as_whole(old, old_idx, folder)
+        new = _as_whole(new, new_idx, folder)
+    if targets:
+        prefixes = [t.path for t in new_idx.resolve(targets)]
+        old, new = _only(old, prefixes), _only(new, prefixes)
+    _compare(old, new, result)
+    return result
+
+
+def _as_whole(files: Files, idx: Index, folder: str) -> Files:
+    kept = {p: v for p, v in files.items() if not p.startswith(folder + "/")}
+    item = idx.items.get(folder)
+    if item is not None and item.oid is not None and item.size is not None:
+        kept[folder] = (item.oid, item.size)
+    return kept
+
+
+def _only(files: Files, prefixes: list[str]) -> Files:
+    return {p: v for p, v in files.items()
+            if any(p == x or p.startswith(x + "/") for x in prefixes)}
+
+
+def _files(repo: Repo, idx: Index, unknown: list[str]) -> Files:
+    files: Files = {}
+    for item in idx.recorded():
+        assert item.oid is not None and item.size is not None
+        if not item.is_dir:
+            files[item.path] = (item.oid, item.size)
+            continue
+        entries = _entries(repo, item)
+        if entries is None:
+            unknown.append(item.path)
+            files[item.path] = (item.oid, item.size)  # compared as one
+            continue
+        for e in entries:
+            files[f"{item.path}/{e.path}"] = (e.oid, e.size)
+    return files
+
+
+def _entries(repo: Repo, item: Item) -> list[manifest.Entry] | None:
+    assert item.oid is not None
+    try:
+        return manifest.loads(repo.odb.read_bytes(item.oid, manifest.MAX_BYTES + 1), item.oid)
+    except FileNotFoundError:
+        pass
+    from mlv.api import remote as remote_api
+    from mlv.transfer import entries_anywhere
+
+    try:
+        remote = remote_api.resolve(repo, None, None)
+    except MlvError:  # no default remote: the folder is compared as a whole
+        return None
+    return entries_anywhere(repo.odb, remote, item.oid)
+
+
+def _workspace_files(repo: Repo, idx: Index) -> Files:
+    """The tracked paths as they are in the workspace now (hashed through the stat
+    cache: unchanged files are not read)."""
+    from mlv import workspace
+
+    found: list[tuple[str, workspace.WFile]] = []
+    for item in idx.recorded():
+        path = os.path.join(repo.root, *item.path.split("/"))
+        if os.path.isdir(path) and not os.path.islink(path):
+            found += [(f"{item.path}/{f.rel}", f) for f in workspace.walk(path)]
+        elif os.path.isfile(path):
+            found.append((item.path, workspace.stat_file(path)))
+    try:
+        oids = workspace.hash_files([f for _, f in found], repo.state, repo.jobs)
+    finally:
+        repo.state.save()
+    return {rel: (oid, f.st.st_size) for (rel, f), oid in zip(found, oids)}
+
+
+def _compare(old: Files, new: Files, result: DataDiff) -> None:
+    gone = {p: v for p, v in old.items() if p not in new}
+    came = {p: v for p, v in new.items() if p not in old}
+    by_oid: dict[str, list[str]] = {}
+    for path, (oid, _) in sorted(gone.items()):
+        by_oid.setdefault(oid, []).append(path)
+    for path, (oid, size) in sorted(came.items()):
+        if by_oid.get(oid):  # the same bytes under a new name
+            was = by_oid[oid].pop(0)
+            result.changes.append(FileChange(path, "renamed", size, size, was))
+            del gone[was]
+        else:
+            result.changes.append(FileChange(path, "added", None, size))
+    for path, (_, size) in sorted(gone.items()):
+        result.changes.append(FileChange(path, "deleted", size, None))
+    for path in sorted(old.keys() & new.keys()):
+        (a, a_size), (b, b_size) = old[path], new[path]
+        if a != b:
+            result.changes.append(FileChange(path, "modified", a_size, b_size))
+    result.changes.sort(key=lambda c: (c.path, c.status))
