@@ -33,6 +33,15 @@ def toplevel(path: str) -> str | None:
     return os.path.realpath(out.stdout.strip()) if out.returncode == 0 else None
 
 
+def hooks_dir(root: str) -> str:
+    """The folder git runs hooks from (`.git/hooks`, or `core.hooksPath`)."""
+    out = subprocess.run(["git", "rev-parse", "--git-path", "hooks"], cwd=root,
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise ScmError("git cannot tell where its hooks are", hint="run it in a git repository")
+    return os.path.normpath(os.path.join(root, out.stdout.strip()))
+
+
 def tracked_quick(root: str, rel: str) -> list[str]:
     """What git tracks at or below `rel`, by one `git ls-files` (about 2 ms, and no
     gitpython: every command asks this). Empty when git cannot tell."""

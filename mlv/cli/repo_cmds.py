@@ -71,4 +71,25 @@ def config(key: str, value: str | None, level: str | None, unset: bool) -> None:
         ui.echo(f"{key} is set in .mlv/config.local (this clone only): {why}")
 
 
-COMMANDS = [init, config]
+@click.command("install")
+@click.option("--uninstall", is_flag=True, help="Remove mlv's hooks (and put yours back).")
+def install(uninstall: bool) -> None:
+    """Install git hooks: post-checkout and post-merge run `mlv checkout`, pre-push runs
+    `mlv push` (a failed push stops the git push), pre-commit warns when tracked data
+    differs from its pointers. Hooks you already have are kept and run first.
+
+    \b
+    Example:
+      mlv install
+    """
+    from mlv.api.hooks import install as api_install
+
+    done = api_install(ui.find_repo(), uninstall)
+    verb = "removed" if uninstall else "installed"
+    ui.echo(f"{verb} git hooks: {', '.join(done.hooks) or 'none'}")
+    for name in done.kept:
+        ui.echo(f"your own {name} hook " + ("is back in place" if uninstall
+                                          else f"was kept as {name}.pre-mlv and runs first"))
+
+
+COMMANDS = [init, config, install]
