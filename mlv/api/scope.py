@@ -8,6 +8,7 @@ import re
 from mlv import fsio, scm, yamlio
 from mlv.api import targets as targets_mod
 from mlv.errors import MlvError
+from mlv.index import Index
 from mlv.odb import ObjectStore
 from mlv.pipeline.lockfile import LOCK_FILE
 from mlv.pointer import SUFFIX
@@ -20,15 +21,16 @@ ANY = "*"  # `remote=ANY`: every output, whatever remote mlv.yaml names (not a r
 def roots(repo: Repo, targets: list[str] | None = None, all_branches: bool = False,
           all_tags: bool = False, all_commits: bool = False,
           sizes: dict[str, int] | None = None, pushed_only: bool = False,
-          remote: str | None = None) -> tuple[set[str], int]:
+          remote: str | None = None, idx: Index | None = None) -> tuple[set[str], int]:
     """Object ids named in scope (pointers and recorded stage outputs), and how many
     revisions were read. `sizes`, if given, receives the sizes the workspace's records
     give for files. `pushed_only` leaves out `push: false` outputs of the workspace.
     `remote` (with `pushed_only`): only the outputs mlv.yaml sends to that remote
     (`remote: NAME`); None: all but those, and everything at other revisions; ANY:
-    all, and everything at other revisions (`-r NAME` given)."""
+    all, and everything at other revisions (`-r NAME` given). `idx`: the workspace's
+    index, when the caller has read it already."""
     found: set[str] = set()
-    for item in targets_mod.select(repo, targets, pushed_only=pushed_only):
+    for item in targets_mod.select(repo, targets, idx, pushed_only=pushed_only):
         if pushed_only and remote != ANY and item.remote != remote:
             continue
         assert item.oid is not None

@@ -38,8 +38,8 @@ def push(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None =
     (every file of every manifest is asked about) and for manifests this clone has
     seen lacking files (`mlv status --cloud`, a fetch that missed files): those are
     checked, and what is missing is uploaded."""
-    def one(target: Remote, own: str | None) -> TransferResult:
-        roots, sizes = _in_scope(repo, where, own)
+    def one(target: Remote, own: str | None, idx: Index) -> TransferResult:
+        roots, sizes = _in_scope(repo, where, own, idx)
         dirs = {o for o in roots if o.endswith(".dir")}
         distrust = dirs if verify else dirs & gaps.recorded(repo, target)
         result = transfer.push(repo.odb, target, roots, progress, sizes, distrust)
@@ -53,9 +53,9 @@ def fetch(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None 
           progress: Progress | None = None) -> tuple[str, TransferResult]:
     """Download the objects in scope that the cache lacks, verifying each one (outputs
     with a remote of their own come from it, as for push)."""
-    def one(source: Remote, own: str | None) -> TransferResult:
-        _fetch_file_lists(repo, source, where.targets)
-        roots, sizes = _in_scope(repo, where, own)
+    def one(source: Remote, own: str | None, idx: Index) -> TransferResult:
+        _fetch_file_lists(repo, source, where.targets, idx)
+        roots, sizes = _in_scope(repo, where, own, idx)
         result = transfer.fetch(repo.odb, source, roots, repo.jobs, progress, sizes)
         _note_gaps(repo, source, roots, result.missing)
         return result
@@ -64,12 +64,14 @@ def fetch(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None 
 
 
 def _each_remote(repo: Repo, where: Scope, remote: str | None, jobs: int | None,
-                 one: Callable[[Remote, str | None], TransferResult]
+                 one: Callable[[Remote, str | None, Index], TransferResult]
                  ) -> tuple[str, TransferResult]:
     """Run `one` for the remote given, or for the default remote and then for each
-    remote that mlv.yaml names for outputs in scope; the results are added up."""
+    remote that mlv.yaml names for outputs in scope; the results are added up. The
+    workspace's index is read once, under the lock, and handed to each run."""
     with repo.lock():
-        items = [] if remote else _items_in_scope(repo, where.targets)
+        idx = Index.load(repo)
+        items = [] if remote else _items_in_scope(idx, where.targets)
         own = sorted({i.remote for i in items if i.remote})
         everything = where.all_branches or where.all_tags or where.all_commits
         groups: list[tuple[Remote, str | None]] = []
@@ -80,15 +82,14 @@ def _each_remote(repo: Repo, where: Scope, remote: str | None, jobs: int | None,
         groups += [(remote_api.resolve(repo, name, jobs), name) for name in own]
         names, total = [], TransferResult()
         for target, name in groups:
-            _add(total, one(target, name))
+            _add(total, one(target, name, idx))
             names.append(target.name)
         return ", ".join(names), total
 
 
-def _items_in_scope(repo: Repo, targets: list[str] | None) -> list[Item]:
+def _items_in_scope(idx: Index, targets: list[str] | None) -> list[Item]:
     """The items in scope, not narrowed to paths inside folders (their file lists may
     still be on the remote), without `push: false` ones."""
-    idx = Index.load(repo)
     if targets:
         items = [t.item for t in idx.resolve(targets)]
     else:
@@ -120,25 +121,25 @@ def _note_gaps(repo: Repo, remote: Remote, roots: set[str], missing: list[str]) 
         and any(e.oid in lost for e in transfer.entries_anywhere(repo.odb, remote, d) or [])])
 
 
-def _in_scope(repo: Repo, where: Scope, remote: str | None = None
+def _in_scope(repo: Repo, where: Scope, remote: str | None, idx: Index
               ) -> tuple[set[str], dict[str, int]]:
     """The object ids in scope (but `push: false` outputs) for the default remote, or
     for the outputs sent to `remote` by name; and the sizes the workspace's records
     give for them."""
     sizes: dict[str, int] = {}
     roots, _ = scope.roots(repo, where.targets, where.all_branches, where.all_tags,
-                           where.all_commits, sizes, pushed_only=True, remote=remote)
+                           where.all_commits, sizes, pushed_only=True, remote=remote,
+                           idx=idx)
     return roots, sizes
 
 
-def _fetch_file_lists(repo: Repo, source: Remote, targets: list[str] | None) -> None:
+def _fetch_file_lists(repo: Repo, source: Remote, targets: list[str] | None,
+                      idx: Index) -> None:
     """Targets inside tracked folders need the folder's file list to be resolved:
     download those manifests (only them) first."""
-    from mlv.index import Index
-
     if not targets:
         return
-    wanted = sorted({t.item.oid for t in Index.load(repo).resolve(targets)
+    wanted = sorted({t.item.oid for t in idx.resolve(targets)
                      if t.sub and t.item.oid and not repo.odb.exists(t.item.oid)})
     if wanted:
         transfer.fetch(repo.odb, source, set(wanted), repo.jobs, expand=False)
