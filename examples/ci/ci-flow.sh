@@ -6,12 +6,13 @@
 #   examples/ci/ci-flow.sh WORK_DIR        # WORK_DIR: an empty or new folder
 #   MLV="python -m mlv" examples/ci/ci-flow.sh /tmp/ci-demo
 #
-# Day 1: a developer starts the project and pushes it (the `main` job pushes the data and
-# deploys the model the pipeline recorded). A pull request tunes a param: `mlv ci` passes
-# and writes the report that the `pull_request` job posts as a comment. It is merged. A
-# second pull request makes the model worse: the gate `accuracy >= base - 0.01` fails and
-# `mlv ci` exits 1. Day 2: the nightly job adds the day's data, reproduces, gates against
-# main and pushes a branch for a pull request. Needs git, python3 and mlv.
+# Day 1: a developer starts the project and pushes it (the `main` job pushes the data
+# and deploys the model the pipeline recorded). A pull request tunes a param: `mlv ci`
+# fails until its data is pushed, then passes and writes the report that the
+# `pull_request` job posts as a comment. It is merged. A second pull request makes the
+# model worse: the gate `accuracy >= base - 0.01` fails and `mlv ci` exits 1. Day 2: the
+# nightly job adds the day's data; `mlv ci` reproduces the stale stages and gates them
+# against main; the job pushes a branch for a pull request. Needs git, python3 and mlv.
 set -eu
 
 MLV=${MLV:-mlv}
@@ -78,13 +79,24 @@ git checkout -q -b tune-offset
 set_offset 3
 run mlv repro
 git commit -q -am "Tune train.offset"
-run mlv push
 run git push -q origin tune-offset
 
-say "pull_request job: mlv ci on a fresh runner, gated against main"
+say "pull_request job: mlv ci on a fresh runner; the developer forgot \`mlv push\`"
+runner ci-pr tune-offset
+code=0
+run mlv ci --base origin/main --report "$work/reports/not-pushed.md" || code=$?
+if [ "$code" -ne 1 ]; then
+    echo "error: expected mlv ci to exit 1 on data that was not pushed, it exited $code" >&2
+    exit 1
+fi
+echo "mlv ci exited 1: the new model is not on the remote"
+
+say "the developer pushes the data; the pull_request job runs again"
+cd "$work/dev"
+run mlv push
 runner ci-pr tune-offset
 run mlv ci --base origin/main --report "$work/reports/pr.md"
-echo "(gh pr comment --body-file reports/pr.md: skipped, no network)"
+echo "(gh pr comment --body-file report.md: skipped, no network)"
 
 say "the pull request is merged"
 cd "$work/dev"
@@ -114,12 +126,11 @@ runner nightly main
 run mlv pull data/raw
 run python3 src/new_data.py 2026-12-02
 run mlv add data/raw
-run mlv repro
+run mlv ci --base origin/main --report "$work/reports/nightly.md"   # runs the stale stages
 git checkout -q -b nightly/2026-12-02
 git add -A
 git commit -q -m "Nightly: data of 2026-12-02, retrained"
-run mlv push
-run mlv ci --base origin/main --report "$work/reports/nightly.md"
+run mlv push --run-cache
 run git push -q origin nightly/2026-12-02
 echo "(gh pr create --base main --head nightly/2026-12-02: skipped, no network)"
 
