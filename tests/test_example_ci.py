@@ -69,7 +69,7 @@ def test_workflow_has_the_three_jobs() -> None:
     publish = runs["publish"]
     push_at = next(i for i, line in enumerate(publish) if line.startswith("mlv push"))
     pull_at = publish.index("mlv pull models/model.json")
-    assert publish[0].startswith("mlv ci ") and push_at < pull_at
+    assert publish.index("mlv ci --base HEAD~1") < push_at < pull_at
 
 
     nightly = " ".join(runs["nightly"])
