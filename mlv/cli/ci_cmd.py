@@ -193,7 +193,8 @@ def _stages(result: Any) -> list[str]:
         return lines + ["Every stage is up to date: nothing ran."]
     lines += ["| stage | result | why |", "|---|---|---|"]
     for s in result.stages:
-        why = "; ".join(s.why) + (f" ({s.error.splitlines()[0]})" if s.error else "")
+        error = " ".join(line.strip() for line in s.error.splitlines())
+        why = "; ".join(s.why) + (f" (failed: {error})" if error else "")
         lines.append(f"| {_md(s.name)} | {s.result} | {_md(why)} |")
     return lines
 
@@ -256,7 +257,7 @@ def _md(text: str) -> str:
     """Text from a repository, safe in a Markdown table cell: no markup, no HTML, no
     control characters, no line breaks."""
     text = ui.printable(str(text)).replace("\n", " ")
-    for ch in "\\`*_[]<>|#!":
+    for ch in "\\`*_[]<|":
         text = text.replace(ch, "\\" + ch)
     return text
 
