@@ -279,3 +279,16 @@ def test_report_escapes_what_a_repository_brings(tmp_path: Path, mlv: Run) -> No
     res = _ok(mlv("ci", cwd=work))
     assert not re.search(r"(?<!\\)<img", res.stdout)  # HTML a PR comment would render
     assert "a\\|b\\<img src=x onerror=alert(1)>" in res.stdout
+
+
+def test_ci_without_a_remote_or_a_pipeline(mlv_repo: Path, mlv: Run) -> None:
+    make_tree(mlv_repo, {"a.txt": "hello\n"})
+    _ok(mlv("add", "a.txt", cwd=mlv_repo))
+    commit_all(mlv_repo, "data only")
+    one_error(mlv("ci", cwd=mlv_repo), "no default remote")
+    assert "--no-push-check" in mlv("ci", cwd=mlv_repo).stderr
+    res = _ok(mlv("ci", "--no-push-check", cwd=mlv_repo))
+    assert "(HEAD (no remote default branch found; pass --base))" in res.stdout
+    assert "| pipeline | ✅ up to date |" in res.stdout
+    one_error(mlv("ci", "--no-push-check", "--report", "no/such/folder/r.md", cwd=mlv_repo),
+              "--report", "does not exist", code=2)
