@@ -88,3 +88,24 @@ def test_pre_commit_warns_when_data_differs_but_does_not_block(mlv_repo: Path,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "tracked data differs from its pointers" in proc.stderr
+
+
+def test_a_failed_checkout_in_the_hook_leaves_git_done_and_says_what_to_run(
+        mlv_repo: Path, mlv: Mlv) -> None:
+    make_tree(mlv_repo, {"data.txt": "v1"})
+    assert mlv("add", "data.txt", cwd=mlv_repo).exit_code == 0
+    commit_all(mlv_repo, "v1")
+    git(mlv_repo, "checkout", "-q", "-b", "v2")
+    (mlv_repo / "data.txt").write_text("v2")
+    assert mlv("add", "data.txt", cwd=mlv_repo).exit_code == 0
+    commit_all(mlv_repo, "v2")
+    assert mlv("install", cwd=mlv_repo).exit_code == 0
+    for obj in (mlv_repo / ".mlv" / "cache").rglob("*"):  # v1's bytes are gone
+        if obj.is_file() and obj.read_bytes() == b"v1":
+            obj.unlink()
+    proc = subprocess.run(["git", "checkout", "main"], cwd=mlv_repo, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert git(mlv_repo, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
+    assert "git is done, but the data of this commit was not checked out" in proc.stderr
+    assert "run `mlv pull`" in proc.stderr

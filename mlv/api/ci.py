@@ -233,7 +233,12 @@ def push_check(repo: Repo, remote: str | None) -> PushCheck:
             groups.setdefault(None if remote else item.remote, []).append(item)
     names, check = [], PushCheck("", 0)
     for name in sorted(groups, key=lambda n: n or "") or [None]:
-        target = remote_api.resolve(repo, name or remote)
+        try:
+            target = remote_api.resolve(repo, name or remote)
+        except MlvError as exc:
+            exc.hint = (exc.hint + "; " if exc.hint else "") + \
+                "or skip this check with --no-push-check"
+            raise
         part = _cloud_one(repo, target, groups.get(name, []))
         names.append(target.name)
         check.objects += _count_objects(repo, target, groups.get(name, []))

@@ -15,12 +15,18 @@ from mlv.repo import Repo
 MARK = "# installed by `mlv install`; `mlv install --uninstall` removes it"
 KEPT = ".pre-mlv"  # the user's own hook, run before ours
 
+# git's own checkout or merge is done whatever mlv says: a failed `mlv checkout` is
+# reported, with what to run, and never fails the hook.
+_NOT_CHECKED_OUT = ('{ echo "mlv: git is done, but the data of this commit was not checked '
+                    'out (see above); run \\`mlv pull\\` (or \\`mlv checkout\\` if the cache '
+                    'has it)" >&2; exit 0; }')
+
 # What each hook runs after the user's own hook (`mlv` is a shell function that runs the
 # mlv that installed the hook, whatever PATH git gives hooks).
 BODIES = {
     # a branch checkout (not a file checkout, $3 = 0) brings that commit's data
-    "post-checkout": 'if [ "$3" = 1 ]; then mlv checkout || exit 0; fi\n',
-    "post-merge": "mlv checkout || exit 0\n",
+    "post-checkout": 'if [ "$3" = 1 ]; then mlv checkout || ' + _NOT_CHECKED_OUT + "; fi\n",
+    "post-merge": "mlv checkout || " + _NOT_CHECKED_OUT + "\n",
     "pre-push": ('mlv push || { echo "mlv: the data of these commits could not be pushed '
                  '(see above); fix it and push again (git push --no-verify skips this '
                  'check)" >&2; exit 1; }\n'),

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from mlv.cli import ui
-from mlv.errors import StorageError
+from mlv.errors import StorageError, UsageError
 
 PRECISION = 5  # significant digits of the report's numbers
 DATA_ROWS = 50  # data changes listed in the report; the rest are counted
@@ -49,6 +49,10 @@ def ci(base: str | None, remote: str | None, report_file: str | None, as_json: b
 
     plots_dir = None
     if report_file:
+        folder = os.path.dirname(os.path.abspath(report_file))
+        if not os.path.isdir(folder):
+            raise UsageError(f"--report: folder {folder} does not exist",
+                             hint="create it first, or write the report elsewhere")
         stem = os.path.splitext(os.path.basename(report_file))[0]
         plots_dir = os.path.join(os.path.dirname(os.path.abspath(report_file)),
                                  f"{stem}_plots")
@@ -193,7 +197,8 @@ def _stages(result: Any) -> list[str]:
         return lines + ["Every stage is up to date: nothing ran."]
     lines += ["| stage | result | why |", "|---|---|---|"]
     for s in result.stages:
-        why = "; ".join(s.why) + (f" ({s.error.splitlines()[0]})" if s.error else "")
+        error = " ".join(line.strip() for line in s.error.splitlines())
+        why = "; ".join(s.why) + (f" (failed: {error})" if error else "")
         lines.append(f"| {_md(s.name)} | {s.result} | {_md(why)} |")
     return lines
 
@@ -256,7 +261,7 @@ def _md(text: str) -> str:
     """Text from a repository, safe in a Markdown table cell: no markup, no HTML, no
     control characters, no line breaks."""
     text = ui.printable(str(text)).replace("\n", " ")
-    for ch in "\\`*_[]<>|#!":
+    for ch in "\\`*_[]<|":
         text = text.replace(ch, "\\" + ch)
     return text
 
