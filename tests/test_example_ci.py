@@ -113,7 +113,7 @@ def test_ci_flow_runs_the_loop(tmp_path: Path) -> None:
     assert worse.startswith("# mlv ci: failed\n")
     assert "| `metrics.json:accuracy >= 0.85` | 0.94 | 0.97 | ✅ passed |" in worse
     assert ("| `metrics.json:accuracy >= base - 0.01` | 0.94 | 0.97 | ❌ failed: accuracy "
-            "is 0.94, not \\>= 0.96 |") in worse
+            "is 0.94, not >= 0.96 |") in worse
 
     # The nightly: mlv ci ran both stages on the new data and the gates held.
     nightly = report(work, "nightly")
