@@ -244,7 +244,7 @@ def test_not_cached_at_a_revision_is_a_note(mlv_repo: Path, mlv: Mlv, tmp_path: 
     other = clone(mlv_repo, tmp_path)  # no cache: HEAD's plot data is not here
     make_tree(other, {"plots": {"loss.csv": LOSS}})
     res = ok(mlv("plots", "diff", cwd=other))
-    assert "warning: plots/loss.csv: plots/loss.csv is not in the cache" in res.stderr
+    assert "note: plots/loss.csv: plots/loss.csv is not in the cache" in res.stderr
     assert "mlv fetch" in res.stderr
     root = svg(other / "mlv_plots" / "plots_loss.csv.svg")
     assert legend(root) == ["workspace: plots/loss.csv: loss", "workspace: plots/loss.csv: acc"]
@@ -256,8 +256,8 @@ def test_bad_data_is_a_note_per_plot(mlv_repo: Path, mlv: Mlv) -> None:
                          "good.csv": "a,b\n1,2\n", "bad.csv": "a,b\n1,2,3\n",
                          "f.csv": "a,b\n1,2\n"})
     res = ok(mlv("plots", "show", cwd=mlv_repo))
-    assert "warning: bad.csv: bad.csv: line 2 has 3 fields, the first line 2" in res.stderr
-    assert "warning: f.csv: f.csv has no field 'nope' (its fields: a, b)" in res.stderr
+    assert "note: bad.csv: bad.csv: line 2 has 3 fields, the first line 2" in res.stderr
+    assert "note: f.csv: f.csv has no field 'nope' (its fields: a, b)" in res.stderr
     assert sorted(p.name for p in (mlv_repo / "mlv_plots").iterdir()) == [
         "good.csv.svg", "index.html"]
     # nothing drawable at all: one error line, exit 1
@@ -274,6 +274,17 @@ def test_too_many_rows_is_a_note(mlv_repo: Path, mlv: Mlv,
                          "big.csv": "a,b\n" + "1,2\n" * 6, "ok.csv": "a,b\n1,2\n"})
     res = ok(mlv("plots", "show", cwd=mlv_repo))
     assert "big.csv: more than 5 rows" in res.stderr
+    monkeypatch.setattr(table, "MAX_BYTES", 10)
+    res = ok(mlv("plots", "show", cwd=mlv_repo))
+    assert "note: big.csv: big.csv is larger than" in res.stderr
+
+
+def test_unknown_template_is_a_note(mlv_repo: Path, mlv: Mlv) -> None:
+    make_tree(mlv_repo, {"mlv.yaml": "plots:\n- a.csv:\n    template: .dvc/plots/my.json\n"
+                                     "- b.csv\n",
+                         "a.csv": "x,y\n1,2\n", "b.csv": "x,y\n1,2\n"})
+    res = ok(mlv("plots", "show", cwd=mlv_repo))
+    assert "note: a.csv: unknown plot template '.dvc/plots/my.json'" in res.stderr
 
 
 def test_targets_and_errors(mlv_repo: Path, mlv: Mlv) -> None:

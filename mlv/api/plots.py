@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from mlv import fsio
 from mlv.api.show import WORKSPACE, _cached_bytes, _NotCached
+from mlv.errors import MlvError
 from mlv.index import PLOT, Index
 from mlv.plots import svg, table
 from mlv.plots.table import PlotError
@@ -281,6 +282,8 @@ def _read(repo: Repo, idx: Index, rel: str) -> bytes:
         if at is not None and not idx.tree.on_disk:
             return _cached_bytes(repo, at[0].oid, at[1], rel)
         return idx.tree.read(rel, table.MAX_BYTES, rel, PlotError)
+    except MlvError as exc:  # too large, unreadable: a note, as for a malformed file
+        raise PlotError(exc.message, exc.hint) from None
     except FileNotFoundError:
         raise _Absent("does not exist") from None
     except _NotCached:

@@ -78,9 +78,9 @@ def _render(revs: list[str | None], out_dir: str, targets: list[str], as_json: b
                     "notes": result.notes})
     else:
         for note in result.notes:
-            echo(f"warning: {note}", err=True)
+            echo(f"note: {note}", err=True)
     if not result.ok:
-        raise PlotError("no plot could be drawn" + (": see the warnings above"
+        raise PlotError("no plot could be drawn" + (": see the notes above"
                                                     if result.notes and not as_json else ""),
                         hint="fix the plot files named above, or run `mlv repro` to make them")
     if not as_json:
