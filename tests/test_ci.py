@@ -106,7 +106,7 @@ Head `{head}` compared with base `{base}` (merge-base with origin/main).
 
 | check | result |
 |---|---|
-| data pushed to storage | ✅ all 6 objects |
+| data pushed to storage | ✅ all 3 tracked paths |
 | pipeline | ✅ up to date |
 | gates | ✅ 2 passed, 0 failed |
 | data added to the remote | 6 B |
@@ -292,3 +292,19 @@ def test_ci_without_a_remote_or_a_pipeline(mlv_repo: Path, mlv: Run) -> None:
     assert "| pipeline | ✅ up to date |" in res.stdout
     one_error(mlv("ci", "--no-push-check", "--report", "no/such/folder/r.md", cwd=mlv_repo),
               "--report", "does not exist", code=2)
+
+
+def test_push_check_trusts_a_manifest_until_this_clone_saw_it_lacking(tmp_path: Path,
+                                                                     mlv: Run) -> None:
+    _, work = _project(tmp_path, mlv)
+    lost = [p for p in (tmp_path / "store").rglob("*") if p.is_file() and
+            p.read_bytes() == b"333\n"]  # data/raw/b.csv, lost by the remote
+    assert len(lost) == 1
+    lost[0].unlink()
+    _ok(mlv("ci", cwd=work))  # one request for data/raw: its manifest is there
+    mlv("status", "--cloud", cwd=work)  # finds the lost file, and remembers
+    res = mlv("ci", cwd=work)
+    assert res.exit_code == 1, res.output
+    assert "| data/raw | data/raw.mlv | 1 |" in res.stdout
+    _ok(mlv("push", cwd=work))  # uploads it again
+    _ok(mlv("ci", cwd=work))

@@ -44,7 +44,7 @@ class NotPushed:
 @dataclass
 class PushCheck:
     remote: str
-    objects: int  # objects checked
+    paths: int  # tracked paths checked
     missing: list[NotPushed] = field(default_factory=list)
 
 
@@ -212,19 +212,21 @@ def _short(oid: str) -> str:
 
 def _push_line(check: PushCheck) -> str:
     if not check.missing:
-        return f"all {check.objects} objects at HEAD are on remote '{check.remote}'"
+        return f"the data of all {check.paths} tracked paths at HEAD is on remote " \
+               f"'{check.remote}'"
     count = sum(m.objects for m in check.missing)
-    return f"{count} of {check.objects} objects at HEAD are not on remote '{check.remote}'"
+    return f"{count} objects at HEAD are not on remote '{check.remote}'"
 
 
 # ---- 1. did you push? ---------------------------------------------------------------------
 
 def push_check(repo: Repo, remote: str | None) -> PushCheck:
-    """Every object HEAD references (pointers and mlv.lock, every file of every folder),
-    compared with the remote it is pushed to: one existence check per object, with a
-    folder's manifest read from the cache or the remote."""
+    """Every object HEAD references (pointers and mlv.lock, every file of every folder)
+    must be on the remote it is pushed to. As for `mlv push`, a folder's manifest on the
+    remote vouches for its files (it goes up only after them): one existence check per
+    tracked path, and a folder's files are asked about only when its manifest is not
+    there, or this clone has seen it lacking files."""
     from mlv.api import remote as remote_api
-    from mlv.api.status import _cloud_one
 
     idx = Index.load(repo, "HEAD")
     groups: dict[str | None, list[Item]] = {}
@@ -239,26 +241,37 @@ def push_check(repo: Repo, remote: str | None) -> PushCheck:
             exc.hint = (exc.hint + "; " if exc.hint else "") + \
                 "or skip this check with --no-push-check"
             raise
-        part = _cloud_one(repo, target, groups.get(name, []))
         names.append(target.name)
-        check.objects += _count_objects(repo, target, groups.get(name, []))
-        check.missing += [NotPushed(c.path, c.pointer, c.not_pushed + c.missing)
-                          for c in part.changed if c.not_pushed + c.missing]
+        check.paths += len(groups.get(name, []))
+        check.missing += _not_on(repo, target, groups.get(name, []))
     check.remote = ", ".join(names)
     check.missing.sort(key=lambda m: m.path)
     return check
 
 
-def _count_objects(repo: Repo, target: Any, items: list[Item]) -> int:
+def _not_on(repo: Repo, target: Any, items: list[Item]) -> list[NotPushed]:
+    from mlv.api import gaps
     from mlv.transfer import entries_anywhere
 
-    oids: set[str] = set()
+    there = target.has(sorted({i.oid for i in items if i.oid}))
+    distrust = gaps.recorded(repo, target)
+    found = []
     for item in items:
         assert item.oid is not None
-        oids.add(item.oid)
-        if item.is_dir:
-            oids.update(e.oid for e in entries_anywhere(repo.odb, target, item.oid) or [])
-    return len(oids)
+        if item.oid in there and (not item.is_dir or item.oid not in distrust):
+            continue
+        if not item.is_dir:
+            found.append(NotPushed(item.path, item.source, 1))
+            continue
+        entries = entries_anywhere(repo.odb, target, item.oid)
+        if entries is None:  # neither here nor there: its files cannot even be counted
+            found.append(NotPushed(item.path, item.source, 1))
+            continue
+        files = sorted({e.oid for e in entries})
+        lacking = len(set(files) - target.has(files)) + (item.oid not in there)
+        if lacking:
+            found.append(NotPushed(item.path, item.source, lacking))
+    return found
 
 
 # ---- 2. reproduce -------------------------------------------------------------------------

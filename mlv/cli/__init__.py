@@ -18,6 +18,7 @@ from mlv.cli import (
     gc_cmd,
     migrate_cmd,
     pipeline_cmds,
+    plots_cmd,
     remote_cmds,
     repo_cmds,
     ui,
@@ -47,7 +48,7 @@ def cli(quiet: bool, verbose: bool) -> None:
 
 
 for module in (repo_cmds, data_cmds, pipeline_cmds, remote_cmds, gc_cmd, fsck_cmd,
-               migrate_cmd, ci_cmd):
+               migrate_cmd, plots_cmd, ci_cmd):
     for command in module.COMMANDS:
         ui.verbosity_options(command)
         cli.add_command(command)

@@ -126,10 +126,10 @@ def _summary(result: Any) -> list[str]:
         if push.missing:
             count = sum(m.objects for m in push.missing)
             rows.append(f"| data pushed to {_md(push.remote)} | ❌ {ui.plural(count, 'object')} "
-                        f"of {push.objects} missing |")
+                        f"missing, of {ui.plural(len(push.missing), 'tracked path')} |")
         else:
             rows.append(f"| data pushed to {_md(push.remote)} | ✅ all "
-                        f"{ui.plural(push.objects, 'object')} |")
+                        f"{ui.plural(push.paths, 'tracked path')} |")
     counts: dict[str, int] = {}
     for stage in result.stages:
         counts[stage.result] = counts.get(stage.result, 0) + 1
@@ -282,7 +282,7 @@ def facts(result: Any) -> dict[str, Any]:
         "head": result.head,
         "base": {"commit": result.base, "how": result.base_label},
         "push": None if result.push is None else {
-            "remote": result.push.remote, "objects": result.push.objects,
+            "remote": result.push.remote, "paths": result.push.paths,
             "missing": [{"path": m.path, "source": m.source, "objects": m.objects}
                         for m in result.push.missing]},
         "stages": [{"name": s.name, "result": s.result, "why": s.why, "error": s.error}
