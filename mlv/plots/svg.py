@@ -103,7 +103,7 @@ class Scale:
             lo, hi = lo - pad, hi + pad
         self.step = _nice_step((hi - lo) / 6)
         first, last = math.floor(lo / self.step), math.ceil(hi / self.step)
-        self.ticks = [round(i * self.step, 12) for i in range(first, last + 1)]
+        self.ticks = [float(round(i * self.step, 12)) for i in range(first, last + 1)]
         self.lo, self.hi = self.ticks[0], self.ticks[-1]
         self.a, self.b = a, b
 
