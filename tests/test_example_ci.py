@@ -101,11 +101,15 @@ def test_ci_flow_runs_the_loop(tmp_path: Path) -> None:
     assert "mlv ci exited 1: the new model is not on the remote" in out
     not_pushed = report(work, "not-pushed")
     assert not_pushed.startswith("# mlv ci: failed\n")
-    assert "| data pushed to storage | ❌ 2 objects of 5 missing |" in not_pushed
+    assert "| data pushed to storage | ❌ 2 objects missing" in not_pushed
     assert "| models/model.json | mlv.lock | 1 |" in not_pushed
 
     # Pushed, the same pull request passes: the whole report, as the comment shows it.
     assert report(work, "pr") == PR_REPORT
+    # Beside it, the plot with main's and the branch's curves, and a page that shows it.
+    svg = (work / "reports" / "pr_plots" / "plots_accuracy.csv.svg").read_text()
+    assert svg.startswith("<svg") and svg.count("<polyline") == 2
+    assert (work / "reports" / "pr_plots" / "index.html").is_file()
 
     # The change that makes the model worse than main by more than 0.01 fails its gate.
     assert "mlv ci exited 1: the gate stops this pull request" in out
@@ -146,7 +150,7 @@ Head `X` compared with base `X` (origin/main).
 
 | check | result |
 |---|---|
-| data pushed to storage | ✅ all 5 objects |
+| data pushed to storage | ✅ all 4 tracked paths |
 | pipeline | ✅ up to date |
 | gates | ✅ 2 passed, 0 failed |
 | data added to the remote | 314 B |
@@ -182,4 +186,8 @@ Every stage is up to date: nothing ran.
 |---|---|---|
 | models/model.json | modified | 23 B |
 | plots/accuracy.csv | modified | 291 B |
+
+## Plots
+
+![plots/accuracy.csv](pr_plots/plots_accuracy.csv.svg)
 """
