@@ -308,3 +308,17 @@ def test_push_check_trusts_a_manifest_until_this_clone_saw_it_lacking(tmp_path: 
     assert "| data/raw | data/raw.mlv | 1 |" in res.stdout
     _ok(mlv("push", cwd=work))  # uploads it again
     _ok(mlv("ci", cwd=work))
+
+
+def test_report_draws_declared_plots_for_base_and_head(tmp_path: Path, mlv: Run) -> None:
+    _, work = _project(tmp_path, mlv, dict(PIPELINE, plots=[{"history.csv": {"x": "epoch",
+                                                                               "y": "loss"}}]))
+    git(work, "checkout", "-q", "-b", "feature")
+    (work / "history.csv").write_text("epoch,loss\n1,0.9\n2,0.5\n")
+    commit_all(work, "a training history")
+    (work / "out").mkdir()
+    res = _ok(mlv("ci", "--report", "out/report.md", cwd=work))
+    links = re.findall(r"!\[history\.csv\]\((report_plots/[^)]+\.svg)\)", res.stdout)
+    assert len(links) == 1, res.stdout
+    svg = (work / "out" / links[0]).read_text()
+    assert "<svg" in svg and "history.csv: loss" in svg

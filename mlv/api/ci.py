@@ -433,12 +433,10 @@ def _plots(repo: Repo, base: str | None, out_dir: str | None,
            notes: list[str]) -> list[tuple[str, str]]:
     if out_dir is None:
         return []
-    try:
-        from mlv.api import plots as plots_api  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    try:
-        drawn = plots_api.render(repo, [base, None] if base else [None], out_dir)
+    from mlv.api import plots as plots_api
+
+    try:  # the base by a short id: it names each series in the legend
+        drawn = plots_api.render(repo, [base[:12], None] if base else [None], out_dir)
     except MlvError as exc:
         notes.append(f"plots: {exc.message}")
         return []
