@@ -197,8 +197,8 @@ def run(repo: Repo, options: CiOptions, emit: Emit) -> CiResult:
                      for f, why in sorted((old_metrics.errors if old_metrics else {}).items())]
     result.notes += [f"metrics {f}: {why}" for f, why in sorted(new_metrics.errors.items())]
     if failed_stage:
-        result.notes.append("a stage failed: the metrics are those of the last successful "
-                            "run")
+        result.notes.append("a stage failed: the metrics above are what its last run left "
+                            "in the workspace, which may be stale or partial")
     result.gates = check_gates(gates, new_metrics, old_metrics)
     if options.plots_dir and ((idx.project and idx.project.plots) or any(
             o.kind == "plot" for s in idx.stages for o in s.outs)):
