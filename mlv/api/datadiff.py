@@ -41,6 +41,7 @@ class DataDiff:
     # folders whose file list is in neither the cache nor the default remote: compared
     # as a whole (with the workspace, such a folder shows as modified)
     unknown: list[str] = field(default_factory=list)
+    added_bytes: int = 0  # the size of the objects only the new tree has (each counted once)
 
     def by_status(self, status: str) -> list[FileChange]:
         return [c for c in self.changes if c.status == status]
@@ -50,16 +51,17 @@ Files = dict[str, tuple[str, int]]  # path -> (object id, size)
 
 
 def diff(repo: Repo, a_rev: str | None = None, b_rev: str | None = None,
-         targets: list[str] | None = None) -> DataDiff:
-    """Compare `a_rev` (default HEAD) with `b_rev` (default: the workspace as it is)."""
+         targets: list[str] | None = None, recorded: bool = False) -> DataDiff:
+    """Compare `a_rev` (default HEAD) with `b_rev` (default: the workspace as it is; with
+    `recorded`, as its pointers and mlv.lock record it, whether the data is there or not)."""
     a_label = a_rev or "HEAD"
     result = DataDiff(a_label, b_rev or WORKSPACE)
     old_idx = Index.load(repo, a_label)
     new_idx = Index.load(repo, b_rev)
-    if b_rev is None:
+    if b_rev is None and not recorded:
         old = _files(repo, old_idx, result.unknown)
         new = _workspace_files(repo, new_idx)
-    else:  # what both revisions record alike holds no change: its file list is not read
+    else:  # what both trees record alike holds no change: its file list is not read
         same = _same_items(old_idx, new_idx)
         old = _files(repo, old_idx, result.unknown, same)
         new = _files(repo, new_idx, result.unknown, same)
@@ -71,6 +73,10 @@ def diff(repo: Repo, a_rev: str | None = None, b_rev: str | None = None,
         prefixes = [t.path for t in new_idx.resolve(targets)]
         old, new = _only(old, prefixes), _only(new, prefixes)
     _compare(old, new, result)
+    # (a folder both trees record alike is not listed: an object that also sits in one
+    # counts as added here)
+    had = {oid for oid, _ in old.values()}
+    result.added_bytes = sum(dict(v for v in new.values() if v[0] not in had).values())
     return result
 
 

@@ -211,6 +211,11 @@ def diff(repo: Repo, what: str, a_rev: str | None = None, b_rev: str | None = No
     a_label, b_label = a_rev or "HEAD", b_rev or WORKSPACE
     old = pick(repo, Index.load(repo, a_label), a_label)
     new = pick(repo, Index.load(repo, b_rev), b_label)
+    return a_label, b_label, compare(old, new, every)
+
+
+def compare(old: Shown, new: Shown, every: bool = False) -> list[Change]:
+    """The keys that differ between two trees' values (all of them with `every`)."""
     changes = []
     for file in dict.fromkeys(list(old.files) + list(new.files)):
         before = _leaves(old.files.get(file))
@@ -219,7 +224,7 @@ def diff(repo: Repo, what: str, a_rev: str | None = None, b_rev: str | None = No
             was, now = before.get(key, MISSING), after.get(key, MISSING)
             if every or was != now or type(was) is not type(now):
                 changes.append(Change(file, key, was, now))
-    return a_label, b_label, changes
+    return changes
 
 
 def _leaves(data: Any) -> dict[str, Any]:

@@ -190,9 +190,10 @@ def push_run_cache(repo: Repo, remote: str | None = None, jobs: int | None = Non
         return target.name, result
 
 
-def fetch_run_cache(repo: Repo, remote: str | None = None, jobs: int | None = None
-                    ) -> tuple[str, TransferResult]:
-    """Download the remote's run-cache entries and the outputs they name."""
+def fetch_run_cache(repo: Repo, remote: str | None = None, jobs: int | None = None,
+                    objects: bool = True) -> tuple[str, TransferResult]:
+    """Download the remote's run-cache entries and (with `objects`) the outputs they
+    name."""
     source = remote_api.resolve(repo, remote, jobs)
     runs_dir = _runs_dir(repo)
     with repo.lock():
@@ -217,7 +218,8 @@ def fetch_run_cache(repo: Repo, remote: str | None = None, jobs: int | None = No
                     refused[key] = why
                 if os.path.lexists(tmp):
                     fsio.remove_file(tmp)
-        result = transfer.fetch(repo.odb, source, _run_objects(runs_dir, todo), repo.jobs)
+        result = transfer.fetch(repo.odb, source, _run_objects(runs_dir, todo), repo.jobs) \
+            if objects else TransferResult()
         result.moved += kept
         result.refused = refused
         return source.name, result

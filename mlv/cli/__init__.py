@@ -12,6 +12,7 @@ import click
 
 from mlv import __version__
 from mlv.cli import (
+    ci_cmd,
     data_cmds,
     fsck_cmd,
     gc_cmd,
@@ -46,7 +47,7 @@ def cli(quiet: bool, verbose: bool) -> None:
 
 
 for module in (repo_cmds, data_cmds, pipeline_cmds, remote_cmds, gc_cmd, fsck_cmd,
-               migrate_cmd):
+               migrate_cmd, ci_cmd):
     for command in module.COMMANDS:
         ui.verbosity_options(command)
         cli.add_command(command)

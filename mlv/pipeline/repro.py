@@ -77,8 +77,10 @@ def select(pipe: Pipeline, targets: list[str], single: bool, downstream: bool) -
     return [n for n in dag.order if n in names]
 
 
-def plan(pipe: Pipeline, selected: list[str], force: bool, forced: set[str]) -> Plan:
-    """Stale stages among `selected`, and everything downstream of them."""
+def plan(pipe: Pipeline, selected: list[str], force: bool, forced: set[str],
+         deps_present: bool = True) -> Plan:
+    """Stale stages among `selected`, and everything downstream of them. With
+    `deps_present`, every dep must exist or be produced by a stage."""
     reasons: dict[str, list[str]] = {}
     chosen = set(selected)
     for name in selected:
@@ -93,7 +95,8 @@ def plan(pipe: Pipeline, selected: list[str], force: bool, forced: set[str]) -> 
             why = [f"upstream stage {sorted(ups)[0]} will run"]
         if why:
             reasons[name] = why
-    check_deps(pipe, selected)
+    if deps_present:
+        check_deps(pipe, selected)
     return Plan([n for n in selected if n in reasons], reasons)
 
 
@@ -110,7 +113,9 @@ def check_deps(pipe: Pipeline, selected: list[str]) -> None:
 class Runner:
     def __init__(self, pipe: Pipeline, link_types: list[str], link_skip: set[str],
                  emit: Emit, jobs: int, keep_going: bool, use_run_cache: bool,
-                 runs_dir: str) -> None:
+                 runs_dir: str, fetch: Callable[[set[str]], None] | None = None) -> None:
+        """`fetch`, when given, is called with a run-cache hit's objects before they are
+        restored, to download those the cache lacks."""
         self.pipe = pipe
         self.link_types = link_types
         self.link_skip = link_skip
@@ -119,6 +124,7 @@ class Runner:
         self.keep_going = keep_going
         self.use_run_cache = use_run_cache
         self.runs_dir = runs_dir
+        self.fetch = fetch
         self.write_lock = threading.Lock()
         self.procs: set[subprocess.Popen[bytes]] = set()
         self.procs_lock = threading.Lock()  # starting a stage vs. stopping them all
@@ -212,6 +218,8 @@ class Runner:
         use_cache = self.use_run_cache and not stage.always_changed and bool(stage.outs)
         if use_cache and "forced" not in reasons:
             hit = runcache.lookup(self.runs_dir, key)
+            if hit is not None and self.fetch is not None:
+                self.fetch({h.oid for h in hit.values()})
             if hit is not None and self._restore(stage, hit):
                 self.emit(f"stage {stage.name}: restored outputs from the run-cache")
                 self._record(stage, deps)

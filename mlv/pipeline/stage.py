@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 PIPELINE_FILE = "mlv.yaml"
 DEFAULT_PARAMS = "params.yaml"
-TOP_KEYS = {"stages", "vars", "metrics", "plots", "params", "artifacts"}
+TOP_KEYS = {"stages", "vars", "metrics", "plots", "params", "artifacts", "gates"}
 STAGE_KEYS = {"cmd", "wdir", "deps", "params", "outs", "metrics", "plots", "always_changed",
               "frozen", "desc", "meta", "vars", "foreach", "do", "matrix"}
 OUT_FLAGS = {"cache", "persist", "push"}  # options that take true or false
@@ -137,6 +137,9 @@ class Project:
     plots: list[PlotDef] = field(default_factory=list)
     params: list[str] = field(default_factory=list)
     artifacts: dict[str, Artifact] = field(default_factory=dict)
+    # `gates:` as written, with their lines: `mlv ci` parses and checks them, so a
+    # malformed gate stops only `mlv ci` (exit 2), never status or repro.
+    gates: list[tuple[str, int | None]] = field(default_factory=list)
 
 
 class Loc:
@@ -808,6 +811,13 @@ def _top_level(project: Project, data: dict[str, Any], loc: Loc,
         raise loc.error(("artifacts",), "must map artifact names to {path: …}")
     for name, body in (artifacts or {}).items():
         project.artifacts[name] = _artifact(root, name, body, ("artifacts", name), loc)
+    gates = data.get("gates")
+    if gates is not None and (not isinstance(gates, list) or not all(
+            isinstance(g, str) for g in gates)):
+        raise loc.error(("gates",), "must be a list of gates such as "
+                        "'metrics.json:accuracy >= 0.9'")
+    project.gates = [(g, yamlio.line_of(loc.lines, ("gates", i)))
+                     for i, g in enumerate(gates or [])]
 
 
 def _plot(root: str | None, item: Any, where: tuple[Any, ...], loc: Loc) -> PlotDef:
