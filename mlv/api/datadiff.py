@@ -6,6 +6,7 @@ cache, else from the default remote."""
 from __future__ import annotations
 
 import os
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from mlv import manifest
@@ -57,9 +58,13 @@ def diff(repo: Repo, a_rev: str | None = None, b_rev: str | None = None,
     result = DataDiff(a_label, b_rev or WORKSPACE)
     old_idx = Index.load(repo, a_label)
     new_idx = Index.load(repo, b_rev)
-    old = _files(repo, old_idx, result.unknown)
-    new = _workspace_files(repo, new_idx) if b_rev is None and not recorded else \
-        _files(repo, new_idx, result.unknown)
+    if b_rev is None and not recorded:
+        old = _files(repo, old_idx, result.unknown)
+        new = _workspace_files(repo, new_idx)
+    else:  # what both trees record alike holds no change: its file list is not read
+        same = _same_items(old_idx, new_idx)
+        old = _files(repo, old_idx, result.unknown, same)
+        new = _files(repo, new_idx, result.unknown, same)
     result.unknown = sorted(set(result.unknown))
     for folder in result.unknown:  # its file list is missing on one side: whole folders
         old = _as_whole(old, old_idx, folder)
@@ -68,6 +73,8 @@ def diff(repo: Repo, a_rev: str | None = None, b_rev: str | None = None,
         prefixes = [t.path for t in new_idx.resolve(targets)]
         old, new = _only(old, prefixes), _only(new, prefixes)
     _compare(old, new, result)
+    # (a folder both trees record alike is not listed: an object that also sits in one
+    # counts as added here)
     had = {oid for oid, _ in old.values()}
     result.added_bytes = sum(dict(v for v in new.values() if v[0] not in had).values())
     return result
@@ -86,10 +93,19 @@ def _only(files: Files, prefixes: list[str]) -> Files:
             if any(p == x or p.startswith(x + "/") for x in prefixes)}
 
 
-def _files(repo: Repo, idx: Index, unknown: list[str]) -> Files:
+def _same_items(old: Index, new: Index) -> set[str]:
+    """The tracked paths that both trees record with the same object."""
+    return {path for path, item in old.items.items()
+            if item.oid is not None and path in new.items and new.items[path].oid == item.oid}
+
+
+def _files(repo: Repo, idx: Index, unknown: list[str],
+           skip: AbstractSet[str] = frozenset()) -> Files:
     files: Files = {}
     for item in idx.recorded():
         assert item.oid is not None and item.size is not None
+        if item.path in skip:
+            continue
         if not item.is_dir:
             files[item.path] = (item.oid, item.size)
             continue
