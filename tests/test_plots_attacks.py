@@ -1,0 +1,66 @@
+"""Attacks on `mlv plots`: a clone's plot data that breaks the axis maths or takes
+quadratic time, and a clone that plants a symlink where the plots are written."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import Result, clone, commit_all, make_tree
+
+Mlv = Callable[..., Result]
+NS = "{http://www.w3.org/2000/svg}"
+
+
+def origin(tmp_path: Path, mlv_repo: Path, tree: dict[str, str | bytes | dict]) -> Path:
+    """The attacker's repository with `tree` committed, cloned as the victim's."""
+    make_tree(mlv_repo, tree)
+    commit_all(mlv_repo)
+    return clone(mlv_repo, tmp_path)
+
+
+def drawn(res: Result) -> None:
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output and "unexpected" not in res.output, res.output
+
+
+def ticks(path: Path) -> list[str]:
+    root = ET.fromstring(path.read_bytes())
+    return [e.text or "" for e in root.iter(f"{NS}text") if e.get("text-anchor") == "end"]
+
+
+def test_whole_number_axes_are_drawn(mlv_repo: Path, mlv: Mlv) -> None:
+    # 0..10 makes a tick step of 2: it was an int, and labelling it crashed
+    make_tree(mlv_repo, {"mlv.yaml": "plots:\n- a.csv\n", "a.csv": "epoch,loss\n0,1\n10,30\n"})
+    drawn(mlv("plots", "show", cwd=mlv_repo))
+    assert ticks(mlv_repo / "mlv_plots" / "a.csv.svg") == ["0", "5", "10", "15", "20", "25",
+                                                           "30"]
+
+
+def test_values_beyond_a_float_are_a_note(tmp_path: Path, mlv_repo: Path, mlv: Mlv) -> None:
+    victim = origin(tmp_path, mlv_repo, {
+        "mlv.yaml": "plots:\n- ok.csv\n- wide.csv\n- big.json\n- bars.csv:\n"
+                    "    template: bar_horizontal\n    x: v\n    y: name\n",
+        "ok.csv": "x,y\n1,2\n2,3\n",
+        "wide.csv": "x,y\n-1e308,1\n1.7e308,2\n",
+        "big.json": json.dumps([{"x": 1, "y": 1.7e308}, {"x": 2, "y": 1e308}]),
+        "bars.csv": "v,name\n1e308,a\n-1.7e308,b\n"})
+    res = mlv("plots", "show", cwd=victim)
+    drawn(res)
+    for name in ("wide.csv", "big.json", "bars.csv"):
+        assert f"note: {name}: values too far apart to draw" in res.stderr
+    assert sorted(os.listdir(victim / "mlv_plots")) == ["index.html", "ok.csv.svg"]
+
+
+def test_tiny_and_equal_values_are_drawn(mlv_repo: Path, mlv: Mlv) -> None:
+    make_tree(mlv_repo, {"mlv.yaml": "plots:\n- tiny.csv\n- sub.csv\n- same.csv\n",
+                         "tiny.csv": "x,y\n1e-320,1e-320\n2e-320,3e-320\n",
+                         "sub.csv": "x,y\n5e-323,1\n1e-322,1\n",
+                         "same.csv": "x,y\n1e300,7\n1e300,7\n"})
+    drawn(mlv("plots", "show", cwd=mlv_repo))
+    for name in ("tiny.csv", "sub.csv", "same.csv"):
+        svg = (mlv_repo / "mlv_plots" / f"{name}.svg").read_text()
+        assert "inf" not in svg and "nan" not in svg
