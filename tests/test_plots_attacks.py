@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -64,3 +65,19 @@ def test_tiny_and_equal_values_are_drawn(mlv_repo: Path, mlv: Mlv) -> None:
     for name in ("tiny.csv", "sub.csv", "same.csv"):
         svg = (mlv_repo / "mlv_plots" / f"{name}.svg").read_text()
         assert "inf" not in svg and "nan" not in svg
+
+
+def test_thousands_of_fields_are_refused_at_once(tmp_path: Path, mlv_repo: Path,
+                                                 mlv: Mlv) -> None:
+    n = 30_000  # each field was checked against every other: minutes
+    victim = origin(tmp_path, mlv_repo, {
+        "mlv.yaml": "plots:\n- ok.csv\n- wide.csv\n- keys.json\n",
+        "ok.csv": "x,y\n1,2\n2,3\n",
+        "wide.csv": ",".join(f"c{i}" for i in range(n)) + "\n" + ",".join("1" * n) + "\n",
+        "keys.json": json.dumps([{f"k{i}": i} for i in range(n)])})
+    start = time.monotonic()
+    res = mlv("plots", "show", cwd=victim)
+    assert time.monotonic() - start < 5
+    drawn(res)
+    assert "note: wide.csv: wide.csv: more than 1,000 fields" in res.stderr
+    assert "note: keys.json: keys.json: more than 1,000 fields" in res.stderr
