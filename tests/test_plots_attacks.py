@@ -81,3 +81,20 @@ def test_thousands_of_fields_are_refused_at_once(tmp_path: Path, mlv_repo: Path,
     drawn(res)
     assert "note: wide.csv: wide.csv: more than 1,000 fields" in res.stderr
     assert "note: keys.json: keys.json: more than 1,000 fields" in res.stderr
+
+
+def test_many_plots_with_one_file_name_take_linear_time(mlv_repo: Path, mlv: Mlv) -> None:
+    # every id below is written `p.svg`, `p-2.svg` …: the numbering restarted at 2 for
+    # each, so a clone's mlv.yaml of 20,000 such plots took minutes before any was drawn
+    from mlv.api.plots import _Names
+
+    names, start = _Names(), time.monotonic()
+    taken = [names.take(f"p{chr(0x4E00 + i)}", ".svg") for i in range(20_000)]
+    assert time.monotonic() - start < 2
+    assert taken[:3] == ["p.svg", "p-2.svg", "p-3.svg"] and len(set(taken)) == 20_000
+    ids = [f"p{chr(0x4E00 + i)}" for i in range(5)]
+    plots = "".join(f'- "{i}":\n    y:\n      a.csv: y\n' for i in ids)
+    make_tree(mlv_repo, {"mlv.yaml": "plots:\n" + plots, "a.csv": "x,y\n1,2\n2,3\n"})
+    drawn(mlv("plots", "show", cwd=mlv_repo))
+    assert sorted(os.listdir(mlv_repo / "mlv_plots")) == [
+        "index.html", "p-2.svg", "p-3.svg", "p-4.svg", "p-5.svg", "p.svg"]

@@ -299,13 +299,17 @@ class _Names:
 
     def __init__(self) -> None:
         self.used = {INDEX}
+        self.last: dict[str, int] = {}  # the last number tried per name: no rescan
 
     def take(self, base: str, ext: str) -> str:
         stem = _UNSAFE.sub("_", base).strip("._-")[:_MAX_NAME] or "plot"
-        name, n = stem + ext, 1
+        key = (stem + ext).lower()
+        n = self.last.get(key, 1)
+        name = stem + ext if n == 1 else f"{stem}-{n}{ext}"
         while name.lower() in self.used:
             n += 1
             name = f"{stem}-{n}{ext}"
+        self.last[key] = n
         self.used.add(name.lower())
         return name
 
