@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Result, clone, commit_all, make_tree
+from conftest import Result, clone, commit_all, make_tree, one_error, run_mlv
 
 Mlv = Callable[..., Result]
 NS = "{http://www.w3.org/2000/svg}"
@@ -98,3 +98,25 @@ def test_many_plots_with_one_file_name_take_linear_time(mlv_repo: Path, mlv: Mlv
     drawn(mlv("plots", "show", cwd=mlv_repo))
     assert sorted(os.listdir(mlv_repo / "mlv_plots")) == [
         "index.html", "p-2.svg", "p-3.svg", "p-4.svg", "p-5.svg", "p.svg"]
+
+
+def test_a_planted_output_folder_symlink_is_not_written_through(tmp_path: Path,
+                                                                mlv_repo: Path) -> None:
+    outside = tmp_path / "home"
+    outside.mkdir()
+    make_tree(mlv_repo, {"mlv.yaml": "plots:\n- a.csv\n", "a.csv": "x,y\n1,2\n2,3\n"})
+    (mlv_repo / "mlv_plots").symlink_to(".git/hooks")
+    (mlv_repo / "out").symlink_to(outside)
+    os.makedirs(mlv_repo / "real")
+    (mlv_repo / "real" / "inner").symlink_to("../data")
+    victim = origin(tmp_path, mlv_repo, {"data": {"keep.txt": "x"}})
+    hooks = sorted(os.listdir(victim / ".git" / "hooks"))
+    one_error(run_mlv(victim, "plots", "show"), "mlv_plots", "symlink")
+    one_error(run_mlv(victim, "plots", "diff", "-o", "out"), "out", "symlink")
+    one_error(run_mlv(victim, "plots", "show", "-o", "out/sub"), "out/sub", "symlink")
+    one_error(run_mlv(victim, "plots", "show", "-o", "real/inner"), "real/inner", "symlink")
+    one_error(run_mlv(victim, "plots", "show", "-o", ".git/plots"), ".git")
+    assert sorted(os.listdir(victim / ".git" / "hooks")) == hooks
+    assert os.listdir(outside) == [] and os.listdir(victim / "data") == ["keep.txt"]
+    drawn(run_mlv(victim, "plots", "show", "-o", str(tmp_path / "mine")))  # the user's own
+    assert (tmp_path / "mine" / "index.html").is_file()

@@ -1,0 +1,68 @@
+"""Attacks on `mlv ci` and the diffs it reports: a clone's metrics, gates and names that
+break the report or the arithmetic, gates that take quadratic time to parse, and
+symlinks planted where the report goes."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import Result, clone, commit_all, make_tree, one_error, run_mlv
+
+Mlv = Callable[..., Result]
+BASE = "--base=HEAD~1"
+
+
+def history(tmp_path: Path, repo: Path, mlv: Mlv, first: dict[str, str | bytes | dict],
+            second: dict[str, str | bytes | dict]) -> Path:
+    """Two commits by the attacker (the second one tracks `data/` again when it
+    exists), cloned as the victim's."""
+    for tree in (first, second):
+        make_tree(repo, tree)
+        if (repo / "data").is_dir():
+            res = mlv("add", "data", cwd=repo)
+            assert res.exit_code == 0, res.output
+        commit_all(repo)
+    return clone(repo, tmp_path)
+
+
+def no_crash(res: Result, code: int = 0) -> Result:
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output and "unexpected" not in res.output, res.output
+    return res
+
+
+BIG = "1" + "0" * 400  # an integer beyond a float's range
+HUGE = "9" * 4300  # the most digits Python reads; the difference has one more
+
+
+def test_report_is_not_written_through_a_planted_symlink(tmp_path: Path, mlv_repo: Path,
+                                                         mlv: Mlv) -> None:
+    outside = tmp_path / "home"
+    outside.mkdir()
+    (mlv_repo / "gl").symlink_to(".git")
+    (mlv_repo / "report_plots").symlink_to(outside)
+    victim = history(tmp_path, mlv_repo, mlv,
+                     {"mlv.yaml": "plots:\n- a.csv\n", "a.csv": "x,y\n1,2\n2,3\n"},
+                     {"a.csv": "x,y\n1,2\n2,4\n"})
+    one_error(run_mlv(victim, "ci", "--no-push-check", "--report", "gl/r.md"),
+              "--report", "gl", "symlink", code=2)
+    one_error(run_mlv(victim, "ci", "--no-push-check", "--report", ".git/r.md"),
+              "--report", ".git", code=2)
+    assert not (victim / ".git" / "r.md").exists()
+    res = no_crash(run_mlv(victim, "ci", "--no-push-check", BASE, "--report", "report.md"))
+    assert "- plots: cannot write the plots to" in res.stdout
+    assert os.listdir(outside) == []
+    assert (victim / "report.md").read_text() == res.stdout
+
+
+IMAGE = "![p](http://attacker.example/pixel.png)"
+LINK = "[l](javascript:alert(1))"
+HOSTILE = f"{IMAGE} <img src=http://attacker.example/x> {LINK} | x\n| forged | row |"
+
+
+def markup(text: str) -> list[str]:
+    """Markdown a rendered pull-request comment would act on: images, links, HTML."""
+    return re.findall(r"(?<!\\)!\[|(?<!\\)\]\(|(?<!\\)<img", text)
