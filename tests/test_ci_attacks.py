@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +37,26 @@ def no_crash(res: Result, code: int = 0) -> Result:
 
 BIG = "1" + "0" * 400  # an integer beyond a float's range
 HUGE = "9" * 4300  # the most digits Python reads; the difference has one more
+
+
+def test_a_long_number_in_a_gate_fails_at_once(tmp_path: Path, mlv_repo: Path,
+                                               mlv: Mlv) -> None:
+    # `\d+\.?\d*` could split 30,000 digits 30,000 ways before failing: half a minute
+    gate = "metrics.json:acc >= " + "1" * 30_000 + "x"
+    victim = history(tmp_path, mlv_repo, mlv,
+                     {"mlv.yaml": f"metrics:\n- metrics.json\ngates:\n- '{gate}'\n",
+                      "metrics.json": '{"acc": 0.5}'}, {"a.txt": "x"})
+    start = time.monotonic()
+    one_error(mlv("ci", "--no-push-check", cwd=victim), "does not parse", code=2)
+    assert time.monotonic() - start < 5
+
+
+def test_a_gate_beyond_a_float_is_malformed(mlv_repo: Path, mlv: Mlv) -> None:
+    make_tree(mlv_repo, {"metrics.json": '{"acc": 0.5}'})
+    commit_all(mlv_repo)
+    for gate in ("metrics.json:acc >= 1e999", "metrics.json:acc >= base * 1e400"):
+        (mlv_repo / "mlv.yaml").write_text(f"metrics:\n- metrics.json\ngates:\n- {gate}\n")
+        one_error(mlv("ci", "--no-push-check", cwd=mlv_repo), "beyond a float", code=2)
 
 
 def test_report_is_not_written_through_a_planted_symlink(tmp_path: Path, mlv_repo: Path,
