@@ -134,8 +134,12 @@ MISSING_VALUE: Any = _Missing()
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond a float's range: not comparable
+        return False
 
 
 def _short(value: Any) -> str:

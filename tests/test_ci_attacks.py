@@ -4,6 +4,7 @@ symlinks planted where the report goes."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -37,6 +38,25 @@ def no_crash(res: Result, code: int = 0) -> Result:
 
 BIG = "1" + "0" * 400  # an integer beyond a float's range
 HUGE = "9" * 4300  # the most digits Python reads; the difference has one more
+
+
+def test_integers_beyond_a_float_crash_nothing(tmp_path: Path, mlv_repo: Path,
+                                               mlv: Mlv) -> None:
+    yaml = ("metrics:\n- metrics.json\ngates:\n- metrics.json:big >= base\n"
+            "- metrics.json:acc >= 0.1\n")
+    victim = history(tmp_path, mlv_repo, mlv,
+                     {"mlv.yaml": yaml,
+                      "metrics.json": f'{{"acc": 0.5, "big": 1, "h": -{HUGE}}}'},
+                     {"metrics.json": f'{{"acc": 0.7, "big": {BIG}, "h": {HUGE}}}'})
+    res = no_crash(mlv("ci", "--no-push-check", BASE, cwd=victim), code=1)
+    assert "failed: gate failed: metrics.json:big >= base" in res.stderr
+    assert "| `metrics.json:acc >= 0.1` | 0.7 | 0.5 | ✅ passed |" in res.stdout
+    facts = json.loads(no_crash(mlv("ci", "--no-push-check", BASE, "--json", cwd=victim),
+                                code=1).stdout)
+    assert [g["result"] for g in facts["gates"]] == ["failed", "passed"]
+    for form in ([], ["--md"], ["--json"]):
+        res = no_crash(mlv("metrics", "diff", "HEAD~1", "HEAD", *form, cwd=victim))
+        assert "0.7" in res.stdout  # acc, beside the big ones
 
 
 def test_a_long_number_in_a_gate_fails_at_once(tmp_path: Path, mlv_repo: Path,
