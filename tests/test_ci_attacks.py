@@ -107,3 +107,27 @@ HOSTILE = f"{IMAGE} <img src=http://attacker.example/x> {LINK} | x\n| forged | r
 def markup(text: str) -> list[str]:
     """Markdown a rendered pull-request comment would act on: images, links, HTML."""
     return re.findall(r"(?<!\\)!\[|(?<!\\)\]\(|(?<!\\)<img", text)
+
+
+def test_markdown_tables_show_markup_as_text(tmp_path: Path, mlv_repo: Path,
+                                             mlv: Mlv) -> None:
+    victim = history(
+        tmp_path, mlv_repo, mlv,
+        {"mlv.yaml": "metrics:\n- metrics.json\nstages:\n  s:\n    cmd: 'true'\n"
+                     "    params: [lr]\n",
+         "params.yaml": "lr: a\n", "metrics.json": '{"acc": "a"}',
+         "data": {"keep.txt": "x"}},
+        {"params.yaml": "lr: " + json.dumps(HOSTILE) + "\n",
+         "metrics.json": json.dumps({"acc": HOSTILE, IMAGE: 1}),
+         "data": {f"{LINK}.txt": "y", "![x](http:%2F%2Fattacker.example%2Fp.png)": "z"}})
+    for args in (["metrics", "diff", "HEAD~1", "HEAD"], ["params", "diff", "HEAD~1", "HEAD"],
+                 ["metrics", "show"], ["diff", "HEAD~1", "HEAD"]):
+        res = no_crash(mlv(*args, "--md", cwd=victim))
+        assert markup(res.stdout) == [], (args, res.stdout)
+        rows = res.stdout.splitlines()
+        assert all(r.startswith("| ") and r.endswith(" |") or r.startswith("|---")
+                   for r in rows), res.stdout
+        assert not any(r.startswith("| forged") for r in rows)
+    res = no_crash(mlv("ci", "--no-push-check", BASE, cwd=victim))
+    assert markup(res.stdout) == [], res.stdout
+    assert "\\!" not in res.stdout and "!\\[p\\](http://attacker.example/pixel.png)" in res.stdout

@@ -269,8 +269,8 @@ def _code(text: str) -> str:
 def _md(text: str) -> str:
     """Text from a repository, safe in a Markdown table cell: no markup, no HTML, no
     control characters, no line breaks."""
-    text = ui.printable(str(text)).replace("\n", " ")
-    for ch in "\\`*_[]<|":
+    text = ui.md_cell(text)
+    for ch in "*_":  # the report shows every name as written, emphasis too
         text = text.replace(ch, "\\" + ch)
     return text
 
