@@ -23,7 +23,8 @@ from mlv.errors import UsageError
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
     "==": operator.eq, "!=": operator.ne}
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# one way only to split the digits (`\d+\.?\d*` had n): a long number fails in linear time
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _GATE = re.compile(r"\s*(?P<file>[^\s:][^:]*?):(?P<key>[^\s<>=!]+)\s*(?P<op>>=|<=|==|!=|>|<)"
                    rf"\s*(?:(?P<number>{_NUMBER})|base(?:\s*(?P<arith>[-+*])\s*"
                    rf"(?P<operand>{_NUMBER}))?)\s*\Z")
@@ -70,9 +71,13 @@ def parse(text: str, where: str = "mlv.yaml") -> Gate:
                              ">= > <= < == !=; VALUE a number or base, base + N, base - N, "
                              "base * N)")
     number = found["number"]
-    return Gate(text.strip(), found["file"].strip(), found["key"], found["op"],
+    gate = Gate(text.strip(), found["file"].strip(), found["key"], found["op"],
                 float(number) if number is not None else None, found["arith"],
                 float(found["operand"]) if found["operand"] else 0.0)
+    if not math.isfinite(gate.operand if gate.number is None else gate.number):
+        raise GateError(f"{where}: gate {text!r} holds a number beyond a float's range",
+                        hint="write a number between -1.7e308 and 1.7e308")
+    return gate
 
 
 @dataclass
@@ -129,8 +134,12 @@ MISSING_VALUE: Any = _Missing()
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond a float's range: not comparable
+        return False
 
 
 def _short(value: Any) -> str:

@@ -206,3 +206,21 @@ def inside(path: str, root: str) -> bool:
     """True when absolute `path` is `root` or below it (no symlinks resolved)."""
     root = root.rstrip(os.sep)
     return path == root or path.startswith(root + os.sep)
+
+
+def target_problem(root: str, path: str, folder: bool = False) -> str | None:
+    """Why mlv may not write the file (or, with `folder`, into the folder) `path` that
+    the command line names (relative to the current folder), or None. Outside the
+    repository the place is the user's to choose; inside it, a clone may have planted a
+    symlink on the way (`mlv_plots -> .git/hooks`, `report_plots -> ~`), so the rule of
+    tracked paths holds: no `.git` or `.mlv`, no symlinked folder (the folder itself
+    included)."""
+    top = os.path.realpath(root)
+    full = os.path.normpath(os.path.join(os.path.realpath(os.getcwd()), path))
+    if not inside(full, top) or full == top:
+        return None
+    rel = os.path.relpath(full, top).replace(os.sep, "/")
+    found = problem_on_disk(top, rel)
+    if found is None and folder and os.path.islink(full):
+        found = f"{rel} is a symlink; mlv does not write through symlinks"
+    return found

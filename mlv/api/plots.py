@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 
-from mlv import fsio
+from mlv import fsio, paths
 from mlv.api.show import WORKSPACE, _cached_bytes, _NotCached
 from mlv.errors import MlvError
 from mlv.index import PLOT, Index
@@ -120,6 +120,10 @@ def render(repo: Repo, revs: list[str | None], out_dir: str,
                              "top-level `plots:` list; see docs/pipelines.md")
     if targets:
         chosen = _pick(chosen, targets, repo.root)
+    refused = paths.target_problem(repo.root, out_dir, folder=True)
+    if refused:
+        raise PlotError(f"cannot write the plots to {out_dir}: {refused}",
+                        hint="choose another folder with -o DIR")
     fsio.makedirs(out_dir)
     result = Rendered()
     names = _Names()
@@ -299,13 +303,17 @@ class _Names:
 
     def __init__(self) -> None:
         self.used = {INDEX}
+        self.last: dict[str, int] = {}  # the last number tried per name: no rescan
 
     def take(self, base: str, ext: str) -> str:
         stem = _UNSAFE.sub("_", base).strip("._-")[:_MAX_NAME] or "plot"
-        name, n = stem + ext, 1
+        key = (stem + ext).lower()
+        n = self.last.get(key, 1)
+        name = stem + ext if n == 1 else f"{stem}-{n}{ext}"
         while name.lower() in self.used:
             n += 1
             name = f"{stem}-{n}{ext}"
+        self.last[key] = n
         self.used.add(name.lower())
         return name
 

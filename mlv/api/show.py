@@ -187,7 +187,12 @@ class Change:
     def change(self) -> float | None:
         """new - old, when both are numbers (not booleans)."""
         if _number(self.old) and _number(self.new):
-            return self.new - self.old
+            try:
+                change = self.new - self.old
+                float(change)  # an integer beyond a float's range has no change shown
+            except OverflowError:
+                return None
+            return change
         return None
 
     def as_dict(self) -> dict[str, Any]:

@@ -53,6 +53,7 @@ def ci(base: str | None, remote: str | None, report_file: str | None, as_json: b
         if not os.path.isdir(folder):
             raise UsageError(f"--report: folder {folder} does not exist",
                              hint="create it first, or write the report elsewhere")
+        _check_target(report_file)
         stem = os.path.splitext(os.path.basename(report_file))[0]
         plots_dir = os.path.join(os.path.dirname(os.path.abspath(report_file)),
                                  f"{stem}_plots")
@@ -72,6 +73,14 @@ def ci(base: str | None, remote: str | None, report_file: str | None, as_json: b
     for line in result.failures:
         ui.echo(f"failed: {line}", err=True)
     return 1 if result.failures else 0
+
+
+def _check_target(report_file: str) -> None:
+    from mlv import paths
+
+    refused = paths.target_problem(ui.find_repo().root, report_file)
+    if refused:
+        raise UsageError(f"--report: {refused}", hint="write the report elsewhere")
 
 
 def _progress(line: str) -> None:
@@ -260,8 +269,8 @@ def _code(text: str) -> str:
 def _md(text: str) -> str:
     """Text from a repository, safe in a Markdown table cell: no markup, no HTML, no
     control characters, no line breaks."""
-    text = ui.printable(str(text)).replace("\n", " ")
-    for ch in "\\`*_[]<|":
+    text = ui.md_cell(text)
+    for ch in "*_":  # the report shows every name as written, emphasis too
         text = text.replace(ch, "\\" + ch)
     return text
 

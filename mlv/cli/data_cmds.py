@@ -18,6 +18,7 @@ from mlv.cli.ui import (
     is_quiet,
     is_verbose,
     listing,
+    md_cell,
     plural,
     print_json,
     show,
@@ -303,7 +304,7 @@ def diff(a_rev: str | None, b_rev: str | None, targets: tuple[str, ...], as_json
         new = human_size(c.new_size) if c.new_size is not None else "-"
         change = _size_change(c.old_size or 0, c.new_size or 0)
         if md:
-            show(f"| {c.status} | {what} | {old} | {new} | {change} |")
+            show(f"| {c.status} | {md_cell(what)} | {old} | {new} | {change} |")
         else:
             show(f"{c.status + ':':<10}{what}  ({old} -> {new}, {change})")
     for path in result.unknown:

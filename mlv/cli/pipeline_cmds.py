@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mlv.cli.ui import echo, find_repo, print_json, show
+from mlv.cli.ui import echo, find_repo, md_cell, print_json, show
 from mlv.errors import MlvError
 
 
@@ -266,9 +266,9 @@ def _show(what: str, revs: tuple[str, ...], all_branches: bool, all_tags: bool,
         header = ["file", "key"] + ([s.label for s in shown] if several else ["value"])
         table = [header] + [[f, k] + v for (f, k), v in rows.items()]
         if md:
-            show("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+            show("| " + " | ".join(map(md_cell, header)) + " |\n|" + "---|" * len(header))
             for row in table[1:]:
-                show("| " + " | ".join(row) + " |")
+                show("| " + " | ".join(map(md_cell, row)) + " |")
         else:
             body = table if several else table[1:]
             width = [max(len(r[i]) for r in body) for i in range(len(header) - 1)]
@@ -343,9 +343,9 @@ def _diff(what: str, a_rev: str | None, b_rev: str | None, as_json: bool, md: bo
              ("added" if c.old is MISSING else "deleted" if c.new is MISSING else "")]
             for c in changes]
     if md:
-        show("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+        show("| " + " | ".join(map(md_cell, header)) + " |\n|" + "---|" * len(header))
         for row in rows:
-            show("| " + " | ".join(row) + " |")
+            show("| " + " | ".join(map(md_cell, row)) + " |")
         return
     table = [header] + rows
     width = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]

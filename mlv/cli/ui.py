@@ -33,6 +33,16 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def md_cell(text: str) -> str:
+    """Text from a repository, safe in a Markdown table cell: no link, no image (which a
+    rendered pull-request comment would fetch), no HTML, no code span, no control
+    character, no line break. Emphasis (`*`, `_`) is left as written: `new_key` stays."""
+    text = printable(str(text)).replace("\n", " ").replace("\t", " ")
+    for ch in "\\`[]<|":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
 def echo(message: object = "", err: bool = False, nl: bool = True) -> None:
     """Print one message (a value is printed as text); everything mlv prints goes
     through here (but progress and a stage's own output). With -q, only stderr."""

@@ -99,20 +99,30 @@ class Scale:
         if zero:
             lo, hi = min(lo, 0.0), max(hi, 0.0)
         if hi - lo < 1e-12 * max(abs(lo), abs(hi), 1.0):
-            pad = abs(lo) * 0.1 or 1.0
+            pad = abs(lo) * 0.1 if abs(lo) > 1e-200 else 1.0  # no step below a float's
             lo, hi = lo - pad, hi + pad
+        if not math.isfinite(hi - lo):
+            raise _too_far_apart()
         self.step = _nice_step((hi - lo) / 6)
         first, last = math.floor(lo / self.step), math.ceil(hi / self.step)
-        self.ticks = [float(round(i * self.step, 12)) for i in range(first, last + 1)]
+        # twelve significant digits: drops the noise of i * step, at any magnitude
+        self.ticks = [float(f"{i * self.step:.12g}") for i in range(first, last + 1)]
         self.lo, self.hi = self.ticks[0], self.ticks[-1]
+        if not math.isfinite(self.hi - self.lo):
+            raise _too_far_apart()
         self.a, self.b = a, b
 
     def __call__(self, value: float) -> float:
         return self.a + (value - self.lo) / (self.hi - self.lo) * (self.b - self.a)
 
 
+def _too_far_apart() -> PlotError:
+    return PlotError("values too far apart to draw (beyond ±1.7e308)",
+                     hint="check the plot's data for values out of range")
+
+
 def _nice_step(raw: float) -> float:
-    magnitude = 10 ** math.floor(math.log10(raw))
+    magnitude = 10.0 ** math.floor(math.log10(raw))  # a float: ticks are floats
     for m in (1, 2, 2.5, 5, 10):
         if m * magnitude >= raw:
             return m * magnitude

@@ -13,6 +13,7 @@ from mlv.errors import MlvError
 
 MAX_BYTES = fsio.PARAMS_LIMIT  # largest plot file (data or image) read
 MAX_POINTS = 1_000_000  # rows of one file, and points of one plot
+MAX_COLUMNS = 1_000  # fields of one file: a line each, far more than a plot can show
 IMAGES = (".png", ".jpg", ".jpeg", ".gif", ".svg")
 TABLES = (".csv", ".tsv", ".json", ".yaml", ".yml")
 
@@ -84,6 +85,7 @@ def _delimited(raw: bytes, name: str, sep: str, header: bool) -> Table:
         first = next(reader, None)
         if first is None:
             return table
+        _check_columns(len(first), name)
         if header:
             table.columns = _unique([c.strip() for c in first])
             body: Any = reader
@@ -123,14 +125,24 @@ def _records(data: Any, name: str) -> Table:
         raise PlotError(f"{name}: no list of records ({{field: value}} objects) in it",
                         hint="write a list of records, or {name: [records]} as DVC does")
     table = Table()
+    known: set[str] = set()
     for record in found:
+        _check_columns(len(record), name)
         row = {str(k): c for k, c in ((k, _value(v)) for k, v in record.items())
                if c is not None}
         for key in row:
-            if key not in table.columns:
+            if key not in known:
+                known.add(key)
                 table.columns.append(key)
+        _check_columns(len(known), name)
         _add_row(table, row, name)
     return table
+
+
+def _check_columns(count: int, name: str) -> None:
+    if count > MAX_COLUMNS:
+        raise PlotError(f"{name}: more than {MAX_COLUMNS:,} fields, the most mlv plots",
+                        hint=f"plot fewer fields (split {name})")
 
 
 def _find_records(data: Any, depth: int) -> list[dict[Any, Any]] | None:
