@@ -322,3 +322,18 @@ def test_report_draws_declared_plots_for_base_and_head(tmp_path: Path, mlv: Run)
     assert len(links) == 1, res.stdout
     svg = (work / "out" / links[0]).read_text()
     assert "<svg" in svg and "history.csv: loss" in svg
+
+
+def test_a_malformed_metrics_file_at_the_base_is_a_note(tmp_path: Path, mlv: Run) -> None:
+    _, work = _project(tmp_path, mlv)
+    (work / "metrics.json").write_text("{not json")
+    commit_all(work, "a broken metrics file on main")
+    git(work, "push", "-q", "origin", "main")
+    git(work, "checkout", "-q", "-b", "feature")
+    _ok(mlv("repro", "-f", cwd=work))  # writes a good one again
+    commit_all(work, "fixed")
+    res = mlv("ci", cwd=work)
+    assert res.exit_code == 0, res.output  # the gate on `base` is skipped, not a crash
+    assert "metrics metrics.json at the base:" in res.stdout
+    assert "➖ skipped: no base value" in res.stdout
+    assert "Traceback" not in res.output

@@ -98,6 +98,11 @@ def params(repo: Repo, idx: Index, label: str) -> Shown:
                                     ) from None
             shown.errors[file] = "does not exist"
             continue
+        except PipelineError as exc:
+            if idx.tree.on_disk:
+                raise
+            shown.errors[file] = exc.message  # a broken old file hides only itself
+            continue
         if wanted is None:
             shown.files[file] = data
             continue
@@ -129,6 +134,10 @@ def metrics(repo: Repo, idx: Index, label: str) -> Shown:
                 shown.errors[file] = "not recorded"
         except _NotCached as exc:
             shown.errors[file] = str(exc)
+        except PipelineError as exc:
+            if idx.tree.on_disk:
+                raise
+            shown.errors[file] = exc.message  # a broken old file hides only itself
     return shown
 
 
