@@ -99,6 +99,16 @@ def _feature(work: Path, mlv: Run, lr: float, repro: bool = True, push: bool = T
         _ok(mlv("push", "--run-cache", cwd=work))
 
 
+def _ci_in_a_fresh_clone(work: Path, origin: Path, tmp_path: Path) -> tuple[Path, Any]:
+    """Push the feature branch; `mlv ci --json` in a fresh clone of it, as a CI runner."""
+    git(work, "push", "-q", "origin", "feature")
+    ci = clone(origin, tmp_path, "ci")
+    git(ci, "checkout", "-q", "feature")
+    res = run_mlv(ci, "ci", "--json")
+    assert res.exit_code == 0, res.output
+    return ci, json.loads(res.stdout)
+
+
 EXPECTED = """\
 # mlv ci: passed
 
@@ -161,12 +171,7 @@ def test_fresh_clone_pulls_only_what_the_stale_stage_needs(tmp_path: Path, mlv: 
     origin, work = _project(tmp_path, mlv)
     raw = {file_xxh(p) for p in (work / "data/raw").iterdir()}
     _feature(work, mlv, lr=0.3, repro=False, push=False)  # committed without running
-    git(work, "push", "-q", "origin", "feature")
-    ci = clone(origin, tmp_path, "ci")
-    git(ci, "checkout", "-q", "feature")
-    res = run_mlv(ci, "ci", "--json")
-    assert res.exit_code == 0, res.output
-    facts = json.loads(res.stdout)
+    ci, facts = _ci_in_a_fresh_clone(work, origin, tmp_path)
     assert [(s["name"], s["result"]) for s in facts["stages"]] == [("train", "ran")]
     assert "param train.lr: 0.1 -> 0.3" in facts["stages"][0]["why"]
     assert (ci / "trained.marker").exists()
@@ -188,12 +193,7 @@ def test_a_run_someone_already_did_is_restored_from_the_run_cache(tmp_path: Path
     _ok(mlv("push", "--run-cache", cwd=work))
     git(work, "add", "params.yaml")  # ... but only the param committed, not mlv.lock
     git(work, "commit", "-qm", "lr 0.25")
-    git(work, "push", "-q", "origin", "feature")
-    ci = clone(origin, tmp_path, "ci")
-    git(ci, "checkout", "-q", "feature")
-    res = run_mlv(ci, "ci", "--json")
-    assert res.exit_code == 0, res.output
-    facts = json.loads(res.stdout)
+    ci, facts = _ci_in_a_fresh_clone(work, origin, tmp_path)
     assert [(s["name"], s["result"]) for s in facts["stages"]] == [("train", "restored")]
     assert not (ci / "trained.marker").exists()  # not trained again
     assert (ci / "model/weights.txt").read_text() == "0.25 3\n"

@@ -36,6 +36,15 @@ export GIT_COMMITTER_EMAIL="${GIT_COMMITTER_EMAIL:-$GIT_AUTHOR_EMAIL}"
 mlv() { $MLV "$@"; }   # $MLV unquoted on purpose: it may be `python -m mlv`
 say() { printf '\n### %s\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
+# expect_fail WHY REPORT: `mlv ci` must exit 1 (a check or gate failed) for reason WHY
+expect_fail() {
+    code=0
+    run mlv ci --base origin/main --report "$2" || code=$?
+    if [ "$code" -ne 1 ]; then
+        echo "error: expected mlv ci to exit 1 on $1, it exited $code" >&2
+        exit 1
+    fi
+}
 # A CI runner: a fresh clone of origin at BRANCH, no mlv cache.
 runner() {
     rm -rf "$work/$1"
@@ -83,12 +92,7 @@ run git push -q origin tune-offset
 
 say "pull_request job: mlv ci on a fresh runner; the developer forgot \`mlv push\`"
 runner ci-pr tune-offset
-code=0
-run mlv ci --base origin/main --report "$work/reports/not-pushed.md" || code=$?
-if [ "$code" -ne 1 ]; then
-    echo "error: expected mlv ci to exit 1 on data that was not pushed, it exited $code" >&2
-    exit 1
-fi
+expect_fail "data that was not pushed" "$work/reports/not-pushed.md"
 echo "mlv ci exited 1: the new model is not on the remote"
 
 say "the developer pushes the data; the pull_request job runs again"
@@ -113,12 +117,7 @@ git commit -q -am "Move the threshold up"
 run mlv push
 run git push -q origin worse-offset
 runner ci-worse worse-offset
-code=0
-run mlv ci --base origin/main --report "$work/reports/worse.md" || code=$?
-if [ "$code" -ne 1 ]; then
-    echo "error: expected mlv ci to exit 1 on the failing gate, it exited $code" >&2
-    exit 1
-fi
+expect_fail "the failing gate" "$work/reports/worse.md"
 echo "mlv ci exited 1: the gate stops this pull request (as the CI job would)"
 
 say "day 2, nightly job: add the day's data, reproduce, gate against main, propose it"

@@ -17,6 +17,7 @@ from mlv import fsio, paths
 from mlv.api.show import WORKSPACE, _cached_bytes, _NotCached
 from mlv.errors import MlvError
 from mlv.index import PLOT, Index
+from mlv.pipeline.stage import PlotDef
 from mlv.plots import svg, table
 from mlv.plots.table import PlotError
 from mlv.repo import Repo
@@ -49,17 +50,10 @@ class Rendered:
 
 
 @dataclass
-class Spec:
-    """How to draw one plot, from a stage's plot output or a top-level entry."""
+class Spec(PlotDef):
+    """How to draw one plot, from a stage's plot output or a top-level entry: a
+    top-level plot's fields, and whether a CSV/TSV file has a header row."""
 
-    id: str
-    files: list[str]
-    x: dict[str, str] = field(default_factory=dict)
-    y: dict[str, list[str]] = field(default_factory=dict)
-    title: str | None = None
-    template: str | None = None
-    x_label: str | None = None
-    y_label: str | None = None
     header: bool = True
 
 
@@ -91,7 +85,7 @@ def specs(idx: Index) -> list[Spec]:
                 ys = [p.y] if isinstance(p.y, str) else list(p.y or ())
                 spec = Spec(out.path, [out.path], {out.path: p.x} if p.x else {},
                             {out.path: ys} if ys else {}, p.title, p.template, p.x_label,
-                            p.y_label, p.header is not False)
+                            p.y_label, header=p.header is not False)
             found[out.path] = spec
     for plot in idx.project.plots if idx.project else []:
         spec = Spec(plot.id, list(plot.files), dict(plot.x),
@@ -101,7 +95,8 @@ def specs(idx: Index) -> list[Spec]:
         if old is not None:
             spec = Spec(spec.id, spec.files, spec.x or old.x, spec.y or old.y,
                         spec.title or old.title, spec.template or old.template,
-                        spec.x_label or old.x_label, spec.y_label or old.y_label, old.header)
+                        spec.x_label or old.x_label, spec.y_label or old.y_label,
+                        header=old.header)
         found[plot.id] = spec
     return list(found.values())
 
