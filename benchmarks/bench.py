@@ -23,7 +23,6 @@ import shlex
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-from harness import clean_env, log, nproc, on_sigterm
+from harness import clean_env, log, median_cell, nproc, on_sigterm
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -520,13 +519,11 @@ def cell(bench: Bench, scenario: str, tool: Tool) -> tuple[str, float | None]:
     """Markdown cell text, and the median when it is usable for a ratio."""
     if tool.exe is None:
         return f"{tool.name} not found", None
-    values = bench.timings.get(scenario, {}).get(tool.name, [])
-    failed = sum(v is None for v in values)
-    if not values or failed:
-        return (f"failed ({failed}/{len(values)})" if failed else "-"), None
-    med = statistics.median(v for v in values if v is not None)
+    text, med = median_cell(bench.timings.get(scenario, {}).get(tool.name, []))
+    if med is None:
+        return text, None
     flags = "".join(sorted(bench.flags.get(scenario, {}).get(tool.name, set())))
-    return (f"{med:.3f}" if med < 1 else f"{med:.2f}") + flags, (None if flags else med)
+    return text + flags, (None if flags else med)
 
 
 def report(bench: Bench, tools: list[Tool], command: str, stopped: str) -> str:

@@ -222,16 +222,21 @@ def nproc() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
 
 
-def cell(bench: Bench, scenario: str, tool: Tool) -> tuple[str, float | None]:
-    """Markdown cell text, and the median (None when some rep failed)."""
-    if tool.exe is None:
-        return f"{tool.name} not found", None
-    values = bench.timings.get(scenario, {}).get(tool.name, [])
+def median_cell(values: list[float | None]) -> tuple[str, float | None]:
+    """Markdown cell text for the seconds of each rep, and their median (None when some
+    rep failed, or there are none)."""
     failed = sum(v is None for v in values)
     if not values or failed:
         return (f"failed ({failed}/{len(values)})" if failed else "-"), None
     med = statistics.median(v for v in values if v is not None)
     return (f"{med:.3f}" if med < 1 else f"{med:.2f}"), med
+
+
+def cell(bench: Bench, scenario: str, tool: Tool) -> tuple[str, float | None]:
+    """Markdown cell text, and the median (None when some rep failed)."""
+    if tool.exe is None:
+        return f"{tool.name} not found", None
+    return median_cell(bench.timings.get(scenario, {}).get(tool.name, []))
 
 
 def report(bench: Bench, tools: list[Tool], command: str, about: list[str],
