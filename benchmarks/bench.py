@@ -23,7 +23,6 @@ import shlex
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
+
+from harness import clean_env, log, median_cell, nproc, on_sigterm
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -71,10 +72,6 @@ def make_tools(args: argparse.Namespace) -> list[Tool]:
 
 
 # ------------------------------------------------------------ running things
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def execute(cmd: list[str], cwd: Path, env: dict[str, str],
             quiet: bool = False) -> tuple[float | None, str]:
     """(wall-clock seconds, or None on non-zero exit/timeout; stdout). Logs failures."""
@@ -122,27 +119,6 @@ def tool_version(exe: str | None, env: dict[str, str], cwd: Path) -> str:
         return "not found"
     seconds, out = execute([exe, "--version"], cwd, env, quiet=True)
     return (out.strip().splitlines() or ["?"])[0] if seconds is not None else "unknown (--version failed)"
-
-
-def clean_env(root: Path) -> dict[str, str]:
-    """Minimal environment with a temp HOME, so neither tool reads user or system config."""
-    home = root / "home"
-    dvc_global, dvc_system = home / ".config" / "dvc", home / "dvc-system-config"
-    for d in (dvc_global, dvc_system, root / "tmp"):
-        d.mkdir(parents=True, exist_ok=True)
-    # DVC 3.x has no env var for the update check (only `core.check_update`, or CI/DVC_TEST).
-    (dvc_global / "config").write_text("[core]\n    analytics = false\n    check_update = false\n")
-    return {
-        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        "HOME": str(home), "TMPDIR": str(root / "tmp"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-        "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-        "DVC_NO_ANALYTICS": "1",  # honoured by DVC 3.x (any non-empty value)
-        "DVC_GLOBAL_CONFIG_DIR": str(dvc_global),
-        "DVC_SYSTEM_CONFIG_DIR": str(dvc_system),
-        "DVC_SITE_CACHE_DIR": str(root / "dvc-site-cache"),  # default: /var/tmp/dvc
-    }
 
 
 # ------------------------------------------------------------------ datasets
@@ -539,21 +515,15 @@ def group_push_s3(bench: Bench, tool: Tool) -> None:
 
 
 # -------------------------------------------------------------------- report
-def nproc() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
-
-
 def cell(bench: Bench, scenario: str, tool: Tool) -> tuple[str, float | None]:
     """Markdown cell text, and the median when it is usable for a ratio."""
     if tool.exe is None:
         return f"{tool.name} not found", None
-    values = bench.timings.get(scenario, {}).get(tool.name, [])
-    failed = sum(v is None for v in values)
-    if not values or failed:
-        return (f"failed ({failed}/{len(values)})" if failed else "-"), None
-    med = statistics.median(v for v in values if v is not None)
+    text, med = median_cell(bench.timings.get(scenario, {}).get(tool.name, []))
+    if med is None:
+        return text, None
     flags = "".join(sorted(bench.flags.get(scenario, {}).get(tool.name, set())))
-    return (f"{med:.3f}" if med < 1 else f"{med:.2f}") + flags, (None if flags else med)
+    return text + flags, (None if flags else med)
 
 
 def report(bench: Bench, tools: list[Tool], command: str, stopped: str) -> str:
@@ -668,10 +638,6 @@ def main(argv: list[str]) -> int:
         write_json(bench, tools, command, args.json)
     failed = any(v is None for per_tool in bench.timings.values() for vs in per_tool.values() for v in vs)
     return 130 if stopped == "Interrupted" else int(failed or bool(bench.notes) or bool(stopped))
-
-
-def on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # clean up (moto server, scratch folder) as for Ctrl-C
 
 
 if __name__ == "__main__":

@@ -22,137 +22,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
-import shlex
-import shutil
 import signal
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FALLBACK_MLV = "/work/devvenv/bin/mlv"
-FALLBACK_DVC = "/work/dvcvenv/bin/dvc"
+import harness
+from harness import Bench, Result, Tool, execute, log, run, settle
+
 PER_FOLDER = 1000  # files per data/dNN folder
-TIMEOUT = 600.0  # seconds per tool command; set from --timeout
-SETTLE_SECONDS = 1.0  # set from --settle
 METRICS_A = {"accuracy": 0.8125, "loss": 0.4375, "epochs": 10, "model": "rf"}
 METRICS_B = {"accuracy": 0.84375, "loss": 0.375, "epochs": 12, "model": "rf"}
 REMOTE = "store"
-
-
-# --------------------------------------------------------------------- tools
-@dataclass(frozen=True)
-class Tool:
-    name: str  # column name: "mlv" or "dvc"
-    exe: str | None  # absolute path, None when not found
-    setup: tuple[tuple[str, ...], ...]  # untimed tool commands right after `git init`
-    pipeline_file: str  # mlv.yaml or dvc.yaml
-    pointer: str  # data.mlv or data.dvc
-    config_file: str  # repo config that `remote add` writes
-    version: str = "?"
-
-    def cmd(self, *args: str) -> list[str]:
-        assert self.exe is not None
-        return [self.exe, *args]
-
-
-def find_exe(given: str | None, default_name: str, fallback: str) -> str | None:
-    """The absolute path of `given`, else of `default_name` on PATH, else `fallback`."""
-    found = shutil.which(given or default_name)
-    if found is None and given is None and os.access(fallback, os.X_OK):
-        found = fallback
-    return os.path.abspath(found) if found else None
-
-
-def make_tools(args: argparse.Namespace) -> list[Tool]:
-    dvc_setup = (("init",), ("config", "core.analytics", "false"),
-                 ("config", "core.check_update", "false"))
-    return [Tool("mlv", find_exe(args.mlv, "mlv", FALLBACK_MLV), (("init",),),
-                 "mlv.yaml", "data.mlv", ".mlv/config"),
-            Tool("dvc", find_exe(args.dvc, "dvc", FALLBACK_DVC), dvc_setup,
-                 "dvc.yaml", "data.dvc", ".dvc/config")]
-
-
-# ------------------------------------------------------------ running things
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-@dataclass
-class Result:
-    seconds: float | None  # None when the command failed or timed out
-    stdout: str = ""
-    stderr: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.seconds is not None
-
-
-def execute(cmd: list[str], cwd: Path, env: dict[str, str], quiet: bool = False) -> Result:
-    """Run `cmd` and time it (wall clock). On failure, log the command and its stderr."""
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True,
-                              text=True, errors="replace", timeout=TIMEOUT)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        if not quiet:
-            log(f"FAILED: {shlex.join(cmd)} (in {cwd}): {exc}")
-        return Result(None)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        if not quiet:
-            tail = "\n".join((proc.stderr or proc.stdout).rstrip().splitlines()[-20:])
-            log(f"FAILED: {shlex.join(cmd)} (in {cwd}) exited {proc.returncode}")
-            log("  " + (tail or "(no output)").replace("\n", "\n  "))
-        return Result(None, proc.stdout, proc.stderr)
-    return Result(elapsed, proc.stdout, proc.stderr)
-
-
-def settle() -> None:
-    """Flush earlier writes and pause, so they do not land inside the next timed command."""
-    os.sync()
-    time.sleep(SETTLE_SECONDS)
-
-
-def run(cmd: list[str], cwd: Path, env: dict[str, str], quiet: bool = False) -> bool:
-    """Run an untimed command; True on success."""
-    return execute(cmd, cwd, env, quiet).ok
-
-
-def tool_version(exe: str | None, env: dict[str, str], cwd: Path) -> str:
-    if exe is None:
-        return "not found"
-    result = execute([exe, "--version"], cwd, env, quiet=True)
-    return (result.stdout.strip().splitlines() or ["?"])[0] if result.ok else "unknown"
-
-
-def clean_env(root: Path) -> dict[str, str]:
-    """A minimal environment with a temp HOME, so neither tool reads user or system config."""
-    home = root / "home"
-    dvc_global, dvc_system = home / ".config" / "dvc", home / "dvc-system-config"
-    for folder in (dvc_global, dvc_system, root / "tmp"):
-        folder.mkdir(parents=True, exist_ok=True)
-    (dvc_global / "config").write_text("[core]\n    analytics = false\n    check_update = false\n")
-    return {
-        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        "HOME": str(home), "TMPDIR": str(root / "tmp"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-        "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-        "DVC_NO_ANALYTICS": "1",
-        "DVC_GLOBAL_CONFIG_DIR": str(dvc_global),
-        "DVC_SYSTEM_CONFIG_DIR": str(dvc_system),
-        "DVC_SITE_CACHE_DIR": str(root / "dvc-site-cache"),  # default: /var/tmp/dvc
-    }
 
 
 # ---------------------------------------------------------------------- data
@@ -296,33 +181,15 @@ def prepare_ci(root: Path, tool: Tool, repo: Path, env: dict[str, str]) -> bool:
             and run(["git", "commit", "-q", "-m", "remote"], repo, env))
 
 
-@dataclass
-class Bench:
-    args: argparse.Namespace
-    root: Path
-    env: dict[str, str]
-    # scenario -> tool -> one value per rep (None = failed)
-    timings: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    rep: int = 0
-
-    def store(self, scenario: Scenario, tool: Tool, value: float | None) -> None:
-        self.timings.setdefault(scenario.name, {}).setdefault(tool.name, []).append(value)
-
-    def warn(self, msg: str) -> None:
-        self.notes.append(f"!!! WARNING (rep {self.rep + 1}): {msg}")
-        log(self.notes[-1])
-
-
 def time_scenario(bench: Bench, scenario: Scenario, tool: Tool, repo: Path | None,
                   changes: Changes) -> None:
     """Time the scenario's command in `repo` (None: setup failed), then check its output."""
     if repo is None:
-        bench.store(scenario, tool, None)
+        bench.store(bench.timings, scenario.name, tool, None)
         return
     settle()
     result = execute(tool.cmd(*scenario.args), repo, bench.env)
-    bench.store(scenario, tool, result.seconds)
+    bench.store(bench.timings, scenario.name, tool, result.seconds)
     shown = "failed" if result.seconds is None else f"{result.seconds:.3f}s"
     log(f"  {tool.name} {scenario.name}: {shown}")
     wrong = scenario.check(tool, result, changes) if result.ok else ""
@@ -331,74 +198,30 @@ def time_scenario(bench: Bench, scenario: Scenario, tool: Tool, repo: Path | Non
 
 
 # -------------------------------------------------------------------- report
-def nproc() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
-
-
-def cell(bench: Bench, scenario: str, tool: Tool) -> tuple[str, float | None]:
-    """Markdown cell text, and the median (None when some rep failed)."""
-    if tool.exe is None:
-        return f"{tool.name} not found", None
-    values = bench.timings.get(scenario, {}).get(tool.name, [])
-    failed = sum(v is None for v in values)
-    if not values or failed:
-        return (f"failed ({failed}/{len(values)})" if failed else "-"), None
-    med = statistics.median(v for v in values if v is not None)
-    return (f"{med:.3f}" if med < 1 else f"{med:.2f}"), med
-
-
 def report(bench: Bench, tools: list[Tool], command: str, changes: Changes,
            stopped: str) -> str:
     args = bench.args
-    lines = [f"$ {command}", "",
-             f"- machine: {platform.system()} {platform.release()} {platform.machine()}, "
-             f"nproc {nproc()}, Python {platform.python_version()}"]
-    lines += [f"- {t.name}: {t.version}" + (f" ({t.exe})" if t.exe else "") for t in tools]
-    lines += [f"- repo: data/ with {args.files} files of 64-2048 bytes (commit A); commit B "
-              f"modifies {len(changes.modified)}, deletes {len(changes.deleted)} and adds "
-              f"{len(changes.added)}, and changes 3 keys of metrics.json (kept in git)",
-              f"- reps: {args.reps} (tool order alternates per rep); cells: median seconds; "
-              f"{SETTLE_SECONDS:g}s settle (sync + sleep) before each timed command", ""]
-    if stopped:
-        lines += [f"**{stopped}: partial results.**", ""]
-    lines += ["| scenario | mlv (s) | dvc (s) | mlv/dvc |", "|---|---|---|---|"]
-    mlv, dvc = tools
-    for scenario in bench.timings:
-        mlv_text, mlv_med = cell(bench, scenario, mlv)
-        dvc_text, dvc_med = cell(bench, scenario, dvc)
-        if "dvc" not in bench.timings[scenario]:
-            dvc_text = "-"
-        ratio = f"{mlv_med / dvc_med:.2f}" if mlv_med is not None and dvc_med else "-"
-        lines.append(f"| {scenario} | {mlv_text} | {dvc_text} | {ratio} |")
-    return "\n".join(lines + ([""] + bench.notes if bench.notes else []))
+    about = [f"- repo: data/ with {args.files} files of 64-2048 bytes (commit A); commit B "
+             f"modifies {len(changes.modified)}, deletes {len(changes.deleted)} and adds "
+             f"{len(changes.added)}, and changes 3 keys of metrics.json (kept in git)",
+             f"- reps: {args.reps} (tool order alternates per rep); cells: median seconds; "
+             f"{harness.SETTLE_SECONDS:g}s settle (sync + sleep) before each timed command"]
+    return harness.report(bench, tools, command, about, stopped)
 
 
 def write_json(bench: Bench, tools: list[Tool], command: str, path: Path) -> None:
-    path.write_text(json.dumps({
-        "command": command, "python": platform.python_version(), "nproc": nproc(),
-        "reps": bench.args.reps, "settle_seconds": SETTLE_SECONDS, "files": bench.args.files,
-        "tools": {t.name: {"exe": t.exe, "version": t.version} for t in tools},
-        "timings": bench.timings,  # scenario -> tool -> seconds per rep (null = failed)
-        "notes": bench.notes,
-    }, indent=2) + "\n")
+    harness.write_json(bench, tools, command, path, {"files": bench.args.files}, {})
 
 
 # ---------------------------------------------------------------------- main
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Time mlv vs DVC diff and metrics diff.")
-    p.add_argument("--mlv", help=f"mlv executable (default: mlv on PATH, else {FALLBACK_MLV})")
-    p.add_argument("--dvc", help=f"dvc executable (default: dvc on PATH, else {FALLBACK_DVC})")
+    harness.add_tool_args(p)
     p.add_argument("--files", type=int, default=20000,
                    help="files in the tracked folder (default 20000)")
     p.add_argument("--seed", type=int, default=1234, help="seed for the data (default 1234)")
     p.add_argument("--reps", type=int, default=3, help="repetitions per cell (default 3)")
-    p.add_argument("--json", type=Path, help="write raw timings of all reps to this file")
-    p.add_argument("--settle", type=float, default=SETTLE_SECONDS,
-                   help=f"seconds to sleep (after a sync) before each timed command "
-                        f"(default {SETTLE_SECONDS:g})")
-    p.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds allowed per command")
-    p.add_argument("--workdir", type=Path, help="where to make the scratch folder (default /tmp)")
-    p.add_argument("--keep", action="store_true", help="keep the scratch folder (the two repos)")
+    harness.add_run_args(p)
     args = p.parse_args(argv)
     if args.reps < 1 or args.settle < 0 or args.files < 200:
         p.error("--reps must be >= 1, --settle >= 0 and --files >= 200")
@@ -406,26 +229,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    global TIMEOUT, SETTLE_SECONDS
     args = parse_args(argv)
-    TIMEOUT, SETTLE_SECONDS = args.timeout, args.settle
-    command = shlex.join(["python3", sys.argv[0], *argv])
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="mlv-bench-history-", dir=args.workdir)).resolve()
-    bench = Bench(args, root, clean_env(root))
-    tools = [replace(t, version=tool_version(t.exe, bench.env, root)) for t in make_tools(args)]
+    command = harness.command_line(argv)
+    bench, tools = harness.start(args, "mlv-bench-history-", Bench)
     changes = plan_changes(args.files)
-    log(f"workdir: {root}")
-    for t in tools:
-        log(f"{t.name}: {t.exe or 'not found'} -> {t.version}")
+    root = bench.root
     stopped = ""
     try:
-        repos = {t.name: make_repo(root, t, bench.env, args, changes) if t.exe else None
-                 for t in tools}
-        for t in tools:
-            if t.exe and repos[t.name] is None:
-                bench.warn(f"{t.name}: setting up the repo failed; its cells are marked failed")
+        repos = harness.make_repos(bench, tools,
+                                   lambda t: make_repo(root, t, bench.env, args, changes))
         todo = scenarios(args.files)
         mlv, mlv_repo = tools[0], repos["mlv"]
         if mlv_repo is not None and has_ci(mlv, bench.env, mlv_repo):
@@ -450,23 +262,14 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         stopped = "Interrupted"
     finally:
-        if args.keep:
-            log(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        harness.finish(bench)
     print(report(bench, tools, command, changes, stopped))
     if args.json:
         write_json(bench, tools, command, args.json)
-    failed = any(v is None for per_tool in bench.timings.values()
-                 for values in per_tool.values() for v in values)
     warned = any(n.startswith("!!!") for n in bench.notes)
-    return 130 if stopped else int(failed or warned)
-
-
-def on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # remove the scratch folder, as for Ctrl-C
+    return 130 if stopped else int(bench.failed() or warned)
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGTERM, harness.on_sigterm)
     sys.exit(main(sys.argv[1:]))

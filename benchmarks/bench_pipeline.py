@@ -23,140 +23,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import shlex
-import shutil
 import signal
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+import harness
+from harness import Tool, execute, log, run, settle
 
 CHAIN = 25  # c00 .. c24
 FAN = 25  # f00 .. f24
 STAGES = CHAIN + FAN
 LEAF = 7  # the fan-out stage whose source changes in the "1 stage" scenario
-FALLBACK_MLV = "/work/devvenv/bin/mlv"
-FALLBACK_DVC = "/work/dvcvenv/bin/dvc"
-TIMEOUT = 600.0  # seconds per tool command; set from --timeout
-SETTLE_SECONDS = 1.0  # set from --settle
-
-
-# --------------------------------------------------------------------- tools
-@dataclass(frozen=True)
-class Tool:
-    name: str  # column name: "mlv" or "dvc"
-    exe: str | None  # absolute path, None when not found
-    setup: tuple[tuple[str, ...], ...]  # untimed tool commands right after `git init`
-    pipeline_file: str  # mlv.yaml or dvc.yaml
-    up_to_date: str  # what `status` prints when nothing is stale
-    version: str = "?"
-
-    def cmd(self, *args: str) -> list[str]:
-        assert self.exe is not None
-        return [self.exe, *args]
-
-
-def find_exe(given: str | None, default_name: str, fallback: str) -> str | None:
-    """The absolute path of `given`, else of `default_name` on PATH, else `fallback`."""
-    found = shutil.which(given or default_name)
-    if found is None and given is None and os.access(fallback, os.X_OK):
-        found = fallback
-    return os.path.abspath(found) if found else None
-
-
-def make_tools(args: argparse.Namespace) -> list[Tool]:
-    dvc_setup = (("init",), ("config", "core.analytics", "false"),
-                 ("config", "core.check_update", "false"))
-    return [Tool("mlv", find_exe(args.mlv, "mlv", FALLBACK_MLV), (("init",),),
-                 "mlv.yaml", "everything is up to date"),
-            Tool("dvc", find_exe(args.dvc, "dvc", FALLBACK_DVC), dvc_setup,
-                 "dvc.yaml", "Data and pipelines are up to date.")]
-
-
-# ------------------------------------------------------------ running things
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-@dataclass
-class Result:
-    seconds: float | None  # None when the command failed or timed out
-    stdout: str = ""
-    stderr: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.seconds is not None
-
-    @property
-    def lines(self) -> int:
-        """Lines the command printed (stdout and stderr together)."""
-        return len(self.stdout.splitlines()) + len(self.stderr.splitlines())
-
-
-def execute(cmd: list[str], cwd: Path, env: dict[str, str], quiet: bool = False) -> Result:
-    """Run `cmd` and time it (wall clock). On failure, log the command and its stderr."""
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True,
-                              text=True, errors="replace", timeout=TIMEOUT)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        if not quiet:
-            log(f"FAILED: {shlex.join(cmd)} (in {cwd}): {exc}")
-        return Result(None)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        if not quiet:
-            tail = "\n".join((proc.stderr or proc.stdout).rstrip().splitlines()[-20:])
-            log(f"FAILED: {shlex.join(cmd)} (in {cwd}) exited {proc.returncode}")
-            log("  " + (tail or "(no output)").replace("\n", "\n  "))
-        return Result(None, proc.stdout, proc.stderr)
-    return Result(elapsed, proc.stdout, proc.stderr)
-
-
-def settle() -> None:
-    """Flush earlier writes and pause, so they do not land inside the next timed command."""
-    os.sync()
-    time.sleep(SETTLE_SECONDS)
-
-
-def run(cmd: list[str], cwd: Path, env: dict[str, str], quiet: bool = False) -> bool:
-    """Run an untimed command; True on success."""
-    return execute(cmd, cwd, env, quiet).ok
-
-
-def tool_version(exe: str | None, env: dict[str, str], cwd: Path) -> str:
-    if exe is None:
-        return "not found"
-    result = execute([exe, "--version"], cwd, env, quiet=True)
-    return (result.stdout.strip().splitlines() or ["?"])[0] if result.ok else "unknown"
-
-
-def clean_env(root: Path) -> dict[str, str]:
-    """A minimal environment with a temp HOME, so neither tool reads user or system config."""
-    home = root / "home"
-    dvc_global, dvc_system = home / ".config" / "dvc", home / "dvc-system-config"
-    for folder in (dvc_global, dvc_system, root / "tmp"):
-        folder.mkdir(parents=True, exist_ok=True)
-    (dvc_global / "config").write_text("[core]\n    analytics = false\n    check_update = false\n")
-    return {
-        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        "HOME": str(home), "TMPDIR": str(root / "tmp"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-        "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-        "DVC_NO_ANALYTICS": "1",
-        "DVC_GLOBAL_CONFIG_DIR": str(dvc_global),
-        "DVC_SYSTEM_CONFIG_DIR": str(dvc_system),
-        "DVC_SITE_CACHE_DIR": str(root / "dvc-site-cache"),  # default: /var/tmp/dvc
-    }
 
 
 # ------------------------------------------------------------------ pipeline
@@ -294,31 +174,17 @@ SCENARIOS = [
 
 
 @dataclass
-class Bench:
-    args: argparse.Namespace
-    root: Path
-    env: dict[str, str]
+class Bench(harness.Bench):
     sources: dict[str, str] = field(default_factory=initial_sources)  # current src/ contents
-    # scenario -> tool -> one value per rep (None = failed)
-    timings: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)
+    # scenario -> tool -> one value per rep
     output_lines: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     rewritten: dict[str, dict[str, list[int]]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    rep: int = 0
-
-    def store(self, table: dict[str, dict[str, list[Any]]], scenario: Scenario, tool: Tool,
-              value: Any) -> None:
-        table.setdefault(scenario.name, {}).setdefault(tool.name, []).append(value)
-
-    def warn(self, msg: str) -> None:
-        self.notes.append(f"!!! WARNING (rep {self.rep + 1}): {msg}")
-        log(self.notes[-1])
 
 
 def time_scenario(bench: Bench, scenario: Scenario, tool: Tool, repo: Path | None) -> None:
     """Apply the scenario's change, then time its command in `repo` (None: setup failed)."""
     if repo is None:
-        bench.store(bench.timings, scenario, tool, None)
+        bench.store(bench.timings, scenario.name, tool, None)
         return
     write_files(repo, scenario.change(bench.rep))
     before = out_stamps(repo)
@@ -326,9 +192,9 @@ def time_scenario(bench: Bench, scenario: Scenario, tool: Tool, repo: Path | Non
     result = execute(tool.cmd(*scenario.args), repo, bench.env)
     after = out_stamps(repo)
     rewritten = sum(before.get(name) != stamp for name, stamp in after.items())
-    bench.store(bench.timings, scenario, tool, result.seconds)
-    bench.store(bench.output_lines, scenario, tool, result.lines)
-    bench.store(bench.rewritten, scenario, tool, rewritten)
+    bench.store(bench.timings, scenario.name, tool, result.seconds)
+    bench.store(bench.output_lines, scenario.name, tool, result.lines)
+    bench.store(bench.rewritten, scenario.name, tool, rewritten)
     shown = "failed" if result.seconds is None else f"{result.seconds:.3f}s"
     log(f"  {tool.name} {scenario.name}: {shown} ({result.lines} output lines, "
         f"{rewritten} outs rewritten)")
@@ -362,70 +228,28 @@ def verify(bench: Bench, scenario: Scenario, tools: list[Tool],
 
 
 # -------------------------------------------------------------------- report
-def nproc() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
-
-
-def cell(bench: Bench, scenario: str, tool: Tool) -> tuple[str, float | None]:
-    """Markdown cell text, and the median (None when some rep failed)."""
-    if tool.exe is None:
-        return f"{tool.name} not found", None
-    values = bench.timings.get(scenario, {}).get(tool.name, [])
-    failed = sum(v is None for v in values)
-    if not values or failed:
-        return (f"failed ({failed}/{len(values)})" if failed else "-"), None
-    med = statistics.median(v for v in values if v is not None)
-    return (f"{med:.3f}" if med < 1 else f"{med:.2f}"), med
-
-
 def report(bench: Bench, tools: list[Tool], command: str, stopped: str) -> str:
-    lines = [f"$ {command}", "",
-             f"- machine: {platform.system()} {platform.release()} {platform.machine()}, "
-             f"nproc {nproc()}, Python {platform.python_version()}"]
-    lines += [f"- {t.name}: {t.version}" + (f" ({t.exe})" if t.exe else "") for t in tools]
-    lines += [f"- pipeline: {STAGES} stages (a chain of {CHAIN} `cp` stages, and a fan-out of "
-              f"{FAN} `cat` stages that each read out/c00.txt, their own source and a param)",
-              f"- reps: {bench.args.reps} (tool order alternates per rep); cells: median "
-              f"seconds; {SETTLE_SECONDS:g}s settle (sync + sleep) before each timed command",
-              ""]
-    if stopped:
-        lines += [f"**{stopped}: partial results.**", ""]
-    lines += ["| scenario | mlv (s) | dvc (s) | mlv/dvc |", "|---|---|---|---|"]
-    mlv, dvc = tools
-    for scenario in bench.timings:
-        mlv_text, mlv_med = cell(bench, scenario, mlv)
-        dvc_text, dvc_med = cell(bench, scenario, dvc)
-        ratio = f"{mlv_med / dvc_med:.2f}" if mlv_med is not None and dvc_med else "-"
-        lines.append(f"| {scenario} | {mlv_text} | {dvc_text} | {ratio} |")
-    return "\n".join(lines + ([""] + bench.notes if bench.notes else []))
+    about = [f"- pipeline: {STAGES} stages (a chain of {CHAIN} `cp` stages, and a fan-out of "
+             f"{FAN} `cat` stages that each read out/c00.txt, their own source and a param)",
+             f"- reps: {bench.args.reps} (tool order alternates per rep); cells: median "
+             f"seconds; {harness.SETTLE_SECONDS:g}s settle (sync + sleep) before each timed "
+             f"command"]
+    return harness.report(bench, tools, command, about, stopped)
 
 
 def write_json(bench: Bench, tools: list[Tool], command: str, path: Path) -> None:
-    path.write_text(json.dumps({
-        "command": command, "python": platform.python_version(), "nproc": nproc(),
-        "reps": bench.args.reps, "settle_seconds": SETTLE_SECONDS,
-        "pipeline": {"stages": STAGES, "chain": CHAIN, "fan": FAN},
-        "tools": {t.name: {"exe": t.exe, "version": t.version} for t in tools},
-        "timings": bench.timings,  # scenario -> tool -> seconds per rep (null = failed)
-        "output_lines": bench.output_lines,  # scenario -> tool -> stdout+stderr lines per rep
-        "outs_rewritten": bench.rewritten,  # scenario -> tool -> out files rewritten per rep
-        "notes": bench.notes,
-    }, indent=2) + "\n")
+    harness.write_json(bench, tools, command, path,
+                       {"pipeline": {"stages": STAGES, "chain": CHAIN, "fan": FAN}},
+                       {"output_lines": bench.output_lines,  # stdout+stderr lines per rep
+                        "outs_rewritten": bench.rewritten})  # out files rewritten per rep
 
 
 # ---------------------------------------------------------------------- main
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=f"Time mlv vs DVC pipelines ({STAGES} stages).")
-    p.add_argument("--mlv", help=f"mlv executable (default: mlv on PATH, else {FALLBACK_MLV})")
-    p.add_argument("--dvc", help=f"dvc executable (default: dvc on PATH, else {FALLBACK_DVC})")
+    harness.add_tool_args(p)
     p.add_argument("--reps", type=int, default=5, help="repetitions per cell (default 5)")
-    p.add_argument("--json", type=Path, help="write raw timings of all reps to this file")
-    p.add_argument("--settle", type=float, default=SETTLE_SECONDS,
-                   help=f"seconds to sleep (after a sync) before each timed command "
-                        f"(default {SETTLE_SECONDS:g})")
-    p.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds allowed per command")
-    p.add_argument("--workdir", type=Path, help="where to make the scratch folder (default /tmp)")
-    p.add_argument("--keep", action="store_true", help="keep the scratch folder (the two repos)")
+    harness.add_run_args(p)
     args = p.parse_args(argv)
     if args.reps < 1 or args.settle < 0:
         p.error("--reps must be >= 1 and --settle >= 0")
@@ -433,24 +257,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    global TIMEOUT, SETTLE_SECONDS
     args = parse_args(argv)
-    TIMEOUT, SETTLE_SECONDS = args.timeout, args.settle
-    command = shlex.join(["python3", sys.argv[0], *argv])
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="mlv-bench-pipeline-", dir=args.workdir)).resolve()
-    bench = Bench(args, root, clean_env(root))
-    tools = [replace(t, version=tool_version(t.exe, bench.env, root)) for t in make_tools(args)]
-    log(f"workdir: {root}")
-    for t in tools:
-        log(f"{t.name}: {t.exe or 'not found'} -> {t.version}")
+    command = harness.command_line(argv)
+    bench, tools = harness.start(args, "mlv-bench-pipeline-", Bench)
     stopped = ""
     try:
-        repos = {t.name: make_repo(root, t, bench.env) if t.exe else None for t in tools}
-        for t in tools:
-            if t.exe and repos[t.name] is None:
-                bench.warn(f"{t.name}: setting up the repo failed; its cells are marked failed")
+        repos = harness.make_repos(bench, tools, lambda t: make_repo(bench.root, t, bench.env))
         for rep in range(args.reps):
             bench.rep = rep
             order = tools if rep % 2 == 0 else tools[::-1]
@@ -465,22 +277,13 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         stopped = "Interrupted"
     finally:
-        if args.keep:
-            log(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        harness.finish(bench)
     print(report(bench, tools, command, stopped))
     if args.json:
         write_json(bench, tools, command, args.json)
-    failed = any(v is None for per_tool in bench.timings.values()
-                 for values in per_tool.values() for v in values)
-    return 130 if stopped else int(failed or bool(bench.notes))
-
-
-def on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # remove the scratch folder, as for Ctrl-C
+    return 130 if stopped else int(bench.failed() or bool(bench.notes))
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGTERM, harness.on_sigterm)
     sys.exit(main(sys.argv[1:]))
