@@ -337,3 +337,15 @@ def test_a_malformed_metrics_file_at_the_base_is_a_note(tmp_path: Path, mlv: Run
     assert "metrics metrics.json at the base:" in res.stdout
     assert "➖ skipped: no base value" in res.stdout
     assert "Traceback" not in res.output
+
+
+def test_a_shallow_clone_says_why_it_has_no_base(tmp_path: Path, mlv: Run) -> None:
+    origin, work = _project(tmp_path, mlv)
+    _feature(work, mlv, lr=0.2)
+    git(work, "push", "-q", "origin", "feature")
+    shallow = tmp_path / "shallow"
+    git(tmp_path, "clone", "-q", "--depth", "1", "--no-single-branch",
+        f"file://{origin}", str(shallow))
+    git(shallow, "checkout", "-q", "feature")
+    res = mlv("ci", "--no-repro", cwd=shallow)
+    assert "no merge-base with origin/main (a shallow clone?" in res.stdout, res.output

@@ -97,11 +97,15 @@ def resolve_base(repo: Repo, base: str | None) -> tuple[str | None, str]:
             return scm.resolve_commit(repo.root, base), base
         except ScmError as exc:
             raise UsageError(f"--base: {exc.message}", hint=exc.hint) from None
-    for branch in _default_branches(repo.root):
+    branches = _default_branches(repo.root)
+    for branch in branches:
         found = _git_out(repo.root, "merge-base", "HEAD", branch)
         if found:
             return found, f"merge-base with {branch}"
     head = _git_out(repo.root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    if branches:  # a shallow clone has the branch but not the history that joins them
+        return head, (f"HEAD: no merge-base with {branches[0]} (a shallow clone? fetch the "
+                      "whole history, or pass --base)")
     return head, "HEAD (no remote default branch found; pass --base)"
 
 
