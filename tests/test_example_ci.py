@@ -23,12 +23,16 @@ WORKFLOW = EXAMPLE / ".github" / "workflows" / "mlv.yml"
 
 
 def run_flow(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """ci-flow.sh with this environment's mlv (as $MLV) and python3 (first on PATH)."""
-    wrapper = tmp_path / "mlv-here"
+    """ci-flow.sh as the README runs it: `mlv` (this environment's) and python3 first on
+    PATH, no $MLV."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "mlv"
     wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m mlv "$@"\n')
     wrapper.chmod(0o755)
-    env = {**os.environ, "MLV": str(wrapper),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {k: v for k, v in os.environ.items() if k != "MLV"}
+    env["PATH"] = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent),
+                                   os.environ["PATH"]])
     return subprocess.run(["bash", str(EXAMPLE / "ci-flow.sh"), *args], env=env,
                           capture_output=True, text=True, timeout=300)
 

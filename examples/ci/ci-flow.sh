@@ -33,7 +33,8 @@ export GIT_AUTHOR_EMAIL="${GIT_AUTHOR_EMAIL:-ci@example.com}"
 export GIT_COMMITTER_NAME="${GIT_COMMITTER_NAME:-$GIT_AUTHOR_NAME}"
 export GIT_COMMITTER_EMAIL="${GIT_COMMITTER_EMAIL:-$GIT_AUTHOR_EMAIL}"
 
-mlv() { $MLV "$@"; }   # $MLV unquoted on purpose: it may be `python -m mlv`
+# `command`: the mlv on PATH, not this function (which would call itself forever)
+mlv() { command $MLV "$@"; }   # $MLV unquoted on purpose: it may be `python -m mlv`
 say() { printf '\n### %s\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 # expect_fail WHY REPORT: `mlv ci` must exit 1 (a check or gate failed) for reason WHY
