@@ -186,15 +186,17 @@ def run(repo: Repo, options: CiOptions, emit: Emit) -> CiResult:
     elif idx.stages:
         result.stages = [StageRun(name, "stale", why) for name, why in _stale(repo)]
     failed_stage = any(s.result == "failed" for s in result.stages)
-    result.fetched += _fetch_for_report(repo, base, options.remote, result.notes)
+    old_idx = Index.load(repo, base or "HEAD")
+    result.fetched += _fetch_for_report(repo, old_idx if base else None, options.remote,
+                                        result.notes)
     idx = Index.load(repo)  # mlv.lock changed when stages ran
-    old_idx = Index.load(repo, base) if base else None
-    result.data = datadiff.diff(repo, base or "HEAD", None, recorded=True)
+    result.data = datadiff.diff(repo, base or "HEAD", None, recorded=True,
+                                loaded=(old_idx, idx))
     result.data.old = _short(base) if base else "HEAD"
     new_params = show.params(repo, idx, "head")
     new_metrics = show.metrics(repo, idx, "head")
-    old_params = show.params(repo, old_idx, "base") if old_idx else Shown("base")
-    old_metrics = show.metrics(repo, old_idx, "base") if old_idx else None
+    old_params = show.params(repo, old_idx, "base") if base else Shown("base")
+    old_metrics = show.metrics(repo, old_idx, "base") if base else None
     result.params = show.compare(old_params, new_params)
     result.metrics = show.compare(old_metrics or Shown("base"), new_metrics)
     result.notes += [f"metrics {f} at the base: {why}"
@@ -396,7 +398,7 @@ def _stale(repo: Repo) -> list[tuple[str, list[str]]]:
 
 # ---- 3. what the report needs -------------------------------------------------------------
 
-def _fetch_for_report(repo: Repo, base: str | None, remote: str | None,
+def _fetch_for_report(repo: Repo, old: Index | None, remote: str | None,
                       notes: list[str]) -> int:
     """Cached metrics and plot files: into the workspace at HEAD (where a stage that
     did not run left them out), into the cache at the base."""
@@ -412,8 +414,7 @@ def _fetch_for_report(repo: Repo, base: str | None, remote: str | None,
         if absent:
             _, got, _ = transfer_api.pull(repo, absent, remote)
             moved += got.moved
-        if base:
-            old = Index.load(repo, base)
+        if old is not None:
             oids = {old.items[p].oid for p in _report_files(old) if p in old.items}
             missing = set(transfer.odb_missing(repo.odb, sorted(o for o in oids if o)))
             if missing:

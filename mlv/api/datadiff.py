@@ -51,13 +51,14 @@ Files = dict[str, tuple[str, int]]  # path -> (object id, size)
 
 
 def diff(repo: Repo, a_rev: str | None = None, b_rev: str | None = None,
-         targets: list[str] | None = None, recorded: bool = False) -> DataDiff:
+         targets: list[str] | None = None, recorded: bool = False,
+         loaded: tuple[Index, Index] | None = None) -> DataDiff:
     """Compare `a_rev` (default HEAD) with `b_rev` (default: the workspace as it is; with
-    `recorded`, as its pointers and mlv.lock record it, whether the data is there or not)."""
+    `recorded`, as its pointers and mlv.lock record it, whether the data is there or not).
+    `loaded`: the two trees' indexes, when the caller has them already."""
     a_label = a_rev or "HEAD"
     result = DataDiff(a_label, b_rev or WORKSPACE)
-    old_idx = Index.load(repo, a_label)
-    new_idx = Index.load(repo, b_rev)
+    old_idx, new_idx = loaded or (Index.load(repo, a_label), Index.load(repo, b_rev))
     if b_rev is None and not recorded:
         old = _files(repo, old_idx, result.unknown)
         new = _workspace_files(repo, new_idx)
