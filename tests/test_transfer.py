@@ -515,7 +515,7 @@ def test_s3_objects_move_whole_or_in_parts_by_size(mlv_repo: Path, s3_endpoint: 
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import s3fs
 
-    from mlv import remote
+    from mlv.remote import fsspec_remote as remote
 
     # S3's smallest part is 5 MiB: with the cut-off there, an 11 MiB file goes in 3 parts
     monkeypatch.setattr(remote, "WHOLE_OBJECT_MAX", 5 * 2**20)
@@ -551,7 +551,7 @@ def test_s3_objects_move_whole_or_in_parts_by_size(mlv_repo: Path, s3_endpoint: 
 def test_upload_byte_budget_holds_back_what_does_not_fit() -> None:
     import asyncio
 
-    from mlv.remote import _ByteBudget
+    from mlv.remote.fsspec_remote import _ByteBudget
 
     budget = _ByteBudget(100)
     order: list[str] = []
