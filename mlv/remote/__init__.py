@@ -1,34 +1,32 @@
-"""Remotes: object stores with the cache's layout, reached through fsspec.
+"""Remotes: object stores with the cache's layout.
 
-The names other modules use are re-exported here, so `from mlv.remote import Remote`
-keeps working whatever module of the package holds them.
+- `base`: the `Remote` interface every backend offers, its errors, secret masking;
+- `keys`: the key layout (where each object lives, relative to a remote's root);
+- `local`: a folder on this machine; `fsspec_remote`: any fsspec filesystem, with
+  S3's tuning in `s3`;
+- `open`: the Remote a configured remote's options name.
+
+The names other modules use are re-exported here: `from mlv.remote import Remote`.
 """
 
-from mlv.remote.fsspec_remote import (
-    BUFFER_MAX,
+from mlv.remote.base import (
     EXISTS_ONE_BY_ONE,
     MASK,
-    PAGE_COST_IN_HEADS,
-    PART_SIZE,
     REMOTE_KEYS,
     SECRET_KEYS,
-    WHOLE_OBJECT_MAX,
     After,
     Failures,
-    FsspecRemote,
-    LocalRemote,
     Remote,
     RemoteError,
     announce,
-    counter,
     is_secret,
-    key_of,
-    local_root,
     masked_url,
-    open_remote,
 )
+from mlv.remote.fsspec_remote import FsspecRemote, counter
+from mlv.remote.keys import key_of
+from mlv.remote.local import LocalRemote, local_root
+from mlv.remote.open import open_remote
 
-__all__ = ["BUFFER_MAX", "EXISTS_ONE_BY_ONE", "MASK", "PAGE_COST_IN_HEADS", "PART_SIZE",
-           "REMOTE_KEYS", "SECRET_KEYS", "WHOLE_OBJECT_MAX", "After", "Failures",
+__all__ = ["EXISTS_ONE_BY_ONE", "MASK", "REMOTE_KEYS", "SECRET_KEYS", "After", "Failures",
            "FsspecRemote", "LocalRemote", "Remote", "RemoteError", "announce", "counter",
            "is_secret", "key_of", "local_root", "masked_url", "open_remote"]
