@@ -59,7 +59,7 @@ class RemoteError(MlvError):
     """The remote could not be used at all (unreachable, no access, no bucket)."""
 
 
-Failures = dict[str, BaseException]  # oid -> what went wrong
+Failures = dict[str, BaseException]  # oid (or key) -> what went wrong
 After = Callable[[str, str], None]  # called with (oid, local path) after each download
 
 
@@ -125,6 +125,37 @@ class Remote(ABC):
     @abstractmethod
     def open(self, oid: str) -> Any:
         """A binary file object for reading one object (for `fsck`)."""
+
+    # ---- keys: files named by their path under the remote's root (format 2) ------------
+    # Every key is checked by `keys.check_key` (InvalidKeyError) before anything is done.
+
+    @abstractmethod
+    def put_key(self, key: str, data: bytes) -> None:
+        """Store `data` under `key`, replacing what was there: whole or not at all."""
+
+    @abstractmethod
+    def put_key_file(self, key: str, path: str, progress: Progress | None = None) -> None:
+        """Store the bytes of the local file `path` under `key` (a big file: streamed),
+        whole or not at all; `progress` hears of the bytes as they move."""
+
+    @abstractmethod
+    def get_key(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        """The bytes of `key`, or `data[start:end]` of them (offsets from the start; an
+        `end` beyond the size stops at the end; a range past the end is empty).
+        FileNotFoundError when there is no such key."""
+
+    @abstractmethod
+    def list_keys(self, prefix: str) -> dict[str, int]:
+        """key -> size of every key under the folder `prefix` ("" for the whole
+        remote), at any depth; empty when there is none."""
+
+    @abstractmethod
+    def delete_keys(self, keys: list[str]) -> Failures:
+        """Delete keys (one that is already gone is no failure); the failures by key."""
+
+    @abstractmethod
+    def keys_exist(self, keys: list[str]) -> set[str]:
+        """Which of `keys` exist, asking about each one."""
 
     def remove_stale_temps(self, older_than: float) -> int:
         """Delete temp files that interrupted uploads left, if older than `older_than`

@@ -5,6 +5,7 @@ temp name: an object appears whole or not at all; S3's tuning lives in `s3.py`."
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,7 +22,7 @@ from mlv.remote.base import (
     announce,
     masked_url,
 )
-from mlv.remote.keys import _oid_from_key, key_of
+from mlv.remote.keys import _oid_from_key, check_key, check_prefix, check_range, key_of, valid_key
 from mlv.workspace import Progress, parallel_map
 
 
@@ -112,28 +113,32 @@ class FsspecRemote(Remote):
         rest = [oid for _, oid in wanted[bisect_right(paths, reached):]]
         return present | self._exist_each(rest)
 
-    def _head(self, oid: str) -> Any:
-        """Is the object there? On S3 one HEAD request: s3fs's info() would follow a
+    def _head(self, path: str) -> Any:
+        """Is the file there? On S3 one HEAD request: s3fs's info() would follow a
         missing key with a listing, to see whether it is a folder."""
-        path = self.path_of(oid)
         if self.is_s3 and hasattr(self.fs, "_call_s3"):
             return s3.head(self.fs, path)
         return self.fs._info(path)
 
     def _exist_each(self, oids: list[str]) -> set[str]:
-        if not oids:
-            return set()
-        if self.is_async:
-            async def one(oid: str) -> None:
-                await self._head(oid)
+        return self._paths_exist({oid: self.path_of(oid) for oid in oids})
 
-            failures = self._gather(one, oids, None)
+    def _paths_exist(self, paths: dict[str, str]) -> set[str]:
+        """Which of the names in `paths` (name -> path) exist, asking about each one."""
+        if not paths:
+            return set()
+        names = list(paths)
+        if self.is_async:
+            async def one(name: str) -> None:
+                await self._head(paths[name])
+
+            failures = self._gather(one, names, None)
         else:
-            failures = self._threads(lambda oid: self.fs.info(self.path_of(oid)), oids, None)
+            failures = self._threads(lambda name: self.fs.info(paths[name]), names, None)
         self._raise_fatal(failures)
         if failures:
             self.check_root()  # "not found" may mean no bucket: one clear error for that
-        return {oid for oid in oids if oid not in failures}
+        return {name for name in names if name not in failures}
 
     def upload(self, items: list[tuple[str, str]], progress: Progress | None,
                sizes: dict[str, int] | None = None) -> Failures:
@@ -201,6 +206,83 @@ class FsspecRemote(Remote):
     def open(self, oid: str) -> Any:
         with self.errors():
             return self.fs.open(self.path_of(oid), "rb")
+
+    # ---- keys ------------------------------------------------------------------------------
+
+    def key_path(self, key: str) -> str:
+        return f"{self.root}/{check_key(key)}"
+
+    def put_key(self, key: str, data: bytes) -> None:
+        path = self.key_path(key)
+        with self.errors():
+            self.fs.pipe_file(path, data)  # on S3 one PUT: the object appears whole
+
+    def put_key_file(self, key: str, path: str, progress: Progress | None = None) -> None:
+        final = self.key_path(key)
+        with self.errors():
+            if self.is_s3 and self.is_async:
+                from fsspec.asyn import sync
+
+                sync(self.fs.loop, s3.put_file, self.fs, path, final,
+                     s3.ByteBudget(s3.BUFFER_MAX), counter(progress))
+            else:
+                self.fs.put_file(path, final, callback=counter(progress))
+
+    def get_key(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        path = self.key_path(key)
+        first, end = check_range(start, end)
+        try:
+            with self.errors():
+                if end is not None and end <= first:  # no bytes to ask for
+                    if not self.fs.exists(path):
+                        raise FileNotFoundError(path)
+                    return b""
+                try:
+                    # S3 answers a range past the end (also of an empty object) with an
+                    # error, so ask for a range only when it does not start at 0
+                    return bytes(self.fs.cat_file(path, start=first or None, end=end))
+                except OSError as exc:
+                    if exc.errno == errno.EINVAL and "range" in str(exc).lower():
+                        return b""  # the object exists; the range starts at or past its end
+                    raise
+        except FileNotFoundError:
+            self.check_root()  # a missing bucket is one clear error, not a missing key
+            raise
+
+    def list_keys(self, prefix: str) -> dict[str, int]:
+        prefix = check_prefix(prefix)
+        folder = f"{self.root}/{prefix}" if prefix else self.root
+        with self.errors():
+            try:
+                listed = self.fs.find(folder, detail=True)
+            except FileNotFoundError:
+                listed = {}
+            if not listed:
+                self.check_root()
+        found: dict[str, int] = {}
+        for path, info in listed.items():
+            key = path[len(self.root) + 1:]
+            if (path.startswith(f"{folder}/") and info.get("type", "file") == "file"
+                    and valid_key(key)):
+                found[key] = int(info.get("size") or 0)
+        return found
+
+    def delete_keys(self, keys: list[str]) -> Failures:
+        paths = {key: self.key_path(key) for key in keys}
+        if not paths:
+            return {}
+        with self.errors():
+            try:
+                self.fs.rm(list(paths.values()))
+            except FileNotFoundError:  # some were gone already (S3 does not mind)
+                for path in paths.values():
+                    if self.fs.exists(path):
+                        self.fs.rm_file(path)
+        gone = self._paths_exist(paths)  # what is still there did not go
+        return {key: OSError("still present after delete") for key in gone}
+
+    def keys_exist(self, keys: list[str]) -> set[str]:
+        return self._paths_exist({key: self.key_path(key) for key in keys})
 
     # ---- running many requests ---------------------------------------------------------
 

@@ -13,6 +13,7 @@ from mlv.errors import MlvError
 from mlv.hashing import HASH_NAME, is_oid
 from mlv.odb import iter_store
 from mlv.remote.base import After, Failures, Remote, RemoteError, announce
+from mlv.remote.keys import check_key, check_prefix, check_range, valid_key
 from mlv.workspace import Progress, bytes_of, parallel_map
 
 
@@ -149,6 +150,72 @@ class LocalRemote(Remote):
                 fsio.remove_file(path)
                 removed += 1
         return removed
+
+    # ---- keys ------------------------------------------------------------------------------
+
+    def key_path(self, key: str) -> str:
+        return os.path.join(self.root, *check_key(key).split("/"))
+
+    def put_key(self, key: str, data: bytes) -> None:
+        path = self.key_path(key)
+        self.check()
+        fsio.makedirs(os.path.dirname(path))
+        fsio.atomic_write(path, data, 0o444)
+
+    def put_key_file(self, key: str, path: str, progress: Progress | None = None) -> None:
+        final = self.key_path(key)
+        self.check()
+        fsio.makedirs(os.path.dirname(final))
+        tmp = fsio.tmp_name(final)
+        try:
+            fsio.copy_new(path, tmp, 0o444, from_store=True, on_bytes=bytes_of(progress))
+            fsio.commit(tmp, final)
+        except BaseException:
+            fsio.remove_file(tmp)
+            raise
+
+    def get_key(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        path = self.key_path(key)
+        first, end = check_range(start, end)
+        try:
+            with open(path, "rb") as f:
+                f.seek(first)
+                return f.read() if end is None else f.read(max(0, end - first))
+        except FileNotFoundError:
+            self.check()  # no folder at all is one clear error, not a missing key
+            raise
+
+    def list_keys(self, prefix: str) -> dict[str, int]:
+        prefix = check_prefix(prefix)
+        self.check()
+        found: dict[str, int] = {}
+        folders = [(self.key_path(prefix) if prefix else self.root, prefix)]
+        while folders:
+            folder, under = folders.pop()
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        key = f"{under}/{entry.name}" if under else entry.name
+                        if entry.is_dir(follow_symlinks=False):
+                            folders.append((entry.path, key))
+                        elif (entry.is_file(follow_symlinks=False)
+                              and not fsio.is_tmp_name(entry.name) and valid_key(key)):
+                            try:
+                                found[key] = entry.stat(follow_symlinks=False).st_size
+                            except FileNotFoundError:
+                                continue  # deleted since the listing
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        return found
+
+    def delete_keys(self, keys: list[str]) -> Failures:
+        paths = {key: self.key_path(key) for key in keys}
+        return self._run(lambda key: fsio.remove_file(paths[key]), keys, lambda key: key, None)
+
+    def keys_exist(self, keys: list[str]) -> set[str]:
+        paths = {key: self.key_path(key) for key in keys}
+        self.check()
+        return {key for key, path in paths.items() if os.path.isfile(path)}
 
 
 def local_root(url: str) -> str | None:
