@@ -515,11 +515,11 @@ def test_s3_objects_move_whole_or_in_parts_by_size(mlv_repo: Path, s3_endpoint: 
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import s3fs
 
-    from mlv import remote
+    from mlv.remote import s3
 
     # S3's smallest part is 5 MiB: with the cut-off there, an 11 MiB file goes in 3 parts
-    monkeypatch.setattr(remote, "WHOLE_OBJECT_MAX", 5 * 2**20)
-    monkeypatch.setattr(remote, "PART_SIZE", 5 * 2**20)
+    monkeypatch.setattr(s3, "WHOLE_OBJECT_MAX", 5 * 2**20)
+    monkeypatch.setattr(s3, "PART_SIZE", 5 * 2**20)
     make_tree(mlv_repo, {"big": {"parts.bin": os.urandom(11 * 2**20),
                                  "whole.bin": os.urandom(5 * 2**20)},
                          "single.bin": os.urandom(12 * 2**20)})
@@ -551,9 +551,9 @@ def test_s3_objects_move_whole_or_in_parts_by_size(mlv_repo: Path, s3_endpoint: 
 def test_upload_byte_budget_holds_back_what_does_not_fit() -> None:
     import asyncio
 
-    from mlv.remote import _ByteBudget
+    from mlv.remote.s3 import ByteBudget
 
-    budget = _ByteBudget(100)
+    budget = ByteBudget(100)
     order: list[str] = []
 
     async def task(name: str, size: int, delay: float) -> None:
