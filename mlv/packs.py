@@ -278,7 +278,9 @@ def parse_marker(data: bytes) -> Marker:
     fmt = doc.get("format")
     if type(fmt) is not int:
         raise _marker_error("`format` is missing or not an integer")
-    if fmt != FORMAT:
+    if fmt < FORMAT:
+        raise _marker_error(f"format {fmt} has no marker (a format-1 remote has none)")
+    if fmt > FORMAT:
         raise RemoteFormatError(
             f"the remote uses storage format {fmt}; this mlv reads formats 1 and {FORMAT}",
             hint="upgrade mlv (pip install -U mlv) to use this remote")

@@ -100,6 +100,8 @@ def bad(path: str, value: object) -> bytes:
     (b"[2]", "not a JSON object"),
     (b'{"format": "2"}', "format"),
     (b'{"format": true}', "format"),
+    (b'{"format": 1}', "format 1 has no marker"),
+    (b'{"format": -2}', "format -2 has no marker"),
     (b" " * (64 * 1024 + 1), "more than"),
     (bad("hash", "sha256"), "hash"),
     (bad("hash", KeyError), "lacks hash"),
