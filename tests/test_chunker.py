@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mlv import chunker
 from mlv.errors import PathError
 from mlv.hashing import hash_bytes
+from mlv.remote import chunker
 
 # Small parameters keep the tests fast; the marker's defaults are 64 KiB/256 KiB/1 MiB.
 MIN, AVG, MAX = 4096, 16384, 65536

@@ -13,10 +13,10 @@ import struct
 import pytest
 import xxhash
 
-from mlv import packs
 from mlv.errors import MlvError
 from mlv.hashing import hash_bytes
-from mlv.packs import (
+from mlv.remote import packs
+from mlv.remote.packs import (
     CHUNK,
     OBJECT,
     TRAILER_SIZE,
