@@ -1,0 +1,352 @@
+"""A format-2 remote: small objects and the chunks of big files travel in packs, listed by
+immutable index segments; big files are stored as recipes (their chunk lists). It wraps
+a remote of keys (folder, S3, memory) and offers the same object interface as a loose
+remote, so push, fetch and status work on it unchanged. The layout is in mlv/packs.py.
+
+Commit order on upload: packs, then the index segment that lists them, then recipes,
+then folder manifests (loose, as in format 1). A pack no segment lists is invisible.
+Objects stored loose (by an earlier mlv, or big files without the compiled chunker) stay
+readable, and `has` finds them too."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from mlv import fsio
+from mlv.hashing import hash_bytes, is_oid
+from mlv.remote.base import After, Failures, Remote, RemoteError
+from mlv.remote.packs import (
+    CHUNK,
+    OBJECT,
+    CorruptDataError,
+    IndexView,
+    Marker,
+    Pack,
+    PackWriter,
+    Record,
+    build_recipe,
+    build_segment,
+    parse_recipe,
+    records_of,
+)
+from mlv.workspace import Progress
+
+RANGE_GAP = 1 << 20  # ranged reads closer than this are merged into one
+WHOLE_PACK_SHARE = 0.5  # fetch a whole pack when this share of it is needed
+
+
+def pack_key(pack_id: str) -> str:
+    return f"packs/{pack_id[:2]}/{pack_id}"
+
+
+def segment_key(seg_id: str) -> str:
+    return f"index/{seg_id}"
+
+
+def recipe_key(oid: str) -> str:
+    return f"recipes/{oid[:2]}/{oid}"
+
+
+class PackedRemote(Remote):
+    def __init__(self, inner: Remote, marker: Marker, index_dir: str | None = None) -> None:
+        super().__init__(inner.name, inner.url, inner.jobs)
+        self.inner = inner
+        self.marker = marker
+        self.index_dir = index_dir  # where segments are kept locally (immutable: forever)
+        self._view: IndexView | None = None
+        self._recipes: set[str] | None = None
+        self.said: set[str] = set()  # notes already given (once per run)
+
+    # ---- what the remote holds ----------------------------------------------------------
+
+    def index(self, fresh: bool = False) -> IndexView:
+        if self._view is None or fresh:
+            view = IndexView()
+            for key in sorted(self.inner.list_keys("index/")):
+                seg_id = key.rsplit("/", 1)[-1]
+                if not is_oid(seg_id):
+                    continue  # not ours: a segment is named by its hash
+                view.add_segment(seg_id, self._segment(key, seg_id))
+            self._view = view
+        return self._view
+
+    def _segment(self, key: str, seg_id: str) -> bytes:
+        local = os.path.join(self.index_dir, seg_id) if self.index_dir else None
+        if local and os.path.isfile(local):
+            data = fsio.read_regular(local, 1 << 30, local, RemoteError)
+            if hash_bytes(data) == seg_id:
+                return data
+        data = self.inner.get_key(key)
+        if hash_bytes(data) != seg_id:
+            raise CorruptDataError(key, "its bytes do not match its name",
+                                   hint="run `mlv fsck --remote`")
+        if local:
+            fsio.makedirs(os.path.dirname(local))
+            fsio.atomic_write(local, data)
+        return data
+
+    def recipes(self) -> set[str]:
+        if self._recipes is None:
+            self._recipes = {k.rsplit("/", 1)[-1] for k in self.inner.list_keys("recipes/")
+                             if is_oid(k.rsplit("/", 1)[-1])}
+        return self._recipes
+
+    def list_oids(self) -> set[str]:
+        view = self.index()
+        return {r.oid for r in view if r.type == OBJECT} | self.recipes() | \
+            self.inner.list_oids()
+
+    def list_mtimes(self) -> dict[str, float | None]:
+        raise RemoteError(f"remote '{self.name}' uses format 2: `gc --cloud` does not "
+                          "handle it yet")
+
+    def has(self, oids: list[str]) -> set[str]:
+        view, recipes = self.index(), self.recipes()
+        found = {o for o in oids if o in view or o in recipes}
+        rest = [o for o in oids if o not in found]
+        return found | (self.inner.has(rest) if rest else set())
+
+    def _exist_each(self, oids: list[str]) -> set[str]:
+        return self.has(oids)
+
+    # ---- upload -------------------------------------------------------------------------
+
+    def upload(self, items: list[tuple[str, str]], progress: Progress | None,
+               sizes: dict[str, int] | None = None) -> Failures:
+        """Small objects and the new chunks of big files go up in packs (each pack as
+        soon as it is full), then one index segment listing them, then the recipes,
+        then folder manifests and what is stored loose."""
+        from mlv.remote import chunker
+
+        view = self.index()
+        writer = PackWriter(self.marker.pack_target)
+        failures: Failures = {}
+        stored: list[Record] = []
+        recipes: dict[str, tuple[int, list[tuple[str, int]]]] = {}
+        loose: list[tuple[str, str]] = []
+        queued: set[str] = set()
+        big = self.marker.chunker.from_size
+        why_not = chunker.available()
+
+        def put(pack: Pack) -> None:
+            try:
+                self.inner.put_key(pack_key(pack.pack_id), pack.data)
+            except Exception as exc:  # noqa: BLE001 - reported per object
+                failures.update({e.oid: exc for e in pack.entries if e.type == OBJECT})
+                return
+            stored.extend(records_of(pack.pack_id, pack.entries))
+            if progress:
+                progress(sum(e.type == OBJECT for e in pack.entries), len(pack.data))
+
+        for path, oid in items:
+            if oid.endswith(".dir") or oid in queued or oid in view:
+                if oid.endswith(".dir"):
+                    loose.append((path, oid))
+                continue
+            queued.add(oid)
+            size = os.path.getsize(path)
+            if size < big:
+                with open(path, "rb") as fobj:
+                    for pack in writer.add(OBJECT, oid, fobj.read()):
+                        put(pack)
+            elif why_not:
+                self.said.add(f"big files are stored whole: {why_not}")
+                loose.append((path, oid))
+            else:
+                recipes[oid] = (size, self._chunk(path, view, queued, writer, put))
+        last = writer.flush()
+        if last is not None:
+            put(last)
+        if stored:
+            seg_id, data = build_segment(stored)
+            try:
+                self.inner.put_key(segment_key(seg_id), data)
+            except Exception as exc:  # noqa: BLE001 - nothing is visible without it
+                return {o: exc for _, o in items}
+            view.add_segment(seg_id, data)
+        for oid, (size, chunks) in recipes.items():
+            if any(c not in view for c, _ in chunks):
+                failures[oid] = RemoteError("some of its chunks could not be stored")
+                continue
+            try:
+                self.inner.put_key(recipe_key(oid), build_recipe(size, chunks))
+                self.recipes().add(oid)
+            except Exception as exc:  # noqa: BLE001
+                failures[oid] = exc
+        if loose:  # manifests last: one on the remote vouches for its files
+            failures.update(self.inner.upload(loose, progress, sizes))
+        return failures
+
+    def _chunk(self, path: str, view: IndexView, queued: set[str], writer: PackWriter,
+               put: Any) -> list[tuple[str, int]]:
+        from mlv.remote import chunker
+
+        params = self.marker.chunker
+        found = []
+        with open(path, "rb") as fobj:
+            for offset, length, cid in chunker.chunks(path, params.min, params.avg,
+                                                      params.max):
+                found.append((cid, length))
+                if cid in view or cid in queued:
+                    continue  # stored already: that is the point
+                queued.add(cid)
+                fobj.seek(offset)
+                for pack in writer.add(CHUNK, cid, fobj.read(length)):
+                    put(pack)
+        return found
+
+    # ---- download -----------------------------------------------------------------------
+
+    def download(self, items: list[tuple[str, str]], progress: Progress | None,
+                 after: After | None = None, sizes: dict[str, int] | None = None
+                 ) -> Failures:
+        view, recipes = self.index(), self.recipes()
+        failures: Failures = {}
+        packed = [(o, p) for o, p in items if o in view]
+        built = [(o, p) for o, p in items if o not in view and o in recipes]
+        rest = [(o, p) for o, p in items if o not in view and o not in recipes]
+        wanted = {o: view.lookup(o) for o, _ in packed}
+        temps = dict(packed)
+        for oid, data in self._blobs([r for r in wanted.values() if r], failures):
+            with open(temps[oid], "wb") as fobj:
+                fobj.write(data)
+            if after:
+                after(oid, temps[oid])
+            if progress:
+                progress(1, len(data))
+        for oid, temp in built:
+            try:
+                self._rebuild(oid, temp, view)
+            except Exception as exc:  # noqa: BLE001
+                failures[oid] = exc
+                continue
+            if after:
+                after(oid, temp)
+            if progress:
+                progress(1, os.path.getsize(temp))
+        if rest:
+            failures.update(self.inner.download(rest, progress, after, sizes))
+        return failures
+
+    def _blobs(self, records: list[Record], failures: Failures
+               ) -> Iterator[tuple[str, bytes]]:
+        """(id, verified bytes) of each record, reading each pack whole or in merged
+        ranges; a blob whose bytes do not match its id is a failure, never returned."""
+        by_pack: dict[str, list[Record]] = {}
+        for r in records:
+            by_pack.setdefault(r.pack, []).append(r)
+        for pack_id, recs in sorted(by_pack.items()):
+            recs.sort(key=lambda r: r.offset)
+            try:
+                for start, end, group in _ranges(recs):
+                    data = self.inner.get_key(pack_key(pack_id), start, end)
+                    for r in group:
+                        blob = data[r.offset - start:r.offset - start + r.length]
+                        if len(blob) != r.length or hash_bytes(blob) != r.oid:
+                            failures[r.oid] = CorruptDataError(
+                                pack_key(pack_id), f"blob {r.oid} does not match its id",
+                                hint="run `mlv fsck --remote`")
+                            continue
+                        yield r.oid, blob
+            except FileNotFoundError as exc:
+                for r in recs:
+                    failures.setdefault(r.oid, exc)
+
+    def _rebuild(self, oid: str, temp: str, view: IndexView) -> None:
+        recipe = parse_recipe(self.inner.get_key(recipe_key(oid)), oid,
+                              self.marker.chunker.max)
+        records = []
+        for cid, _ in recipe.chunks:
+            rec = view.lookup(cid)
+            if rec is None:
+                raise FileNotFoundError(f"chunk {cid} of {oid} is not on the remote")
+            records.append(rec)
+        failures: Failures = {}
+        got = dict(self._blobs(list({r.oid: r for r in records}.values()), failures))
+        if failures:
+            raise next(iter(failures.values()))
+        with open(temp, "wb") as fobj:
+            for cid, _ in recipe.chunks:
+                fobj.write(got[cid])
+
+    # ---- the rest -----------------------------------------------------------------------
+
+    def delete(self, oids: list[str]) -> Failures:
+        raise RemoteError(f"remote '{self.name}' uses format 2: `gc --cloud` does not "
+                          "handle it yet")
+
+    def open(self, oid: str) -> Any:
+        view = self.index()
+        rec = view.lookup(oid)
+        if rec is not None:
+            failures: Failures = {}
+            for _, data in self._blobs([rec], failures):
+                return io.BytesIO(data)
+            raise next(iter(failures.values()))
+        return self.inner.open(oid)
+
+    def with_namespace(self, namespace: str) -> Remote:
+        return self.inner.with_namespace(namespace)  # the run-cache stays loose
+
+    # keys: those of the remote underneath
+    def put_key(self, key: str, data: bytes) -> None:
+        self.inner.put_key(key, data)
+
+    def put_key_file(self, key: str, path: str, progress: Progress | None = None) -> None:
+        self.inner.put_key_file(key, path, progress)
+
+    def get_key(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        return self.inner.get_key(key, start, end)
+
+    def list_keys(self, prefix: str) -> dict[str, int]:
+        return self.inner.list_keys(prefix)
+
+    def delete_keys(self, keys: list[str]) -> Failures:
+        return self.inner.delete_keys(keys)
+
+    def keys_exist(self, keys: list[str]) -> set[str]:
+        return self.inner.keys_exist(keys)
+
+
+def _ranges(recs: list[Record]) -> Iterator[tuple[int, int, list[Record]]]:
+    """Merged byte ranges [start, end) covering `recs` (sorted by offset): neighbours
+    closer than RANGE_GAP are read together."""
+    group = [recs[0]]
+    start, end = recs[0].offset, recs[0].offset + recs[0].length
+    for r in recs[1:]:
+        if r.offset - end <= RANGE_GAP:
+            group.append(r)
+            end = max(end, r.offset + r.length)
+            continue
+        yield start, end, group
+        group, start, end = [r], r.offset, r.offset + r.length
+    yield start, end, group
+
+
+
+
+def open_format(inner: Remote, index_dir: str | None = None) -> Remote:
+    """The remote as its marker says: a PackedRemote for format 2, `inner` itself for a
+    remote without a marker (format 1). A marker mlv cannot read is refused (an error
+    that says to upgrade mlv), never taken as an empty remote."""
+    from mlv.remote.packs import MARKER_KEY, parse_marker
+
+    try:
+        data = inner.get_key(MARKER_KEY)
+    except FileNotFoundError:
+        return inner
+    return PackedRemote(inner, parse_marker(data), index_dir)
+
+
+def make_format2(inner: Remote, marker: Marker | None = None,
+                 index_dir: str | None = None) -> PackedRemote:
+    """Write the format-2 marker at the remote's root; objects already there (loose)
+    stay readable."""
+    from mlv.remote.packs import MARKER_KEY, marker_bytes
+
+    marker = marker or Marker()
+    inner.put_key(MARKER_KEY, marker_bytes(marker))
+    return PackedRemote(inner, marker, index_dir)
