@@ -120,3 +120,29 @@ def test_a_marker_of_an_unknown_format_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RemoteFormatError) as err:
         open_format(inner)
     assert "3" in err.value.message
+
+
+def test_push_status_and_pull_through_the_cli(mlv_repo: Path, tmp_path: Path,
+                                              request: pytest.FixtureRequest) -> None:
+    from mlv.remote.packs import Marker, marker_bytes
+    from tests.conftest import add_remote, clone, commit_all, make_tree, run_mlv
+
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    (url / MARKER_KEY).write_bytes(marker_bytes(Marker()))  # a format-2 remote
+    make_tree(mlv_repo, {"data": {f"f{i}.txt": f"row {i}\n" * (i + 1) for i in range(50)}})
+    (mlv_repo / "data" / "big.bin").write_bytes(_big(5, 5 * MiB))
+    for args in (("add", "data"), ("push",)):
+        res = run_mlv(mlv_repo, *args)
+        assert res.exit_code == 0, res.output
+    commit_all(mlv_repo, "data")
+    stored = {p.relative_to(url).parts[0] for p in url.rglob("*") if p.is_file()}
+    assert {"packs", "index", "recipes"} <= stored
+    files = [p for p in (url / "xxh128").rglob("*") if p.is_file()]
+    assert len(files) == 1 and files[0].name.endswith(".dir")  # only the folder's manifest
+    res = run_mlv(mlv_repo, "status", "--cloud")
+    assert res.exit_code == 0 and "not pushed" not in res.output, res.output
+    victim = clone(mlv_repo, tmp_path, "teammate")
+    res = run_mlv(victim, "pull")
+    assert res.exit_code == 0, res.output
+    for path in (mlv_repo / "data").iterdir():
+        assert (victim / "data" / path.name).read_bytes() == path.read_bytes()

@@ -211,6 +211,7 @@ class PackedRemote(Remote):
         wanted = {o: view.lookup(o) for o, _ in packed}
         temps = dict(packed)
         for oid, data in self._blobs([r for r in wanted.values() if r], failures):
+            fsio.makedirs(os.path.dirname(temps[oid]))
             with open(temps[oid], "wb") as fobj:
                 fobj.write(data)
             if after:
@@ -223,10 +224,11 @@ class PackedRemote(Remote):
             except Exception as exc:  # noqa: BLE001
                 failures[oid] = exc
                 continue
+            size = os.path.getsize(temp)
             if after:
-                after(oid, temp)
+                after(oid, temp)  # it moves the file into the cache
             if progress:
-                progress(1, os.path.getsize(temp))
+                progress(1, size)
         if rest:
             failures.update(self.inner.download(rest, progress, after, sizes))
         return failures
@@ -268,6 +270,7 @@ class PackedRemote(Remote):
         got = dict(self._blobs(list({r.oid: r for r in records}.values()), failures))
         if failures:
             raise next(iter(failures.values()))
+        fsio.makedirs(os.path.dirname(temp))
         with open(temp, "wb") as fobj:
             for cid, _ in recipe.chunks:
                 fobj.write(got[cid])
@@ -336,7 +339,9 @@ def open_format(inner: Remote, index_dir: str | None = None) -> Remote:
 
     try:
         data = inner.get_key(MARKER_KEY)
-    except FileNotFoundError:
+    except (FileNotFoundError, RemoteError):
+        # No marker; or the remote cannot be read at all (a folder that does not exist),
+        # which the command's own first request reports as it always has
         return inner
     return PackedRemote(inner, parse_marker(data), index_dir)
 
