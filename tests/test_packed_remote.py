@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,3 +147,22 @@ def test_push_status_and_pull_through_the_cli(mlv_repo: Path, tmp_path: Path,
     assert res.exit_code == 0, res.output
     for path in (mlv_repo / "data").iterdir():
         assert (victim / "data" / path.name).read_bytes() == path.read_bytes()
+
+
+def test_without_the_compiled_chunker_big_files_go_whole_and_push_says_why(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch, mlv: Any) -> None:
+    from mlv.remote import chunker
+    from mlv.remote.packs import Marker, marker_bytes
+    from tests.conftest import add_remote
+
+    monkeypatch.setattr(chunker, "available", lambda: "pyfastcdc is not installed")
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    (url / MARKER_KEY).write_bytes(marker_bytes(Marker()))
+    big = _big(6, 5 * MiB)
+    (mlv_repo / "big.bin").write_bytes(big)
+    assert mlv("add", "big.bin", cwd=mlv_repo).exit_code == 0
+    res = mlv("push", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+    assert res.stderr.count("note: big files are stored whole: pyfastcdc is not installed") == 1
+    assert (url / key_of(hash_bytes(big))).read_bytes() == big  # loose, as format 1 did

@@ -44,6 +44,7 @@ def push(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None =
         distrust = dirs if verify else dirs & gaps.recorded(repo, target)
         result = transfer.push(repo.odb, target, roots, progress, sizes, distrust)
         gaps.clear(repo, target, result.verified)
+        result.notes += sorted(getattr(target, "said", ()))  # a format-2 remote's notes
         return result
 
     return _each_remote(repo, where, remote, jobs, one)
@@ -106,6 +107,7 @@ def _add(total: TransferResult, part: TransferResult) -> None:
     total.corrupted += part.corrupted
     total.verified += part.verified
     total.refused.update(part.refused)
+    total.notes += [n for n in part.notes if n not in total.notes]
     total.seconds += part.seconds
 
 

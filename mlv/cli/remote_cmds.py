@@ -256,6 +256,8 @@ def push(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, qu
     if result.verified and not quiet:
         echo(f"checked every file of {plural(len(result.verified), 'folder')} "
              f"on '{name}'")
+    for note in result.notes:
+        echo(f"note: {note}", err=True)
     _report("pushed", name, result, quiet)
     if runs:
         _report("pushed run-cache:", name, runs, quiet)
