@@ -17,6 +17,7 @@ from mlv.remote import Remote, key_of
 from mlv.remote.packed import PackedRemote, make_format2, open_format
 from mlv.remote.packs import MARKER_KEY, CorruptDataError, RemoteFormatError
 from tests.test_remote_conformance import backend  # noqa: F401 - the remotes of keys
+from tests.test_remote_safety import big_template  # noqa: F401 - a repo of 2000 files
 
 MiB = 2**20
 
@@ -166,3 +167,62 @@ def test_without_the_compiled_chunker_big_files_go_whole_and_push_says_why(
     assert res.exit_code == 0, res.output
     assert res.stderr.count("note: big files are stored whole: pyfastcdc is not installed") == 1
     assert (url / key_of(hash_bytes(big))).read_bytes() == big  # loose, as format 1 did
+
+
+@pytest.mark.slow
+def test_kill_9_during_push_and_pull_never_loses_a_pushed_revision(
+        big_template: tuple[Path, dict[str, str]], remote_kind: str,  # noqa: F811
+        request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from mlv.remote.packs import Marker, marker_bytes
+    from tests.conftest import add_remote, clone, commit_all, git, read_tree, run_mlv
+    from tests.test_remote_safety import copy_repo, run_and_kill
+
+    template, _ = big_template
+    repo = tmp_path / "repo"
+    copy_repo(template, repo)
+    url = add_remote(repo, remote_kind, request, tmp_path)
+    marker = marker_bytes(Marker())
+    if remote_kind == "local":
+        (Path(url) / MARKER_KEY).write_bytes(marker)
+    else:
+        from mlv.api import remote as remote_api
+        from mlv.repo import Repo
+
+        remote_api.resolve(Repo.find(str(repo))).put_key(MARKER_KEY, marker)
+    commit_all(repo, "remote")
+    first = read_tree(repo / "data")
+    res = run_mlv(repo, "push")
+    assert res.exit_code == 0, res.output
+    v1 = git(repo, "rev-parse", "HEAD").strip()
+
+    # revision 2: the big file grows, some files change; its pushes are killed
+    big = repo / "data" / "big.bin"
+    data = big.read_bytes()
+    big.unlink()  # it may be linked from the cache
+    big.write_bytes(data + random.Random(9).randbytes(len(data) // 50))
+    for i in range(0, 2000, 97):
+        f = repo / "data" / f"f{i:04d}.bin"
+        body = f.read_bytes()
+        f.unlink()
+        f.write_bytes(body + b"changed")
+    assert run_mlv(repo, "add", "-q", "data").exit_code == 0
+    commit_all(repo, "v2")
+    second = read_tree(repo / "data")
+    kills = [run_and_kill(repo, ["push", "-q"], lambda t, d=d: t > d) for d in (0.3, 0.6, 0.9)]
+    assert any(kills), "no kill landed during a push"
+
+    # every previously pushed revision still pulls intact, before push is run again
+    old = clone(repo, tmp_path, "old")
+    git(old, "checkout", "-q", v1)
+    res = run_mlv(old, "pull")
+    assert res.exit_code == 0, res.output
+    assert read_tree(old / "data") == first
+
+    res = run_mlv(repo, "push")  # finishes what the killed ones started
+    assert res.exit_code == 0, res.output
+    work = clone(repo, tmp_path, "work")
+    for d in (0.2, 0.5):
+        run_and_kill(work, ["pull", "-q"], lambda t, d=d: t > d)
+    res = run_mlv(work, "pull")
+    assert res.exit_code == 0, res.output
+    assert read_tree(work / "data") == second
