@@ -226,3 +226,32 @@ def test_kill_9_during_push_and_pull_never_loses_a_pushed_revision(
     res = run_mlv(work, "pull")
     assert res.exit_code == 0, res.output
     assert read_tree(work / "data") == second
+
+
+def test_push_and_pull_say_the_bytes_sent_beside_the_bytes_stored(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest, mlv: Any) -> None:
+    import json
+
+    from mlv.remote.packs import Marker, marker_bytes
+    from tests.conftest import add_remote
+
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    (url / MARKER_KEY).write_bytes(marker_bytes(Marker()))
+    big = mlv_repo / "big.csv"
+    big.write_bytes(_big(7, 8 * MiB))
+    assert mlv("add", "big.csv", cwd=mlv_repo).exit_code == 0
+    assert mlv("push", cwd=mlv_repo).exit_code == 0
+    data = big.read_bytes()
+    big.unlink()
+    big.write_bytes(data + _big(8, 160 * 1024))  # 2 % appended
+    assert mlv("add", "big.csv", cwd=mlv_repo).exit_code == 0
+    res = mlv("push", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+    assert "pushed 1 file, 8.2 MiB (" in res.stdout and " sent) in " in res.stdout, res.stdout
+    facts = json.loads(mlv("push", "--json", cwd=mlv_repo).stdout)["pushed"]
+    assert facts["files"] == 0  # nothing left to send
+    big.unlink()
+    big.write_bytes(data + _big(9, 160 * 1024))
+    assert mlv("add", "big.csv", cwd=mlv_repo).exit_code == 0
+    facts = json.loads(mlv("push", "--json", cwd=mlv_repo).stdout)["pushed"]
+    assert facts["bytes"] > 8 * MiB and facts["wire_bytes"] < 0.1 * facts["bytes"], facts

@@ -59,6 +59,7 @@ class PackedRemote(Remote):
         self._view: IndexView | None = None
         self._recipes: set[str] | None = None
         self.said: set[str] = set()  # notes already given (once per run)
+        self.wire = 0  # bytes that actually crossed to or from the remote
 
     # ---- what the remote holds ----------------------------------------------------------
 
@@ -80,6 +81,7 @@ class PackedRemote(Remote):
             if hash_bytes(data) == seg_id:
                 return data
         data = self.inner.get_key(key)
+        self.wire += len(data)
         if hash_bytes(data) != seg_id:
             raise CorruptDataError(key, "its bytes do not match its name",
                                    hint="run `mlv fsck --remote`")
@@ -137,6 +139,7 @@ class PackedRemote(Remote):
             except Exception as exc:  # noqa: BLE001 - reported per object
                 failures.update({e.oid: exc for e in pack.entries if e.type == OBJECT})
                 return
+            self.wire += len(pack.data)
             stored.extend(records_of(pack.pack_id, pack.entries))
             if progress:
                 progress(sum(e.type == OBJECT for e in pack.entries), len(pack.data))
@@ -166,18 +169,23 @@ class PackedRemote(Remote):
                 self.inner.put_key(segment_key(seg_id), data)
             except Exception as exc:  # noqa: BLE001 - nothing is visible without it
                 return {o: exc for _, o in items}
+            self.wire += len(data)
             view.add_segment(seg_id, data)
         for oid, (size, chunks) in recipes.items():
             if any(c not in view for c, _ in chunks):
                 failures[oid] = RemoteError("some of its chunks could not be stored")
                 continue
             try:
-                self.inner.put_key(recipe_key(oid), build_recipe(size, chunks))
+                recipe = build_recipe(size, chunks)
+                self.inner.put_key(recipe_key(oid), recipe)
+                self.wire += len(recipe)
                 self.recipes().add(oid)
             except Exception as exc:  # noqa: BLE001
                 failures[oid] = exc
         if loose:  # manifests last: one on the remote vouches for its files
-            failures.update(self.inner.upload(loose, progress, sizes))
+            done = self.inner.upload(loose, progress, sizes)
+            failures.update(done)
+            self.wire += sum(os.path.getsize(p) for p, o in loose if o not in done)
         return failures
 
     def _chunk(self, path: str, view: IndexView, queued: set[str], writer: PackWriter,
@@ -230,7 +238,9 @@ class PackedRemote(Remote):
             if progress:
                 progress(1, size)
         if rest:
-            failures.update(self.inner.download(rest, progress, after, sizes))
+            done = self.inner.download(rest, progress, after, sizes)
+            failures.update(done)
+            self.wire += sum((sizes or {}).get(o, 0) for o, _ in rest if o not in done)
         return failures
 
     def _blobs(self, records: list[Record], failures: Failures
@@ -245,6 +255,7 @@ class PackedRemote(Remote):
             try:
                 for start, end, group in _ranges(recs):
                     data = self.inner.get_key(pack_key(pack_id), start, end)
+                    self.wire += len(data)
                     for r in group:
                         blob = data[r.offset - start:r.offset - start + r.length]
                         if len(blob) != r.length or hash_bytes(blob) != r.oid:
@@ -258,8 +269,9 @@ class PackedRemote(Remote):
                     failures.setdefault(r.oid, exc)
 
     def _rebuild(self, oid: str, temp: str, view: IndexView) -> None:
-        recipe = parse_recipe(self.inner.get_key(recipe_key(oid)), oid,
-                              self.marker.chunker.max)
+        raw = self.inner.get_key(recipe_key(oid))
+        self.wire += len(raw)
+        recipe = parse_recipe(raw, oid, self.marker.chunker.max)
         records = []
         for cid, _ in recipe.chunks:
             rec = view.lookup(cid)
