@@ -266,7 +266,12 @@ def resolve(repo: Repo, name: str | None = None, jobs: int | None = None) -> Rem
                          local_jobs=repo.jobs)
     from mlv.remote.packed import open_format
 
-    return open_format(remote, index_dir(repo, remote))
+    odb = repo.odb
+
+    def local(oid: str) -> str | None:
+        return odb.path_of(oid) if odb.exists(oid) else None
+
+    return open_format(remote, index_dir(repo, remote), local)
 
 
 def index_dir(repo: Repo, remote: Remote) -> str:
