@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -55,9 +56,10 @@ from mlv.remote.packs import (
     records_of,
     tail_size,
 )
-from mlv.workspace import Progress
+from mlv.workspace import Progress, parallel_map
 
 MAX_PROBLEMS = 5  # problems listed per damaged part; the rest are counted
+PACKS_AT_ONCE = 8  # packs checked in parallel (each may be read whole: up to 64 MiB)
 RUN_MAX = 64 << 20  # bytes read at once when putting a big file's chunks together
 
 MARKER = "marker"
@@ -93,6 +95,13 @@ class CheckResult:
     recipes: int = 0
     objects: int = 0  # whole files stored in packs
     read_whole: int = 0  # packs read and re-hashed whole
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, packs: int = 0, read_whole: int = 0) -> None:
+        """Add to the counters (packs are checked on several threads)."""
+        with self._lock:
+            self.packs += packs
+            self.read_whole += read_whole
 
     @property
     def ok(self) -> bool:
@@ -126,13 +135,12 @@ def check(remote: PackedRemote, sample: float | None = None,
     if progress:
         progress(total_files=len(listed),
                  total_bytes=sum(packs.get(p, 0) for p in listed if p in whole))
-    for pack_id in sorted(listed):
-        damage = _check_pack(inner, pack_id, packs.get(pack_id), listed[pack_id],
-                             pack_id in whole, result)
-        if damage is not None:
-            result.damage.append(damage)
-        if progress:
-            progress(1, packs.get(pack_id, 0) if pack_id in whole else 0)
+    ids = sorted(listed)
+    found = parallel_map(lambda p: _check_pack(inner, p, packs.get(p), listed[p], p in whole,
+                                               result), ids, min(remote.jobs, PACKS_AT_ONCE))
+    result.damage += [damage for damage in found if damage is not None]
+    if progress:
+        progress(len(ids), sum(packs.get(p, 0) for p in ids if p in whole))
     _leftovers(inner, packs, listed, view, bad_segments, result)
     recipes = _check_recipes(remote, view, sample, result)
     result.objects = len({r.oid for r in records if r.type == OBJECT})
@@ -241,7 +249,7 @@ def _chosen(names: list[str], sample: float | None) -> set[str]:
 def _check_pack(inner: Remote, pack_id: str, size: int | None, records: list[Record],
                 whole: bool, result: CheckResult) -> Damage | None:
     key = pack_key(pack_id)
-    result.packs += 1
+    result.count(packs=1)
     damage = Damage(PACK, key)
     if size is None:
         damage.add("missing")
@@ -255,7 +263,7 @@ def _check_pack(inner: Remote, pack_id: str, size: int | None, records: list[Rec
         damage.add("missing")
         damage.blobs.update({r.oid: r.type for r in records})
         return damage
-    result.read_whole += 1
+    result.count(read_whole=1)
     _check_pack_bytes(pack_id, data, records, damage)
     return damage if damage.problems else None
 
