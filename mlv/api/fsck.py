@@ -42,6 +42,7 @@ class FsckResult:
     vouching: list[str] = field(default_factory=list)
     # Format 2: damaged packs, index segments, recipes or marker, and the files each
     # affects; packs no segment lists (harmless leftovers) and why they are harmless.
+    packed: bool = False  # a format-2 remote (parts and leftovers apply)
     parts: list[Part] = field(default_factory=list)
     leftovers: dict[str, str] = field(default_factory=dict)
 
@@ -118,6 +119,7 @@ def fsck_remote(repo: Repo, source: Remote, sample: float | None = None,
         from mlv.remote import packcheck
 
         loose = source.inner
+        result.packed = True
         checked = packcheck.check(source, sample, progress)
         result.parts = [Part(d.kind, d.key, d.problems,
                              {oid: users.get(oid, []) for oid in d.objects})

@@ -54,12 +54,14 @@ def fsck(remote_name: str | None, sample: str | None, jobs: int | None, quiet: b
     result = api_fsck(find_repo(), remote_name, pct, jobs, progress.callback)
     progress.done()
     if as_json:
-        print_json({"where": result.where, "checked": result.checked,
-                    "damaged": dict(sorted(result.bad.items())),
-                    "lists_damaged": result.vouching,
-                    "damaged_parts": [{"kind": p.kind, "key": p.key, "problems": p.problems,
-                                       "objects": p.objects} for p in result.parts],
-                    "leftovers": result.leftovers})
+        found = {"where": result.where, "checked": result.checked,
+                 "damaged": dict(sorted(result.bad.items())),
+                 "lists_damaged": result.vouching}
+        if result.packed:  # a format-2 remote: its packs, index and recipes too
+            found["damaged_parts"] = [{"kind": p.kind, "key": p.key, "problems": p.problems,
+                                       "objects": p.objects} for p in result.parts]
+            found["leftovers"] = result.leftovers
+        print_json(found)
     else:
         _show(result)
     if not result.ok:
