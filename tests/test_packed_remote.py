@@ -306,3 +306,30 @@ def test_a_damaged_segment_hides_only_what_it_lists_until_push_sends_it_again(
     assert not transfer.push(src, open_format(inner), first).failed  # sent again
     got = transfer.fetch(_store(tmp_path, "b"), open_format(inner), first | second, 2)
     assert not got.missing and not got.failed
+
+
+def test_remote_add_format_2_makes_a_new_remote_packed_at_its_first_push(
+        mlv_repo: Path, tmp_path: Path, mlv: Any) -> None:
+    from tests.conftest import make_tree, one_error
+
+    store, old = tmp_path / "store", tmp_path / "old"
+    store.mkdir()
+    old.mkdir()
+    make_tree(mlv_repo, {"data": {f"f{i}.txt": f"{i}\n" for i in range(30)}})
+    assert mlv("add", "data", cwd=mlv_repo).exit_code == 0
+    # a remote that holds format-1 objects already stays in format 1, and says so
+    assert mlv("remote", "add", "old", str(old), cwd=mlv_repo).exit_code == 0
+    assert mlv("push", "-r", "old", cwd=mlv_repo).exit_code == 0
+    assert mlv("remote", "modify", "old", "format", "2", cwd=mlv_repo).exit_code == 0
+    (mlv_repo / "data" / "new.txt").write_text("new\n")
+    assert mlv("add", "data", cwd=mlv_repo).exit_code == 0
+    res = mlv("push", "-r", "old", cwd=mlv_repo)
+    assert res.exit_code == 0 and "stays in format 1" in res.stderr, res.output
+    assert not (old / MARKER_KEY).exists()
+    # a new one becomes format 2
+    res = mlv("remote", "add", "-d", "store", str(store), "--format", "2", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+    assert mlv("push", cwd=mlv_repo).exit_code == 0
+    assert (store / MARKER_KEY).exists() and list((store / "packs").rglob("*"))
+    assert mlv("status", "--cloud", cwd=mlv_repo).exit_code == 0
+    one_error(mlv("remote", "modify", "store", "format", "3", cwd=mlv_repo), "not 1 or 2")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 # objects live, not how fsspec behaves on this machine. Caching and archive protocols
 # (filecache, simplecache, reference, zip, …) and their options read and write local
 # files of their own choosing, so they must come from the user's own config.
-CLONE_OPTIONS = ("url", "endpoint_url", "profile", "region", "jobs")
+CLONE_OPTIONS = ("url", "endpoint_url", "profile", "region", "jobs", "format")
 CLONE_PROTOCOLS = {"file", "local", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl",
                    "ssh", "sftp", "hdfs", "webhdfs", "http", "https", "oss"}
 
@@ -120,7 +121,17 @@ def _check_option(key: str, value: Any, level: str) -> Any:
                                "or the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY variables")
     if key == "jobs":
         value = check_jobs(value)
+    if key == "format":
+        value = check_format(value)
     return value
+
+
+def check_format(value: Any) -> int:
+    """A remote's `format` option: 1 (loose objects) or 2 (packs and chunks)."""
+    if str(value).strip() in ("1", "2") and not isinstance(value, bool):
+        return int(str(value).strip())
+    raise ConfigError(f"remote format {value!r} is not 1 or 2",
+                      hint="1 stores each file as one object; 2 stores packs and chunks")
 
 
 def check_jobs(value: Any) -> int:
@@ -266,12 +277,34 @@ def resolve(repo: Repo, name: str | None = None, jobs: int | None = None) -> Rem
                          local_jobs=repo.jobs)
     from mlv.remote.packed import open_format
 
+    return open_format(remote, index_dir(repo, remote), _in_cache(repo))
+
+
+def for_push(repo: Repo, remote: Remote) -> tuple[Remote, str | None]:
+    """The remote a push writes, and a note for the user. A remote configured with
+    `format 2` that is still empty becomes a format-2 remote (its marker is written
+    first); one that already holds format-1 objects stays as it is, with a note."""
+    from mlv.remote.packed import PackedRemote, make_format2
+
+    if isinstance(remote, PackedRemote):
+        return remote, None
+    wanted = repo.config.remotes().get(remote.name, {}).get("format")
+    if wanted is None or check_format(wanted) != 2:
+        return remote, None
+    if not remote.is_empty():
+        return remote, (f"remote '{remote.name}' already holds objects in format 1, so it "
+                        "stays in format 1 (mlv does not convert a remote yet)")
+    return make_format2(remote, index_dir=index_dir(repo, remote),
+                        local=_in_cache(repo)), None
+
+
+def _in_cache(repo: Repo) -> Callable[[str], str | None]:
     odb = repo.odb
 
     def local(oid: str) -> str | None:
         return odb.path_of(oid) if odb.exists(oid) else None
 
-    return open_format(remote, index_dir(repo, remote), local)
+    return local
 
 
 def index_dir(repo: Repo, remote: Remote) -> str:

@@ -40,11 +40,15 @@ def push(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None =
     checked, and what is missing is uploaded."""
     def one(target: Remote, own: str | None, idx: Index) -> TransferResult:
         roots, sizes = _in_scope(repo, where, own, idx)
+        note = None
+        if roots:
+            target, note = remote_api.for_push(repo, target)
         dirs = {o for o in roots if o.endswith(".dir")}
         distrust = dirs if verify else dirs & gaps.recorded(repo, target)
         result = transfer.push(repo.odb, target, roots, progress, sizes, distrust)
         gaps.clear(repo, target, result.verified)
         _packed_facts(target, result)
+        result.notes += [note] if note else []
         return result
 
     return _each_remote(repo, where, remote, jobs, one)

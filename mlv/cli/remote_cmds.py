@@ -31,7 +31,12 @@ def remote() -> None:
 @click.option("--create", is_flag=True,
               help="Create the folder of a local remote if it does not exist (on a "
                    "terminal, mlv offers to).")
-def remote_add(name: str, url: str, default: bool, local: bool, create: bool) -> None:
+@click.option("--format", "fmt", type=click.Choice(["1", "2"]),
+              help="Storage format of a new remote: 2 keeps small files in packs and big "
+                   "files as chunks (the first push sets it up); 1 one object per file "
+                   "[default: 1].")
+def remote_add(name: str, url: str, default: bool, local: bool, create: bool,
+               fmt: str | None) -> None:
     """Add a remote: a folder, file:// URL, s3://bucket/path or any fsspec URL.
 
     A local folder that does not exist is created with --create; on a terminal mlv
@@ -54,6 +59,8 @@ def remote_add(name: str, url: str, default: bool, local: bool, create: bool) ->
         create = click.confirm(f"folder {folder} does not exist; create it?", default=False,
                                err=True)
     added = api.add(repo, name, url, default=default, local=local, create=create)
+    if fmt is not None:
+        api.modify(repo, name, "format", fmt, local=local)
     if added.created:
         echo(f"created folder {added.folder}")
     echo(f"added remote '{name}' -> {api.masked('url', url)}"

@@ -17,7 +17,7 @@ from mlv.workspace import Progress
 # Fewer queries than this are asked one by one; more use one listing of the remote.
 EXISTS_ONE_BY_ONE = 64
 SECRET_KEYS = ("access_key_id", "secret_access_key", "session_token")
-REMOTE_KEYS = ("url", "endpoint_url", "profile", "region", "jobs") + SECRET_KEYS
+REMOTE_KEYS = ("url", "endpoint_url", "profile", "region", "jobs", "format") + SECRET_KEYS
 MASK = "***"
 # Parts of an option name that mark its value as a secret. Hand-added options go to the
 # fsspec filesystem (sftp `password`, azure `account_key`, `sas_token`, `client_secret`,
@@ -152,6 +152,10 @@ class Remote(ABC):
     @abstractmethod
     def delete_keys(self, keys: list[str]) -> Failures:
         """Delete keys (one that is already gone is no failure); the failures by key."""
+
+    def is_empty(self) -> bool:
+        """True when the remote holds nothing at all."""
+        return not self.list_keys("")
 
     @abstractmethod
     def keys_exist(self, keys: list[str]) -> set[str]:

@@ -249,6 +249,14 @@ class FsspecRemote(Remote):
             self.check_root()  # a missing bucket is one clear error, not a missing key
             raise
 
+    def is_empty(self) -> bool:
+        with self.errors():  # one request: the top level only, not the whole remote
+            try:
+                return not self.fs.ls(self.root, detail=False, refresh=True)
+            except FileNotFoundError:
+                self.check_root()
+                return True
+
     def list_keys(self, prefix: str) -> dict[str, int]:
         prefix = check_prefix(prefix)
         folder = f"{self.root}/{prefix}" if prefix else self.root

@@ -185,6 +185,11 @@ class LocalRemote(Remote):
             self.check()  # no folder at all is one clear error, not a missing key
             raise
 
+    def is_empty(self) -> bool:
+        self.check()
+        with os.scandir(self.root) as entries:
+            return not any(not fsio.is_tmp_name(e.name) for e in entries)
+
     def list_keys(self, prefix: str) -> dict[str, int]:
         prefix = check_prefix(prefix)
         self.check()

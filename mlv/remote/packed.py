@@ -426,11 +426,12 @@ def open_format(inner: Remote, index_dir: str | None = None,
 
 
 def make_format2(inner: Remote, marker: Marker | None = None,
-                 index_dir: str | None = None) -> PackedRemote:
+                 index_dir: str | None = None,
+                 local: Callable[[str], str | None] | None = None) -> PackedRemote:
     """Write the format-2 marker at the remote's root; objects already there (loose)
     stay readable."""
     from mlv.remote.packs import MARKER_KEY, marker_bytes
 
     marker = marker or Marker()
     inner.put_key(MARKER_KEY, marker_bytes(marker))
-    return PackedRemote(inner, marker, index_dir)
+    return PackedRemote(inner, marker, index_dir, local)
