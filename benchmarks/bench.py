@@ -492,7 +492,13 @@ def group_push_local(bench: Bench, tool: Tool) -> None:
     for ds, what, noop in ((small, f"{small.files} small files", True), (large, size_label(large), False)):
         with scratch_path(bench, tool, f"remote-{ds.name}") as remote:
             remote.mkdir(parents=True)  # a fresh, empty local folder
-            push_pull(bench, tool, ds, what, "local", noop, str(remote), {}, bench.env)
+            push_pull(bench, tool, ds, what, "local", noop, str(remote),
+                      remote_format(bench, tool), bench.env)
+
+
+def remote_format(bench: Bench, tool: Tool) -> dict[str, str]:
+    """mlv's remote option for --mlv-format 2 (DVC has one format)."""
+    return {"format": "2"} if tool.name == "mlv" and bench.args.mlv_format == "2" else {}
 
 
 def s3_small_name(args: argparse.Namespace) -> str:
@@ -509,7 +515,8 @@ def group_push_s3(bench: Bench, tool: Tool) -> None:
     try:
         for ds, what, noop in ((small, f"{small.files} small files", True), (large, size_label(large), False)):
             push_pull(bench, tool, ds, what, "S3", noop, f"s3://{bucket}/{ds.name}",
-                      {tool.endpoint_option: moto.endpoint}, {**bench.env, **S3_ENV})
+                      {tool.endpoint_option: moto.endpoint, **remote_format(bench, tool)},
+                      {**bench.env, **S3_ENV})
     finally:
         moto.reset()  # free moto's memory and temp files before the next tool runs
 
@@ -581,6 +588,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (data, repos)")
     p.add_argument("--json", type=Path, help="write raw timings of all reps to this file")
     p.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds allowed per command")
+    p.add_argument("--mlv-format", choices=("1", "2"), default="1",
+                   help="storage format of mlv's remotes in push-local/push-s3 (default 1; "
+                        "2: packs and chunks)")
     p.add_argument("--moto-server", help="moto S3 server executable for push-s3 "
                    f"(default: moto_server on PATH, else {FALLBACK_MOTO})")
     args = p.parse_args(argv)
