@@ -161,6 +161,24 @@ def test_a_push_that_writes_a_scheduled_pack_again_keeps_it(tmp_path: Path) -> N
     _intact(src, inner, old, tmp_path)
 
 
+def test_a_big_file_pushed_again_during_the_grace_keeps_its_recipe(tmp_path: Path) -> None:
+    from mlv.remote.memory import MemoryRemote
+
+    inner = MemoryRemote()
+    src = _store(tmp_path, "src")
+    make_format2(inner)
+    big = src.add_bytes(_big(6, 5 * MiB))
+    _push(src, inner, {big})
+    res = collect(_packed(inner), set(), DAY)
+    assert res.recipes == 1 and res.dead_packs == 1
+    assert _packed(inner).has([big]) == set()  # scheduled: not counted on
+    _push(src, inner, {big})  # another clone uses it again
+    _age(inner, DAY + 1)
+    res = collect(_packed(inner), set(), DAY)
+    assert res.deleted == [] and res.spared
+    _intact(src, inner, {big}, tmp_path)
+
+
 def test_chunks_a_push_counted_on_before_the_schedule_survive(tmp_path: Path) -> None:
     """A pusher that read the index before gc scheduled a pack and stored a recipe
     naming its chunks keeps them: phase 2 reads the recipes pushed since."""

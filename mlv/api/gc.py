@@ -154,8 +154,9 @@ def _gc_packed(repo: Repo, target: PackedRemote, used: set[str], nrevs: int, dry
         if count and not confirm(target.shown_url, count):
             raise MlvError("gc --cloud stopped: nothing was deleted")
     found = packgc.collect(target, used, seconds, dry=dry, manifest_files=files)
+    temps = 0 if dry else target.inner.remove_stale_temps(STALE_TMP_SECONDS)
     return GcResult(removed=[(oid, 0) for oid in found.deleted], revisions=nrevs,
-                    kept=len(used), grace=seconds, packs=found)
+                    kept=len(used), grace=seconds, packs=found, temps=temps)
 
 
 def _with_files(repo: Repo, target: Remote, roots: set[str], unreadable_is_error: bool

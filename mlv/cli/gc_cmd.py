@@ -134,6 +134,9 @@ def _packed_report(result: GcResult, dry: bool, name: str) -> None:
     if waiting > 0:
         echo(f"{plural(waiting, 'earlier schedule')} not due yet (grace "
              f"{duration(result.grace)})")
+    if result.temps:
+        echo(f"deleted {plural(result.temps, 'temp file')} left by interrupted pushes "
+             "(older than a day)")
 
 
 def gc_dict(result: GcResult, dry: bool, remote: str | None) -> dict[str, object]:

@@ -184,8 +184,14 @@ class PackedRemote(Remote):
             except Exception as exc:  # noqa: BLE001 - nothing is visible without it
                 return {o: exc for _, o in items}
             view.add_segment(seg_id, data)
-        self._note_again((set(recipes) & self.doomed.recipes) |
-                         ({o for _, o in loose} & self.doomed.loose))
+        again = (set(recipes) & self.doomed.recipes) | ({o for _, o in loose} &
+                                                         self.doomed.loose)
+        try:
+            self._note_again(again)
+        except Exception as exc:  # noqa: BLE001 - storing them now could lose them
+            failures.update({o: exc for o in again})
+            recipes = {o: r for o, r in recipes.items() if o not in again}
+            loose = [(p, o) for p, o in loose if o not in again]
         for oid, (size, chunks) in recipes.items():
             if any(c not in view for c, _ in chunks):
                 failures[oid] = RemoteError("some of its chunks could not be stored")

@@ -46,6 +46,7 @@ KEEP = "keep-"
 SPARSE_SHARE = 0.5  # repack a pack when less than this share of its bytes is live
 SMALL_SHARE = 0.25  # packs under this share of the target size are merged (two or more)
 SCHEDULE_MAX = 256 << 20  # bytes: a schedule is a list of names
+CLOCK_SLACK = 3600.0  # seconds: keep notes are kept this much longer (clocks differ)
 
 
 class GcStateError(MlvError):
@@ -378,10 +379,11 @@ def _phase2(remote: PackedRemote, sched: Schedule, used: set[str], dry: bool,
 
     state = _read_state(remote)
     # what pushers stored again under the same name since the schedule (notes first)
-    noted = set().union(*(o for _, t, o in _keep_notes(remote) if t >= sched.scheduled))
+    # (every note is honoured: a pusher's clock may be behind ours)
+    noted = set().union(*(o for _, _, o in _keep_notes(remote)))
     mine_segs = (set(sched.segments) & set(state.segments)) - noted
     recipes_now = state.recipes - (set(sched.recipes) - noted)
-    live = used | _chunks_of(remote, recipes_now, strict=False)
+    live = used | (_chunks_of(remote, recipes_now, strict=False) if sched.packs else set())
     for oid, mtime in state.loose.items():  # manifests pushed since the schedule
         if oid.endswith(".dir") and (mtime is None or mtime > sched.scheduled) \
                 and callable(manifest_files):
@@ -443,7 +445,7 @@ def _delete(remote: PackedRemote, keys: list[str], oids: list[str] | None = None
 def _clean_notes(remote: PackedRemote, result: PackGcResult) -> None:
     """Keep notes older than every pending schedule answer no schedule any more."""
     left = [s.scheduled for s in schedules(remote)]
-    oldest = min(left) if left else time.time()
+    oldest = (min(left) if left else time.time()) - CLOCK_SLACK
     old = [k for k, t, _ in _keep_notes(remote) if t < oldest]
     if old:
         remote.inner.delete_keys(old)
