@@ -22,6 +22,8 @@ class TransferResult:
     corrupted: list[str] = field(default_factory=list)  # downloads whose hash did not match
     verified: list[str] = field(default_factory=list)  # manifests whose files were checked
     refused: dict[str, str] = field(default_factory=dict)  # run-cache key -> why not kept
+    notes: list[str] = field(default_factory=list)  # what the user should hear once
+    wire: int | None = None  # bytes that crossed the network, where it is not `bytes`
     seconds: float = 0.0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from mlv.remote import Remote, key_of
 from mlv.remote.packed import PackedRemote, make_format2, open_format
 from mlv.remote.packs import MARKER_KEY, CorruptDataError, RemoteFormatError
 from tests.test_remote_conformance import backend  # noqa: F401 - the remotes of keys
+from tests.test_remote_safety import big_template  # noqa: F401 - a repo of 2000 files
 
 MiB = 2**20
 
@@ -27,8 +29,7 @@ def _store(tmp_path: Path, name: str) -> ObjectStore:
 
 
 def _big(seed: int, size: int) -> bytes:
-    rng = random.Random(seed)
-    return bytes(rng.getrandbits(8) for _ in range(1024)) * (size // 1024)
+    return random.Random(seed).randbytes(size)  # no repeats: chunks as in real data
 
 
 def _fill(odb: ObjectStore, small: int, big: list[bytes]) -> set[str]:
@@ -120,3 +121,168 @@ def test_a_marker_of_an_unknown_format_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RemoteFormatError) as err:
         open_format(inner)
     assert "3" in err.value.message
+
+
+def test_push_status_and_pull_through_the_cli(mlv_repo: Path, tmp_path: Path,
+                                              request: pytest.FixtureRequest) -> None:
+    from mlv.remote.packs import Marker, marker_bytes
+    from tests.conftest import add_remote, clone, commit_all, make_tree, run_mlv
+
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    (url / MARKER_KEY).write_bytes(marker_bytes(Marker()))  # a format-2 remote
+    make_tree(mlv_repo, {"data": {f"f{i}.txt": f"row {i}\n" * (i + 1) for i in range(50)}})
+    (mlv_repo / "data" / "big.bin").write_bytes(_big(5, 5 * MiB))
+    for args in (("add", "data"), ("push",)):
+        res = run_mlv(mlv_repo, *args)
+        assert res.exit_code == 0, res.output
+    commit_all(mlv_repo, "data")
+    stored = {p.relative_to(url).parts[0] for p in url.rglob("*") if p.is_file()}
+    assert {"packs", "index", "recipes"} <= stored
+    files = [p for p in (url / "xxh128").rglob("*") if p.is_file()]
+    assert len(files) == 1 and files[0].name.endswith(".dir")  # only the folder's manifest
+    res = run_mlv(mlv_repo, "status", "--cloud")
+    assert res.exit_code == 0 and "not pushed" not in res.output, res.output
+    victim = clone(mlv_repo, tmp_path, "teammate")
+    res = run_mlv(victim, "pull")
+    assert res.exit_code == 0, res.output
+    for path in (mlv_repo / "data").iterdir():
+        assert (victim / "data" / path.name).read_bytes() == path.read_bytes()
+
+
+def test_without_the_compiled_chunker_big_files_go_whole_and_push_says_why(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch, mlv: Any) -> None:
+    from mlv.remote import chunker
+    from mlv.remote.packs import Marker, marker_bytes
+    from tests.conftest import add_remote
+
+    monkeypatch.setattr(chunker, "available", lambda: "pyfastcdc is not installed")
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    (url / MARKER_KEY).write_bytes(marker_bytes(Marker()))
+    big = _big(6, 5 * MiB)
+    (mlv_repo / "big.bin").write_bytes(big)
+    assert mlv("add", "big.bin", cwd=mlv_repo).exit_code == 0
+    res = mlv("push", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+    assert res.stderr.count("note: big files are stored whole: pyfastcdc is not installed") == 1
+    assert (url / key_of(hash_bytes(big))).read_bytes() == big  # loose, as format 1 did
+
+
+@pytest.mark.slow
+def test_kill_9_during_push_and_pull_never_loses_a_pushed_revision(
+        big_template: tuple[Path, dict[str, str]], remote_kind: str,  # noqa: F811
+        request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from mlv.remote.packs import Marker, marker_bytes
+    from tests.conftest import add_remote, clone, commit_all, git, read_tree, run_mlv
+    from tests.test_remote_safety import copy_repo, run_and_kill
+
+    template, _ = big_template
+    repo = tmp_path / "repo"
+    copy_repo(template, repo)
+    url = add_remote(repo, remote_kind, request, tmp_path)
+    marker = marker_bytes(Marker())
+    if remote_kind == "local":
+        (Path(url) / MARKER_KEY).write_bytes(marker)
+    else:
+        from mlv.api import remote as remote_api
+        from mlv.repo import Repo
+
+        remote_api.resolve(Repo.find(str(repo))).put_key(MARKER_KEY, marker)
+    commit_all(repo, "remote")
+    first = read_tree(repo / "data")
+    res = run_mlv(repo, "push")
+    assert res.exit_code == 0, res.output
+    v1 = git(repo, "rev-parse", "HEAD").strip()
+
+    # revision 2: the big file grows, some files change; its pushes are killed
+    big = repo / "data" / "big.bin"
+    data = big.read_bytes()
+    big.unlink()  # it may be linked from the cache
+    big.write_bytes(data + random.Random(9).randbytes(len(data) // 50))
+    for i in range(0, 2000, 97):
+        f = repo / "data" / f"f{i:04d}.bin"
+        body = f.read_bytes()
+        f.unlink()
+        f.write_bytes(body + b"changed")
+    assert run_mlv(repo, "add", "-q", "data").exit_code == 0
+    commit_all(repo, "v2")
+    second = read_tree(repo / "data")
+    kills = [run_and_kill(repo, ["push", "-q"], lambda t, d=d: t > d) for d in (0.3, 0.6, 0.9)]
+    assert any(kills), "no kill landed during a push"
+
+    # every previously pushed revision still pulls intact, before push is run again
+    old = clone(repo, tmp_path, "old")
+    git(old, "checkout", "-q", v1)
+    res = run_mlv(old, "pull")
+    assert res.exit_code == 0, res.output
+    assert read_tree(old / "data") == first
+
+    res = run_mlv(repo, "push")  # finishes what the killed ones started
+    assert res.exit_code == 0, res.output
+    work = clone(repo, tmp_path, "work")
+    for d in (0.2, 0.5):
+        run_and_kill(work, ["pull", "-q"], lambda t, d=d: t > d)
+    res = run_mlv(work, "pull")
+    assert res.exit_code == 0, res.output
+    assert read_tree(work / "data") == second
+
+
+def test_push_and_pull_say_the_bytes_sent_beside_the_bytes_stored(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest, mlv: Any) -> None:
+    import json
+
+    from mlv.remote.packs import Marker, marker_bytes
+    from tests.conftest import add_remote
+
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    (url / MARKER_KEY).write_bytes(marker_bytes(Marker()))
+    big = mlv_repo / "big.csv"
+    big.write_bytes(_big(7, 8 * MiB))
+    assert mlv("add", "big.csv", cwd=mlv_repo).exit_code == 0
+    assert mlv("push", cwd=mlv_repo).exit_code == 0
+    data = big.read_bytes()
+    big.unlink()
+    big.write_bytes(data + _big(8, 160 * 1024))  # 2 % appended
+    assert mlv("add", "big.csv", cwd=mlv_repo).exit_code == 0
+    res = mlv("push", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+    assert "pushed 1 file, 8.2 MiB (" in res.stdout and " sent) in " in res.stdout, res.stdout
+    facts = json.loads(mlv("push", "--json", cwd=mlv_repo).stdout)["pushed"]
+    assert facts["files"] == 0  # nothing left to send
+    big.unlink()
+    big.write_bytes(data + _big(9, 160 * 1024))
+    assert mlv("add", "big.csv", cwd=mlv_repo).exit_code == 0
+    facts = json.loads(mlv("push", "--json", cwd=mlv_repo).stdout)["pushed"]
+    assert facts["bytes"] > 8 * MiB and facts["wire_bytes"] < 0.1 * facts["bytes"], facts
+
+
+def test_a_clone_with_the_old_version_downloads_only_the_new_chunks(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest, mlv: Any) -> None:
+    import json
+
+    from mlv.remote.packs import Marker, marker_bytes
+    from tests.conftest import add_remote, clone, commit_all, git
+
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    (url / MARKER_KEY).write_bytes(marker_bytes(Marker()))
+    old = _big(10, 8 * MiB)
+    (mlv_repo / "big.csv").write_bytes(old)
+    for args in (("add", "big.csv"), ("push",)):
+        assert mlv(*args, cwd=mlv_repo).exit_code == 0
+    commit_all(mlv_repo, "v1")
+    mate = clone(mlv_repo, tmp_path, "mate")
+    assert mlv("pull", cwd=mate).exit_code == 0
+    (mlv_repo / "big.csv").unlink()
+    new = old[:MiB] + b"one row changed\n" + old[MiB:] + _big(11, 160 * 1024)
+    (mlv_repo / "big.csv").write_bytes(new)
+    for args in (("add", "big.csv"), ("push",)):
+        assert mlv(*args, cwd=mlv_repo).exit_code == 0
+    commit_all(mlv_repo, "v2")
+    git(mate, "pull", "-q", "origin", "main")
+    res = mlv("pull", "--json", cwd=mate)
+    assert res.exit_code == 0, res.output
+    fetched = json.loads(res.stdout)["fetched"]
+    # the chunks around the edit and the appended ones (chunks average ~320 KiB): without
+    # reusing the cached v1, all 8 MiB would come down
+    assert fetched["files"] == 1 and fetched["wire_bytes"] < 0.15 * len(new), fetched
+    assert (mate / "big.csv").read_bytes() == new

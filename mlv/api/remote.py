@@ -246,6 +246,9 @@ def listing(repo: Repo) -> list[RemoteInfo]:
     return result
 
 
+INDEX_DIR = "remote-index"  # in the cache folder: format-2 remotes' index segments
+
+
 def resolve(repo: Repo, name: str | None = None, jobs: int | None = None) -> Remote:
     """The remote a command should use: the named one, else the default."""
     if name is None:
@@ -259,5 +262,20 @@ def resolve(repo: Repo, name: str | None = None, jobs: int | None = None) -> Rem
         options["jobs"] = _checked_jobs(repo, name, options["jobs"])
     if options.get("url"):
         options["url"] = _rooted(repo, str(options["url"]))
-    return open_remote(name, options, default_jobs=max(16, repo.jobs * 4), jobs=jobs,
-                       local_jobs=repo.jobs)
+    remote = open_remote(name, options, default_jobs=max(16, repo.jobs * 4), jobs=jobs,
+                         local_jobs=repo.jobs)
+    from mlv.remote.packed import open_format
+
+    odb = repo.odb
+
+    def local(oid: str) -> str | None:
+        return odb.path_of(oid) if odb.exists(oid) else None
+
+    return open_format(remote, index_dir(repo, remote), local)
+
+
+def index_dir(repo: Repo, remote: Remote) -> str:
+    """Where a format-2 remote's index segments are kept locally (they never change)."""
+    from mlv.hashing import hash_bytes
+
+    return os.path.join(repo.cache_dir, INDEX_DIR, hash_bytes(remote.url.encode())[:16])

@@ -44,6 +44,7 @@ def push(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None =
         distrust = dirs if verify else dirs & gaps.recorded(repo, target)
         result = transfer.push(repo.odb, target, roots, progress, sizes, distrust)
         gaps.clear(repo, target, result.verified)
+        _packed_facts(target, result)
         return result
 
     return _each_remote(repo, where, remote, jobs, one)
@@ -58,6 +59,7 @@ def fetch(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None 
         roots, sizes = _in_scope(repo, where, own, idx)
         result = transfer.fetch(repo.odb, source, roots, repo.jobs, progress, sizes)
         _note_gaps(repo, source, roots, result.missing)
+        _packed_facts(source, result)
         return result
 
     return _each_remote(repo, where, remote, jobs, one)
@@ -97,6 +99,15 @@ def _items_in_scope(idx: Index, targets: list[str] | None) -> list[Item]:
     return [i for i in items if i.push]
 
 
+def _packed_facts(remote: Remote, result: TransferResult) -> None:
+    """A format-2 remote's notes, and the bytes that actually moved (packs, chunks)."""
+    from mlv.remote.packed import PackedRemote
+
+    if isinstance(remote, PackedRemote):
+        result.notes += sorted(remote.said)
+        result.wire = remote.wire
+
+
 def _add(total: TransferResult, part: TransferResult) -> None:
     total.moved += part.moved
     total.bytes += part.bytes
@@ -106,6 +117,9 @@ def _add(total: TransferResult, part: TransferResult) -> None:
     total.corrupted += part.corrupted
     total.verified += part.verified
     total.refused.update(part.refused)
+    total.notes += [n for n in part.notes if n not in total.notes]
+    if part.wire is not None:
+        total.wire = (total.wire or 0) + part.wire
     total.seconds += part.seconds
 
 

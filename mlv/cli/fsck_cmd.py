@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import TYPE_CHECKING
+
 import click
 
 from mlv.cli.ui import Progress, echo, find_repo, plural, print_json
 from mlv.errors import MlvError, UsageError
+
+if TYPE_CHECKING:
+    from mlv.api.fsck import FsckResult
+
+MAX_LISTED = 20  # objects listed under a damaged part; the rest are counted
 
 
 def _percent(value: str | None) -> float | None:
@@ -46,16 +54,18 @@ def fsck(remote_name: str | None, sample: str | None, jobs: int | None, quiet: b
     result = api_fsck(find_repo(), remote_name, pct, jobs, progress.callback)
     progress.done()
     if as_json:
-        print_json({"where": result.where, "checked": result.checked,
-                    "damaged": dict(sorted(result.bad.items())),
-                    "lists_damaged": result.vouching})
-    for oid, users in sorted(result.bad.items()) if not as_json else []:
-        echo(f"damaged {oid}" + (f" (used by {', '.join(users[:5])})" if users else ""))
-    for oid in result.vouching if not as_json else []:
-        echo(f"lists-damaged {oid} (a folder manifest that lists a damaged object)")
-    if result.bad:
-        raise MlvError(f"{plural(len(result.bad), 'damaged object')} in the {result.where} "
-                       f"(of {result.checked} checked)",
+        found = {"where": result.where, "checked": result.checked,
+                 "damaged": dict(sorted(result.bad.items())),
+                 "lists_damaged": result.vouching}
+        if result.packed:  # a format-2 remote: its packs, index and recipes too
+            found["damaged_parts"] = [{"kind": p.kind, "key": p.key, "problems": p.problems,
+                                       "objects": p.objects} for p in result.parts]
+            found["leftovers"] = result.leftovers
+        print_json(found)
+    else:
+        _show(result)
+    if not result.ok:
+        raise MlvError(_verdict(result),
                        hint=("delete the damaged objects and the manifests that list them "
                              "(`lists-damaged`) on the remote, then `mlv push` from a machine "
                              "with a good copy" if remote_name else
@@ -63,6 +73,32 @@ def fsck(remote_name: str | None, sample: str | None, jobs: int | None, quiet: b
                              "or `mlv add` the data again"))
     if not as_json:
         echo(f"{plural(result.checked, 'object')} in the {result.where}: all good")
+
+
+def _show(result: FsckResult) -> None:
+    for part in result.parts:
+        echo(f"damaged {part.kind} {part.key}: {'; '.join(part.problems)}")
+        for oid, users in sorted(part.objects.items())[:MAX_LISTED]:
+            echo(f"  affects {oid}" + (f" (used by {', '.join(users[:5])})" if users else ""))
+        if len(part.objects) > MAX_LISTED:
+            echo(f"  and {plural(len(part.objects) - MAX_LISTED, 'more object')}")
+    shown = {oid for part in result.parts for oid in part.objects}
+    for oid, users in sorted(result.bad.items()):
+        if oid in shown:
+            continue
+        echo(f"damaged {oid}" + (f" (used by {', '.join(users[:5])})" if users else ""))
+    for oid in result.vouching:
+        echo(f"lists-damaged {oid} (a folder manifest that lists a damaged object)")
+    for key, why in sorted(result.leftovers.items()):
+        echo(f"leftover {key}: {why}")
+
+
+def _verdict(result: FsckResult) -> str:
+    kinds = Counter(part.kind for part in result.parts)
+    named = [plural(n, f"damaged {kind}") for kind, n in sorted(kinds.items())]
+    if result.bad or not named:
+        named.append(plural(len(result.bad), "damaged object"))
+    return f"{', '.join(named)} in the {result.where} (of {result.checked} checked)"
 
 
 COMMANDS = [fsck]

@@ -177,7 +177,8 @@ def transfer_dict(result: TransferResult) -> dict[str, Any]:
             "failed": dict(sorted(result.failed.items())), "missing": result.missing,
             "corrupted": result.corrupted, "verified": result.verified,
             "refused": dict(sorted(result.refused.items())),
-            "seconds": round(result.seconds, 3)}
+            "seconds": round(result.seconds, 3)} | (
+                {} if result.wire is None else {"wire_bytes": result.wire})
 
 
 REFUSED_SHOWN = 5  # run-cache entries named one by one; the rest are counted
@@ -195,7 +196,9 @@ def _report(verb: str, name: str, result: TransferResult, quiet: bool) -> None:
     _warn_refused(name, result.refused)
     if not quiet:
         if result.moved:
-            echo(f"{verb} {plural(result.moved, 'file')}, {human_size(result.bytes)} "
+            wire = "" if result.wire is None else \
+                f" ({human_size(result.wire)} {'sent' if verb == 'pushed' else 'received'})"
+            echo(f"{verb} {plural(result.moved, 'file')}, {human_size(result.bytes)}{wire} "
                  f"in {result.seconds:.1f} s ({name})")
         elif not (result.failed or result.missing or result.corrupted or result.refused):
             echo(f"everything is up to date ({name}: {plural(result.already, 'object')})")
@@ -256,6 +259,8 @@ def push(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, qu
     if result.verified and not quiet:
         echo(f"checked every file of {plural(len(result.verified), 'folder')} "
              f"on '{name}'")
+    for note in result.notes:
+        echo(f"note: {note}", err=True)
     _report("pushed", name, result, quiet)
     if runs:
         _report("pushed run-cache:", name, runs, quiet)

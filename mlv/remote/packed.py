@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from mlv import fsio
+from mlv.errors import MlvError
 from mlv.hashing import hash_bytes, is_oid
 from mlv.remote.base import After, Failures, Remote, RemoteError
 from mlv.remote.packs import (
@@ -51,15 +52,19 @@ def recipe_key(oid: str) -> str:
 
 
 class PackedRemote(Remote):
-    def __init__(self, inner: Remote, marker: Marker, index_dir: str | None = None) -> None:
+    def __init__(self, inner: Remote, marker: Marker, index_dir: str | None = None,
+                 local: Callable[[str], str | None] | None = None) -> None:
+        """`local(oid)`: the cache's path of an object when the cache has it."""
         super().__init__(inner.name, inner.url, inner.jobs)
         self.inner = inner
         self.marker = marker
         self.index_dir = index_dir  # where segments are kept locally (immutable: forever)
+        self.local = local
         self._view: IndexView | None = None
         self._recipes: set[str] | None = None
         self.doomed: Any = None  # what `gc --cloud` scheduled (packgc.Doomed)
         self.said: set[str] = set()  # notes already given (once per run)
+        self.wire = 0  # bytes that actually crossed to or from the remote
 
     # ---- what the remote holds ----------------------------------------------------------
 
@@ -86,6 +91,7 @@ class PackedRemote(Remote):
             if hash_bytes(data) == seg_id:
                 return data
         data = self.inner.get_key(key)
+        self.wire += len(data)
         if hash_bytes(data) != seg_id:
             raise CorruptDataError(key, "its bytes do not match its name",
                                    hint="run `mlv fsck --remote`")
@@ -153,6 +159,7 @@ class PackedRemote(Remote):
             except Exception as exc:  # noqa: BLE001 - reported per object
                 failures.update({e.oid: exc for e in pack.entries if e.type == OBJECT})
                 return
+            self.wire += len(pack.data)
             stored.extend(records_of(pack.pack_id, pack.entries))
             if progress:
                 progress(sum(e.type == OBJECT for e in pack.entries), len(pack.data))
@@ -183,6 +190,7 @@ class PackedRemote(Remote):
                 self.inner.put_key(segment_key(seg_id), data)
             except Exception as exc:  # noqa: BLE001 - nothing is visible without it
                 return {o: exc for _, o in items}
+            self.wire += len(data)
             view.add_segment(seg_id, data)
         again = (set(recipes) & self.doomed.recipes) | ({o for _, o in loose} &
                                                          self.doomed.loose)
@@ -197,12 +205,17 @@ class PackedRemote(Remote):
                 failures[oid] = RemoteError("some of its chunks could not be stored")
                 continue
             try:
-                self.inner.put_key(recipe_key(oid), build_recipe(size, chunks))
+                recipe = build_recipe(size, chunks)
+                self.inner.put_key(recipe_key(oid), recipe)
+                self._keep_recipe(oid, recipe)
+                self.wire += len(recipe)
                 self.recipes().add(oid)
             except Exception as exc:  # noqa: BLE001
                 failures[oid] = exc
         if loose:  # manifests last: one on the remote vouches for its files
-            failures.update(self.inner.upload(loose, progress, sizes))
+            done = self.inner.upload(loose, progress, sizes)
+            failures.update(done)
+            self.wire += sum(os.path.getsize(p) for p, o in loose if o not in done)
         return failures
 
     def _note_again(self, names: set[str]) -> None:
@@ -244,6 +257,7 @@ class PackedRemote(Remote):
         wanted = {o: view.lookup(o) for o, _ in packed}
         temps = dict(packed)
         for oid, data in self._blobs([r for r in wanted.values() if r], failures):
+            fsio.makedirs(os.path.dirname(temps[oid]))
             with open(temps[oid], "wb") as fobj:
                 fobj.write(data)
             if after:
@@ -256,12 +270,15 @@ class PackedRemote(Remote):
             except Exception as exc:  # noqa: BLE001
                 failures[oid] = exc
                 continue
+            size = os.path.getsize(temp)
             if after:
-                after(oid, temp)
+                after(oid, temp)  # it moves the file into the cache
             if progress:
-                progress(1, os.path.getsize(temp))
+                progress(1, size)
         if rest:
-            failures.update(self.inner.download(rest, progress, after, sizes))
+            done = self.inner.download(rest, progress, after, sizes)
+            failures.update(done)
+            self.wire += sum((sizes or {}).get(o, 0) for o, _ in rest if o not in done)
         return failures
 
     def _blobs(self, records: list[Record], failures: Failures
@@ -276,6 +293,7 @@ class PackedRemote(Remote):
             try:
                 for start, end, group in _ranges(recs):
                     data = self.inner.get_key(pack_key(pack_id), start, end)
+                    self.wire += len(data)
                     for r in group:
                         blob = data[r.offset - start:r.offset - start + r.length]
                         if len(blob) != r.length or hash_bytes(blob) != r.oid:
@@ -289,21 +307,80 @@ class PackedRemote(Remote):
                     failures.setdefault(r.oid, exc)
 
     def _rebuild(self, oid: str, temp: str, view: IndexView) -> None:
-        recipe = parse_recipe(self.inner.get_key(recipe_key(oid)), oid,
-                              self.marker.chunker.max)
-        records = []
-        for cid, _ in recipe.chunks:
-            rec = view.lookup(cid)
-            if rec is None:
-                raise FileNotFoundError(f"chunk {cid} of {oid} is not on the remote")
-            records.append(rec)
-        failures: Failures = {}
-        got = dict(self._blobs(list({r.oid: r for r in records}.values()), failures))
-        if failures:
-            raise next(iter(failures.values()))
+        """Write the big file `oid` to `temp` from its chunks: those the cache holds in
+        an earlier version (known from its recipe) are read locally, the rest from the
+        remote's packs; each written where the recipe puts it, as it arrives (a big file
+        is never held in memory). The caller verifies the whole file's hash."""
+        raw = self.inner.get_key(recipe_key(oid))
+        self.wire += len(raw)
+        recipe = parse_recipe(raw, oid, self.marker.chunker.max)
+        self._keep_recipe(oid, raw)
+        places: dict[str, list[int]] = {}
+        offset = 0
+        for cid, length in recipe.chunks:
+            places.setdefault(cid, []).append(offset)
+            offset += length
+        fsio.makedirs(os.path.dirname(temp))
         with open(temp, "wb") as fobj:
-            for cid, _ in recipe.chunks:
-                fobj.write(got[cid])
+            fobj.truncate(recipe.size)
+
+            def put(cid: str, data: bytes) -> None:
+                for at in places.pop(cid, []):
+                    fobj.seek(at)
+                    fobj.write(data)
+
+            for cid, data in self._local_chunks(set(places)):
+                put(cid, data)
+            records = []
+            for cid in sorted(places):
+                rec = view.lookup(cid)
+                if rec is None:
+                    raise FileNotFoundError(f"chunk {cid} of {oid} is not on the remote")
+                records.append(rec)
+            failures: Failures = {}
+            for cid, data in self._blobs(records, failures):
+                put(cid, data)
+            if failures:
+                raise next(iter(failures.values()))
+
+    def _keep_recipe(self, oid: str, raw: bytes) -> None:
+        """Recipes are kept in the cache folder (they never change), so that a later
+        version of the file can reuse the chunks of this one."""
+        if self.index_dir is None:
+            return
+        path = os.path.join(self.index_dir, "recipes", oid)
+        if not os.path.exists(path):
+            fsio.makedirs(os.path.dirname(path))
+            fsio.atomic_write(path, raw)
+
+    def _local_chunks(self, wanted: set[str]) -> Iterator[tuple[str, bytes]]:
+        """(id, verified bytes) of the `wanted` chunks found in the cache's copies of
+        files whose recipes are kept locally."""
+        if self.index_dir is None or self.local is None or not wanted:
+            return
+        folder = os.path.join(self.index_dir, "recipes")
+        names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        for name in names:
+            path = self.local(name) if is_oid(name) else None
+            if path is None:
+                continue
+            try:
+                raw = fsio.read_regular(os.path.join(folder, name), 1 << 27, name, RemoteError)
+                recipe = parse_recipe(raw, name, self.marker.chunker.max)
+            except (OSError, MlvError):
+                continue  # a damaged local copy of a recipe is only a missed shortcut
+            offset = 0
+            with open(path, "rb") as fobj:
+                for cid, length in recipe.chunks:
+                    if cid in wanted:
+                        fobj.seek(offset)
+                        data = fobj.read(length)
+                        if hash_bytes(data) == cid:
+                            wanted.discard(cid)
+                            yield cid, data
+                    offset += length
+            if not wanted:
+                return
 
     # ---- the rest -----------------------------------------------------------------------
 
@@ -361,7 +438,8 @@ def _ranges(recs: list[Record]) -> Iterator[tuple[int, int, list[Record]]]:
 
 
 
-def open_format(inner: Remote, index_dir: str | None = None) -> Remote:
+def open_format(inner: Remote, index_dir: str | None = None,
+                local: Callable[[str], str | None] | None = None) -> Remote:
     """The remote as its marker says: a PackedRemote for format 2, `inner` itself for a
     remote without a marker (format 1). A marker mlv cannot read is refused (an error
     that says to upgrade mlv), never taken as an empty remote."""
@@ -369,9 +447,11 @@ def open_format(inner: Remote, index_dir: str | None = None) -> Remote:
 
     try:
         data = inner.get_key(MARKER_KEY)
-    except FileNotFoundError:
+    except (FileNotFoundError, RemoteError):
+        # No marker; or the remote cannot be read at all (a folder that does not exist),
+        # which the command's own first request reports as it always has
         return inner
-    return PackedRemote(inner, parse_marker(data), index_dir)
+    return PackedRemote(inner, parse_marker(data), index_dir, local)
 
 
 def make_format2(inner: Remote, marker: Marker | None = None,
