@@ -263,23 +263,16 @@ def test_an_interrupted_gc_keeps_every_live_object(tmp_path: Path, fail_at: str)
 
 
 @pytest.fixture
-def packed_store(mlv_repo: Path, mlv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
-                 ) -> Path:
-    """`mlv_repo` with a default folder remote in format 2. Until `remote.resolve` opens
-    format 2 by itself, it is made to here (the rest of the path is mlv's own)."""
+def packed_store(mlv_repo: Path, mlv, tmp_path: Path) -> Path:  # noqa: ANN001
+    """`mlv_repo` with a default folder remote in format 2 (its marker written)."""
     from mlv.api import remote as remote_api
+    from mlv.repo import Repo
 
     folder = tmp_path / "store"
     folder.mkdir()
     assert mlv("remote", "add", "-d", "store", str(folder), cwd=mlv_repo).exit_code == 0
-    real = remote_api.resolve
-
-    def resolve(*args, **kwargs) -> Remote:  # noqa: ANN002, ANN003
-        inner = real(*args, **kwargs)
-        found = open_format(inner)
-        return found if isinstance(found, PackedRemote) else make_format2(inner)
-
-    monkeypatch.setattr(remote_api, "resolve", resolve)
+    make_format2(remote_api.resolve(Repo.find(str(mlv_repo))))
+    assert isinstance(remote_api.resolve(Repo.find(str(mlv_repo))), PackedRemote)
     return folder
 
 
@@ -331,3 +324,35 @@ def test_gc_cloud_on_a_format2_remote(mlv_repo: Path, mlv, packed_store: Path) -
     res = mlv("pull", cwd=mlv_repo)
     assert res.exit_code == 0, res.output
     assert read_tree(mlv_repo / "data") == want
+
+
+def test_gc_cloud_dry_in_a_subprocess(mlv_repo: Path, packed_store: Path) -> None:
+    from tests.conftest import git, make_tree, run_mlv
+
+    make_tree(mlv_repo, {"data": {f"f{i}.txt": f"file {i}\n" * 20 for i in range(10)}})
+    assert run_mlv(mlv_repo, "add", "data").exit_code == 0
+    git(mlv_repo, "add", "-A")
+    git(mlv_repo, "commit", "-qm", "v1")
+    assert run_mlv(mlv_repo, "push").exit_code == 0
+    import shutil
+
+    shutil.rmtree(mlv_repo / "data")
+    make_tree(mlv_repo, {"data": {"only.txt": "one file now\n"}})
+    assert run_mlv(mlv_repo, "add", "data").exit_code == 0
+    before = _keys(packed_store)
+    res = run_mlv(mlv_repo, "gc", "--cloud", "-w", "--dry")
+    assert res.exit_code == 0, res.output
+    assert "remote 'store': 1 pack" in res.stdout
+    assert "would schedule for deletion: 1 unused pack" in res.stdout
+    assert _keys(packed_store) == before
+
+
+def test_a_damaged_schedule_is_refused_in_one_line(mlv_repo: Path, mlv,  # noqa: ANN001
+                                                   packed_store: Path) -> None:
+    from tests.conftest import one_error
+
+    (packed_store / "gc").mkdir()
+    (packed_store / "gc" / "pending-20260101T000000Z-00000000.json").write_text("{not json")
+    res = mlv("gc", "--cloud", "-w", "--grace", "0", cwd=mlv_repo)
+    one_error(res, "gc schedule", "damaged")
+    assert "delete it" in res.stderr
