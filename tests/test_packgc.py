@@ -179,6 +179,33 @@ def test_a_big_file_pushed_again_during_the_grace_keeps_its_recipe(tmp_path: Pat
     _intact(src, inner, {big}, tmp_path)
 
 
+def test_a_push_while_phase_2_reads_the_remote_keeps_what_it_stored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlv.remote import packgc
+    from mlv.remote.memory import MemoryRemote
+
+    inner = MemoryRemote()
+    src = _store(tmp_path, "src")
+    make_format2(inner)
+    big = src.add_bytes(_big(7, 5 * MiB))
+    _push(src, inner, {big})
+    assert collect(_packed(inner), set(), DAY).recipes == 1
+    _age(inner, DAY + 1)
+    real = packgc._chunks_of
+
+    def read_then_push(remote: PackedRemote, oids: set[str], strict: bool) -> set[str]:
+        found = real(remote, oids, strict)
+        if not strict and not getattr(read_then_push, "done", False):
+            read_then_push.done = True  # type: ignore[attr-defined]
+            _push(src, inner, {big})  # another clone, while phase 2 reads the recipes
+        return found
+
+    monkeypatch.setattr(packgc, "_chunks_of", read_then_push)
+    res = collect(_packed(inner), set(), DAY)
+    assert res.deleted == [] and not res.deleted_packs
+    _intact(src, inner, {big}, tmp_path)
+
+
 def test_chunks_a_push_counted_on_before_the_schedule_survive(tmp_path: Path) -> None:
     """A pusher that read the index before gc scheduled a pack and stored a recipe
     naming its chunks keeps them: phase 2 reads the recipes pushed since."""

@@ -378,44 +378,23 @@ def _phase2(remote: PackedRemote, sched: Schedule, used: set[str], dry: bool,
     from mlv.remote.packed import pack_key, recipe_key, segment_key
 
     state = _read_state(remote)
-    # what pushers stored again under the same name since the schedule (notes first)
-    # (every note is honoured: a pusher's clock may be behind ours)
-    noted = set().union(*(o for _, _, o in _keep_notes(remote)))
-    mine_segs = (set(sched.segments) & set(state.segments)) - noted
+    # what pushers stored again under the same name (every note is honoured: a
+    # pusher's clock may be behind ours)
+    noted = _noted(remote)
     recipes_now = state.recipes - (set(sched.recipes) - noted)
     live = used | (_chunks_of(remote, recipes_now, strict=False) if sched.packs else set())
     for oid, mtime in state.loose.items():  # manifests pushed since the schedule
         if oid.endswith(".dir") and (mtime is None or mtime > sched.scheduled) \
                 and callable(manifest_files):
             live.update(manifest_files(oid) or ())
-    others = state.blobs(skip_segments=mine_segs)  # what surviving segments list
-    listed_elsewhere = set(others)
-    packs = []
-    for pack in sched.packs:
-        if pack not in state.pack_sizes:
-            continue
-        if pack in listed_elsewhere or pack in noted:
-            result.spared += 1  # a push listed it since
-            continue
-        packs.append(pack)
-    going = set(packs)
-    surviving = {oid for p, recs in others.items() if p not in going for oid in recs}
-    mine_blobs = state.blobs()
-    for pack in list(packs):
-        needed = [o for o in mine_blobs.get(pack, {}) if o in live and o not in surviving]
-        if needed:
-            packs.remove(pack)
-            going.discard(pack)
-            result.spared += 1
-    recipes = [o for o in sched.recipes if o in state.recipes and o not in used
-               and o not in noted]
-    loose = [o for o in sched.loose if o in state.loose and o not in used and o not in noted
-             and (state.loose[o] or float("inf")) <= sched.scheduled]
-    result.spared += len(sched.recipes) - len(recipes) + len(sched.loose) - len(loose)
-    # a segment goes only when every pack it lists goes or another segment lists it
-    segs = [s for s in sorted(mine_segs)
-            if all(r.pack in going or r.pack in listed_elsewhere or
-                   r.pack not in state.pack_sizes for r in state.segments[s])]
+    plan = _plan(state, sched, live, noted)
+    if not dry:  # reading the state took a while: a note may have come since
+        late = _noted(remote) - noted
+        if late:
+            plan = _plan(state, sched, live, noted | late)
+    recipes, loose, segs, packs = plan
+    result.spared += len(set(sched.packs) & set(state.pack_sizes)) - len(packs) + \
+        len(sched.recipes) - len(recipes) + len(sched.loose) - len(loose)
     result.deleted_packs += len(packs)
     result.deleted_bytes += sum(state.pack_sizes[p] for p in packs)
     result.deleted_segments += len(segs)
@@ -429,6 +408,37 @@ def _phase2(remote: PackedRemote, sched: Schedule, used: set[str], dry: bool,
     _delete(remote, [segment_key(s) for s in segs])
     _delete(remote, [pack_key(p) for p in packs])
     _delete(remote, [sched.key])
+
+
+def _noted(remote: Remote) -> set[str]:
+    return set().union(*(names for _, _, names in _keep_notes(remote)))
+
+
+def _plan(state: _State, sched: Schedule, live: set[str], noted: set[str]
+          ) -> tuple[list[str], list[str], list[str], list[str]]:
+    """What of `sched` phase 2 deletes: (recipes, loose objects, segments, packs)."""
+    mine_segs = (set(sched.segments) & set(state.segments)) - noted
+    others = state.blobs(skip_segments=mine_segs)  # what surviving segments list
+    listed_elsewhere = set(others)
+    # a pack stays if a push listed it since, stored it again, or needs a blob of it
+    packs = [p for p in sched.packs if p in state.pack_sizes and
+             p not in listed_elsewhere and p not in noted]
+    going = set(packs)
+    surviving = {oid for p, recs in others.items() if p not in going for oid in recs}
+    mine_blobs = state.blobs()
+    for pack in list(packs):
+        if any(o in live and o not in surviving for o in mine_blobs.get(pack, {})):
+            packs.remove(pack)
+            going.discard(pack)
+    recipes = [o for o in sched.recipes if o in state.recipes and o not in live
+               and o not in noted]
+    loose = [o for o in sched.loose if o in state.loose and o not in live and o not in noted
+             and (state.loose[o] or float("inf")) <= sched.scheduled]
+    # a segment goes only when every pack it lists goes or another segment lists it
+    segs = [s for s in sorted(mine_segs)
+            if all(r.pack in going or r.pack in listed_elsewhere or
+                   r.pack not in state.pack_sizes for r in state.segments[s])]
+    return recipes, loose, segs, packs
 
 
 def _delete(remote: PackedRemote, keys: list[str], oids: list[str] | None = None) -> None:
