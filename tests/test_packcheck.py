@@ -251,12 +251,7 @@ def packed_repo(mlv, mlv_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
                 ) -> tuple[Path, Remote]:
     """A repository whose default remote, a local folder, is in format 2 and holds
     `data/` (a.txt, b.txt, sub/c.txt) and `model.bin` (8 MiB: a recipe of chunks)."""
-    opened = remote_api.resolve
-
-    def resolve(repo: Repo, name: str | None = None, jobs: int | None = None) -> Remote:
-        return open_format(opened(repo, name, jobs))
-
-    monkeypatch.setattr(remote_api, "resolve", resolve)
+    opened = remote_api.resolve  # a remote with a format-2 marker is read as one
     folder = tmp_path / "store"
     folder.mkdir()
     assert mlv("remote", "add", "-d", "store", str(folder), cwd=mlv_repo).exit_code == 0

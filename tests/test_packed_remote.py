@@ -286,3 +286,23 @@ def test_a_clone_with_the_old_version_downloads_only_the_new_chunks(
     # reusing the cached v1, all 8 MiB would come down
     assert fetched["files"] == 1 and fetched["wire_bytes"] < 0.15 * len(new), fetched
     assert (mate / "big.csv").read_bytes() == new
+
+
+def test_a_damaged_segment_hides_only_what_it_lists_until_push_sends_it_again(
+        tmp_path: Path) -> None:
+    from mlv.remote.memory import MemoryRemote
+
+    inner = MemoryRemote()
+    src = _store(tmp_path, "src")
+    first, second = _fill(src, 5, []), {src.add_bytes(b"second push\n")}
+    assert not transfer.push(src, make_format2(inner), first).failed
+    (seg,) = inner.list_keys("index/")
+    assert not transfer.push(src, open_format(inner), second).failed
+    inner.put_key(seg, b"garbage")  # the first push's segment is damaged
+    reader = open_format(inner)
+    got = transfer.fetch(_store(tmp_path, "a"), reader, first | second, 2)
+    assert set(got.missing) == first and not got.failed  # named missing, never wrong
+    assert any("skipped" in n for n in reader.said)  # type: ignore[attr-defined]
+    assert not transfer.push(src, open_format(inner), first).failed  # sent again
+    got = transfer.fetch(_store(tmp_path, "b"), open_format(inner), first | second, 2)
+    assert not got.missing and not got.failed

@@ -80,7 +80,11 @@ class PackedRemote(Remote):
                 seg_id = key.rsplit("/", 1)[-1]
                 if not is_oid(seg_id):
                     continue  # not ours: a segment is named by its hash
-                view.add_segment(seg_id, self._segment(key, seg_id))
+                try:
+                    view.add_segment(seg_id, self._segment(key, seg_id))
+                except CorruptDataError as exc:  # its blobs count as absent: push
+                    self.said.add(f"{exc.message}; it was skipped (what only it lists "
+                                  "is sent again by push); run `mlv fsck --remote`")
             self._view = view
         return self._view
 
