@@ -17,6 +17,8 @@ from mlv.workspace import Progress
 
 if TYPE_CHECKING:
     from mlv.remote import Remote
+    from mlv.remote.packed import PackedRemote
+    from mlv.remote.packgc import PackGcResult
 
 STALE_TMP_SECONDS = 24 * 3600
 
@@ -30,6 +32,7 @@ class GcResult:
     recent: list[str] = field(default_factory=list)  # unreferenced, newer than the grace
     unknown_age: list[str] = field(default_factory=list)  # unreferenced, age not listed
     grace: float = 0.0  # seconds: `gc --cloud` deleted nothing younger than this
+    packs: PackGcResult | None = None  # a format-2 remote: what happened to its packs
 
     @property
     def freed(self) -> int:
@@ -96,12 +99,15 @@ def gc_cloud(repo: Repo, remote: str | None, all_branches: bool = False,
     remote that vouches for files it no longer has. `confirm(url, count)` is asked
     before anything is deleted (the remote may come from a clone's config)."""
     from mlv.api import remote as remote_api
+    from mlv.remote.packed import PackedRemote
 
     target = remote_api.resolve(repo, remote, jobs)
     seconds = grace_seconds(repo, grace)
     with repo.lock():
         roots, nrevs = scope.roots(repo, None, all_branches, all_tags, all_commits)
         used = _with_files(repo, target, roots, unreadable_is_error=True)
+        if isinstance(target, PackedRemote):
+            return target.name, _gc_packed(repo, target, used, nrevs, dry, seconds, confirm)
         stored = target.list_mtimes()
         result = GcResult(revisions=nrevs, kept=len(stored.keys() & used), grace=seconds)
         cutoff = time.time() - seconds
@@ -128,6 +134,29 @@ def gc_cloud(repo: Repo, remote: str | None, all_branches: bool = False,
             result.temps = target.remove_stale_temps(STALE_TMP_SECONDS)
         result.removed = [(oid, 0) for oid in doomed]
     return target.name, result
+
+
+def _gc_packed(repo: Repo, target: PackedRemote, used: set[str], nrevs: int, dry: bool,
+               seconds: float, confirm: Callable[[str, int], bool] | None) -> GcResult:
+    """A format-2 remote: deletion in two phases (mlv/remote/packgc.py). Asked first: a
+    run that finds something to schedule or to delete (a dry run tells what)."""
+    from mlv.remote import packgc
+    from mlv.transfer import entries_anywhere
+
+    def files(oid: str) -> set[str] | None:
+        entries = entries_anywhere(repo.odb, target, oid)
+        return None if entries is None else {e.oid for e in entries}
+
+    if not dry and confirm is not None:
+        preview = packgc.collect(target, used, seconds, dry=True, manifest_files=files)
+        count = preview.dead_packs + preview.sparse_packs + preview.deleted_packs + \
+            preview.recipes + preview.loose + len(preview.deleted)
+        if count and not confirm(target.shown_url, count):
+            raise MlvError("gc --cloud stopped: nothing was deleted")
+    found = packgc.collect(target, used, seconds, dry=dry, manifest_files=files)
+    temps = 0 if dry else target.inner.remove_stale_temps(STALE_TMP_SECONDS)
+    return GcResult(removed=[(oid, 0) for oid in found.deleted], revisions=nrevs,
+                    kept=len(used), grace=seconds, packs=found, temps=temps)
 
 
 def _with_files(repo: Repo, target: Remote, roots: set[str], unreadable_is_error: bool

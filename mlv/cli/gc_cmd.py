@@ -67,6 +67,9 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
         if as_json:
             print_json(gc_dict(result, dry, name))
             return
+        if result.packs is not None:
+            _packed_report(result, dry, name)
+            return
         for oid, _ in sorted(result.removed) if dry else []:
             echo(f"would delete {oid}")
         verb = "would delete" if dry else "deleted"
@@ -99,6 +102,43 @@ def gc(workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool,
              f"freed {human_size(result.freed)}; {result.kept} kept")
 
 
+def _packed_report(result: GcResult, dry: bool, name: str) -> None:
+    """A format-2 remote: its packs, what this run scheduled and what it deleted."""
+    p = result.packs
+    assert p is not None
+    would = "would " if dry else ""
+    echo(f"remote '{name}': {plural(p.packs, 'pack')}, {human_size(p.bytes)}")
+    if p.deleted_packs or p.deleted:
+        echo(f"{would}delete {plural(p.deleted_packs, 'pack')} "
+             f"({human_size(p.deleted_bytes)}), {plural(p.deleted_segments, 'index segment')}"
+             f" and {plural(len(p.deleted), 'object')} scheduled at least "
+             f"{duration(result.grace)} ago")
+    if p.spared:
+        echo(f"kept {plural(p.spared, 'scheduled file')} that is in use again")
+    if p.dead_packs or p.sparse_packs or p.recipes or p.loose:
+        parts = [f"{plural(p.dead_packs, 'unused pack')} ({human_size(p.dead_bytes)})"]
+        if p.recipes + p.loose:
+            parts.append(plural(p.recipes + p.loose, "unused object"))
+        line = f"{'would schedule' if dry else 'scheduled'} for deletion: {' and '.join(parts)}"
+        if p.sparse_packs:
+            line += (f"; {would}{'repack' if dry else 'repacked'} "
+                     f"{plural(p.sparse_packs, 'sparse pack')} ({human_size(p.sparse_bytes)}, "
+                     f"{human_size(p.repacked_bytes)} of it in use)")
+        echo(f"{line}; frees {human_size(p.frees)}")
+    else:
+        echo("nothing new to schedule")
+    waiting = len(p.pending) - (0 if dry or p.written is None else 1)
+    if p.written:
+        echo(f"deletion is due in {duration(result.grace)}: run `mlv gc --cloud` again "
+             "then (another clone may be pushing right now)")
+    if waiting > 0:
+        echo(f"{plural(waiting, 'earlier schedule')} not due yet (grace "
+             f"{duration(result.grace)})")
+    if result.temps:
+        echo(f"deleted {plural(result.temps, 'temp file')} left by interrupted pushes "
+             "(older than a day)")
+
+
 def gc_dict(result: GcResult, dry: bool, remote: str | None) -> dict[str, object]:
     """What gc deleted (or, with --dry, would delete), for --json."""
     found: dict[str, object] = {
@@ -108,6 +148,10 @@ def gc_dict(result: GcResult, dry: bool, remote: str | None) -> dict[str, object
     if remote is not None:
         found.update(recent=result.recent, unknown_age=result.unknown_age,
                      temps=result.temps, grace=result.grace)
+    if result.packs is not None:
+        from dataclasses import asdict
+
+        found["packs"] = dict(asdict(result.packs), frees=result.packs.frees)
     return found
 
 

@@ -62,6 +62,7 @@ class PackedRemote(Remote):
         self.local = local
         self._view: IndexView | None = None
         self._recipes: set[str] | None = None
+        self.doomed: Any = None  # what `gc --cloud` scheduled (packgc.Doomed)
         self.said: set[str] = set()  # notes already given (once per run)
         self.wire = 0  # bytes that actually crossed to or from the remote
 
@@ -69,8 +70,13 @@ class PackedRemote(Remote):
 
     def index(self, fresh: bool = False) -> IndexView:
         if self._view is None or fresh:
+            from mlv.remote import packgc
+
+            self.doomed = packgc.scheduled(self.inner)
             view = IndexView()
-            for key in sorted(self.inner.list_keys("index/")):
+            # segments a gc scheduled last: the first copy of a blob found is the one kept
+            for key in sorted(self.inner.list_keys("index/"),
+                              key=lambda k: (k.rsplit("/", 1)[-1] in self.doomed.segments, k)):
                 seg_id = key.rsplit("/", 1)[-1]
                 if not is_oid(seg_id):
                     continue  # not ours: a segment is named by its hash
@@ -113,11 +119,20 @@ class PackedRemote(Remote):
         raise RemoteError(f"remote '{self.name}' uses format 2: `gc --cloud` does not "
                           "handle it yet")
 
+    def stored(self, oid: str) -> bool:
+        """Whether a push may count on `oid` being in a pack: listed, and not only in
+        packs that `gc --cloud` scheduled for deletion (then it is stored again)."""
+        rec = self.index().lookup(oid)
+        return rec is not None and rec.pack not in self.doomed.packs
+
     def has(self, oids: list[str]) -> set[str]:
-        view, recipes = self.index(), self.recipes()
-        found = {o for o in oids if o in view or o in recipes}
+        recipes = self.recipes()
+        self.index()
+        doomed = self.doomed
+        found = {o for o in oids if self.stored(o) or
+                 (o in recipes and o not in doomed.recipes)}
         rest = [o for o in oids if o not in found]
-        return found | (self.inner.has(rest) if rest else set())
+        return found | (self.inner.has(rest) - doomed.loose if rest else set())
 
     def _exist_each(self, oids: list[str]) -> set[str]:
         return self.has(oids)
@@ -143,6 +158,7 @@ class PackedRemote(Remote):
 
         def put(pack: Pack) -> None:
             try:
+                self._note_again({pack.pack_id} & self.doomed.packs)
                 self.inner.put_key(pack_key(pack.pack_id), pack.data)
             except Exception as exc:  # noqa: BLE001 - reported per object
                 failures.update({e.oid: exc for e in pack.entries if e.type == OBJECT})
@@ -153,7 +169,7 @@ class PackedRemote(Remote):
                 progress(sum(e.type == OBJECT for e in pack.entries), len(pack.data))
 
         for path, oid in items:
-            if oid.endswith(".dir") or oid in queued or oid in view:
+            if oid.endswith(".dir") or oid in queued or self.stored(oid):
                 if oid.endswith(".dir"):
                     loose.append((path, oid))
                 continue
@@ -174,11 +190,20 @@ class PackedRemote(Remote):
         if stored:
             seg_id, data = build_segment(stored)
             try:
+                self._note_again({seg_id} & self.doomed.segments)
                 self.inner.put_key(segment_key(seg_id), data)
             except Exception as exc:  # noqa: BLE001 - nothing is visible without it
                 return {o: exc for _, o in items}
             self.wire += len(data)
             view.add_segment(seg_id, data)
+        again = (set(recipes) & self.doomed.recipes) | ({o for _, o in loose} &
+                                                         self.doomed.loose)
+        try:
+            self._note_again(again)
+        except Exception as exc:  # noqa: BLE001 - storing them now could lose them
+            failures.update({o: exc for o in again})
+            recipes = {o: r for o, r in recipes.items() if o not in again}
+            loose = [(p, o) for p, o in loose if o not in again]
         for oid, (size, chunks) in recipes.items():
             if any(c not in view for c, _ in chunks):
                 failures[oid] = RemoteError("some of its chunks could not be stored")
@@ -197,6 +222,14 @@ class PackedRemote(Remote):
             self.wire += sum(os.path.getsize(p) for p, o in loose if o not in done)
         return failures
 
+    def _note_again(self, names: set[str]) -> None:
+        """Before storing again (under the same name) what `gc --cloud` scheduled for
+        deletion: tell it to leave that (see mlv/remote/packgc.py)."""
+        if names:
+            from mlv.remote import packgc
+
+            packgc.note_kept(self.inner, names)
+
     def _chunk(self, path: str, view: IndexView, queued: set[str], writer: PackWriter,
                put: Any) -> list[tuple[str, int]]:
         from mlv.remote import chunker
@@ -207,7 +240,7 @@ class PackedRemote(Remote):
             for offset, length, cid in chunker.chunks(path, params.min, params.avg,
                                                       params.max):
                 found.append((cid, length))
-                if cid in view or cid in queued:
+                if cid in queued or self.stored(cid):
                     continue  # stored already: that is the point
                 queued.add(cid)
                 fobj.seek(offset)

@@ -1,0 +1,461 @@
+"""`gc --cloud` on a format-2 remote: repack sparse packs and delete in two phases.
+
+Phase 1 (one run) decides what is dead: packs with no live blob, packs a push left
+unlisted, recipes and loose objects no pointer in scope uses. Sparse packs (little of
+them live) are repacked: their live blobs are copied (verified) into new packs, then a
+new index segment lists the copies (and the records of every other pack that an old
+segment listed), and only then is anything scheduled. The schedule is a file,
+`gc/pending-<UTC>-<random>.json`; nothing is deleted in phase 1.
+
+From the moment a schedule exists, pushers treat what it names as absent (PackedRemote
+reads it with `scheduled`): they upload such a blob again, into a new pack, instead of
+deduplicating against a pack that will go. A pusher that read the index before the
+schedule was written finishes within the grace period (a day by default).
+
+Phase 2 (a later run, the schedule older than the grace period) checks each thing again
+and deletes what is still dead, in the reverse of the commit order: recipes and loose
+objects (manifests first), then index segments, then packs, then the schedule itself.
+A pack stays if a segment that is not scheduled lists it (a push listed it since) or if
+it holds a live blob found in no surviving pack; a segment stays while it is the only
+one listing a pack that stays; a recipe or loose object stays if it is used now, if a
+pusher noted that it stored it again (`gc/keep-…`), or (loose) if it is newer than the
+schedule. A run killed at any point leaves every live blob listed and readable; the
+next run finishes the job (deleting what is gone already is no failure).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mlv.errors import MlvError
+from mlv.hashing import is_oid
+from mlv.remote.base import Remote
+from mlv.remote.packs import PackWriter, Record, build_segment, parse_recipe, parse_segment
+
+if TYPE_CHECKING:
+    from mlv.remote.packed import PackedRemote
+
+GC_PREFIX = "gc/"
+PENDING = "pending-"
+KEEP = "keep-"
+SPARSE_SHARE = 0.5  # repack a pack when less than this share of its bytes is live
+SMALL_SHARE = 0.25  # packs under this share of the target size are merged (two or more)
+SCHEDULE_MAX = 256 << 20  # bytes: a schedule is a list of names
+CLOCK_SLACK = 3600.0  # seconds: keep notes are kept this much longer (clocks differ)
+
+
+class GcStateError(MlvError):
+    """A file under gc/ on the remote is damaged."""
+
+
+@dataclass
+class Schedule:
+    """What one phase 1 scheduled for deletion, and when."""
+    key: str
+    scheduled: float
+    packs: list[str] = field(default_factory=list)
+    segments: list[str] = field(default_factory=list)
+    recipes: list[str] = field(default_factory=list)
+    loose: list[str] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        doc = {"format": 1, "scheduled": self.scheduled, "packs": sorted(self.packs),
+               "segments": sorted(self.segments), "recipes": sorted(self.recipes),
+               "loose": sorted(self.loose)}
+        return (json.dumps(doc, sort_keys=True) + "\n").encode()
+
+
+@dataclass
+class Doomed:
+    """Everything some schedule names: a pusher must not deduplicate against it."""
+    packs: set[str] = field(default_factory=set)
+    segments: set[str] = field(default_factory=set)
+    recipes: set[str] = field(default_factory=set)
+    loose: set[str] = field(default_factory=set)
+
+
+@dataclass
+class PackGcResult:
+    packs: int = 0  # packs listed on the remote
+    bytes: int = 0  # their bytes
+    dead_packs: int = 0  # scheduled now: no live blob (or listed by no segment)
+    dead_bytes: int = 0
+    sparse_packs: int = 0  # repacked now
+    sparse_bytes: int = 0
+    repacked_bytes: int = 0  # live bytes copied into new packs
+    recipes: int = 0  # dead recipes scheduled now
+    loose: int = 0  # dead loose objects scheduled now
+    pending: list[str] = field(default_factory=list)  # schedules left waiting
+    written: str | None = None  # the schedule written by this run
+    deleted_packs: int = 0  # phase 2: deleted by this run
+    deleted_bytes: int = 0
+    deleted_segments: int = 0
+    deleted: list[str] = field(default_factory=list)  # recipes and loose objects deleted
+    spared: int = 0  # phase 2: scheduled but found in use again
+
+    @property
+    def frees(self) -> int:
+        """Bytes that deleting what this run scheduled will free."""
+        return self.dead_bytes + self.sparse_bytes - self.repacked_bytes
+
+
+def _time_name(now: float) -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+
+
+def schedules(remote: Remote) -> list[Schedule]:
+    """Every pending schedule on the remote, oldest first."""
+    found = []
+    for key in sorted(remote.list_keys(GC_PREFIX)):
+        if key.rsplit("/", 1)[-1].startswith(PENDING) and key.endswith(".json"):
+            found.append(_parse_schedule(key, remote.get_key(key)))
+    return sorted(found, key=lambda s: (s.scheduled, s.key))
+
+
+def _parse_schedule(key: str, data: bytes) -> Schedule:
+    def bad(problem: str) -> GcStateError:
+        return GcStateError(f"the gc schedule {key} on the remote is damaged: {problem}",
+                            hint="delete it (nothing it names is deleted then), and run "
+                                 "`mlv gc --cloud` again")
+
+    if len(data) > SCHEDULE_MAX:
+        raise bad("too large")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise bad("not JSON") from None
+    if not isinstance(doc, dict) or doc.get("format") != 1 or \
+            not isinstance(doc.get("scheduled"), (int, float)):
+        raise bad("no format 1 or no time")
+    lists = {}
+    for name in ("packs", "segments", "recipes", "loose"):
+        value = doc.get(name, [])
+        ok = is_oid if name != "loose" else _is_loose
+        if not isinstance(value, list) or not all(isinstance(v, str) and ok(v) for v in value):
+            raise bad(f"{name} is not a list of object ids")
+        lists[name] = value
+    return Schedule(key, float(doc["scheduled"]), **lists)
+
+
+def _is_loose(oid: str) -> bool:
+    return is_oid(oid[:-4] if oid.endswith(".dir") else oid)
+
+
+def scheduled(remote: Remote) -> Doomed:
+    """What pending schedules name (for pushers). A damaged schedule is skipped here:
+    phase 2 refuses it, so nothing it names is ever deleted."""
+    doomed = Doomed()
+    for key in sorted(remote.list_keys(GC_PREFIX)):
+        if not key.rsplit("/", 1)[-1].startswith(PENDING):
+            continue
+        try:
+            s = _parse_schedule(key, remote.get_key(key))
+        except (GcStateError, FileNotFoundError):
+            continue
+        doomed.packs.update(s.packs)
+        doomed.segments.update(s.segments)
+        doomed.recipes.update(s.recipes)
+        doomed.loose.update(s.loose)
+    return doomed
+
+
+def note_kept(remote: Remote, oids: Iterable[str]) -> None:
+    """Before a pusher stores again a recipe or loose object that a schedule names: say
+    so, so phase 2 leaves it."""
+    oids = sorted(oids)
+    if oids:
+        now = time.time()
+        doc = {"format": 1, "noted": now, "oids": oids}
+        remote.put_key(f"{GC_PREFIX}{KEEP}{_time_name(now)}-{secrets.token_hex(4)}.json",
+                       (json.dumps(doc, sort_keys=True) + "\n").encode())
+
+
+def _keep_notes(remote: Remote) -> list[tuple[str, float, set[str]]]:
+    found = []
+    for key in sorted(remote.list_keys(GC_PREFIX)):
+        if not key.rsplit("/", 1)[-1].startswith(KEEP):
+            continue
+        try:
+            doc = json.loads(remote.get_key(key).decode("utf-8"))
+            found.append((key, float(doc["noted"]),
+                          {o for o in doc["oids"] if isinstance(o, str)}))
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, FileNotFoundError):
+            found.append((key, float("inf"), set()))  # never cleaned by a guess
+    return found
+
+
+# ---- the state of the remote, read once per phase -------------------------------------
+
+
+@dataclass
+class _State:
+    segments: dict[str, list[Record]]  # segment id -> its records
+    pack_sizes: dict[str, int]  # pack id -> bytes, of every pack file present
+    recipes: set[str]
+    loose: dict[str, float | None]  # loose oid -> mtime
+
+    def listed_by(self) -> dict[str, set[str]]:
+        """pack id -> the segments that list it."""
+        found: dict[str, set[str]] = {}
+        for seg, recs in self.segments.items():
+            for r in recs:
+                found.setdefault(r.pack, set()).add(seg)
+        return found
+
+    def blobs(self, skip_segments: set[str] | None = None) -> dict[str, dict[str, Record]]:
+        """pack id -> blob id -> its record, from the segments not in `skip_segments`."""
+        found: dict[str, dict[str, Record]] = {}
+        for seg, recs in self.segments.items():
+            if seg not in (skip_segments or set()):
+                for r in recs:
+                    found.setdefault(r.pack, {})[r.oid] = r
+        return found
+
+
+def _read_state(remote: PackedRemote) -> _State:
+    segments = {}
+    for key in sorted(remote.inner.list_keys("index/")):
+        seg_id = key.rsplit("/", 1)[-1]
+        if is_oid(seg_id):
+            segments[seg_id] = parse_segment(remote._segment(key, seg_id), seg_id)
+    packs = {k.rsplit("/", 1)[-1]: n for k, n in remote.inner.list_keys("packs/").items()
+             if is_oid(k.rsplit("/", 1)[-1])}
+    recipes = {k.rsplit("/", 1)[-1] for k in remote.inner.list_keys("recipes/")
+               if is_oid(k.rsplit("/", 1)[-1])}
+    return _State(segments, packs, recipes, remote.inner.list_mtimes())
+
+
+def _chunks_of(remote: PackedRemote, oids: Iterable[str], strict: bool) -> set[str]:
+    """The chunks the recipes `oids` list. A recipe that cannot be read: an error when
+    `strict` (its chunks cannot be told apart from garbage), else skipped."""
+    from mlv.remote.packed import recipe_key
+
+    found: set[str] = set()
+    for oid in sorted(oids):
+        try:
+            recipe = parse_recipe(remote.inner.get_key(recipe_key(oid)), oid,
+                                  remote.marker.chunker.max)
+        except FileNotFoundError:
+            continue
+        except MlvError:
+            if strict:
+                raise MlvError(f"cannot read the recipe of {oid} on '{remote.name}', so mlv "
+                               "cannot tell which chunks it needs; nothing was deleted",
+                               hint="run `mlv fsck --remote` and repair it") from None
+            continue
+        found.update(c for c, _ in recipe.chunks)
+    return found
+
+
+# ---- the two phases -------------------------------------------------------------------
+
+
+def collect(remote: PackedRemote, used: set[str], grace: float, dry: bool = False,
+            now: float | None = None, manifest_files: object = None) -> PackGcResult:
+    """Run phase 2 for every schedule older than `grace` seconds, then phase 1 for what
+    is dead now. `used`: every object id in scope, with the files of its manifests.
+    `manifest_files(oid)`: the files a manifest on the remote lists (None if unreadable),
+    for phase 2's check of manifests pushed since the schedule."""
+    now = time.time() if now is None else now
+    result = PackGcResult()
+    for sched in schedules(remote):
+        if sched.scheduled <= now - grace:
+            _phase2(remote, sched, used, dry, result, manifest_files)
+        else:
+            result.pending.append(sched.key)
+    remote._view = None
+    _phase1(remote, used, dry, now, result)
+    if not dry:
+        _clean_notes(remote, result)
+    return result
+
+
+def _phase1(remote: PackedRemote, used: set[str], dry: bool, now: float,
+            result: PackGcResult) -> None:
+    state = _read_state(remote)
+    doomed = Doomed()
+    for sched in schedules(remote):
+        doomed.packs.update(sched.packs)
+        doomed.segments.update(sched.segments)
+        doomed.recipes.update(sched.recipes)
+        doomed.loose.update(sched.loose)
+    live = used | _chunks_of(remote, state.recipes & used, strict=True)
+    blobs = state.blobs()
+    result.packs = len(state.pack_sizes)
+    result.bytes = sum(state.pack_sizes.values())
+    dead, sparse, small = [], [], []
+    target = remote.marker.pack_target
+    for pack, size in sorted(state.pack_sizes.items()):
+        if pack in doomed.packs:
+            continue
+        live_bytes = sum(r.length for r in blobs.get(pack, {}).values() if r.oid in live)
+        if live_bytes == 0:
+            dead.append(pack)  # no live blob, or listed by no segment
+        elif live_bytes < SPARSE_SHARE * size:
+            sparse.append(pack)
+        elif size < SMALL_SHARE * target:
+            small.append(pack)
+    if len(small) >= 2:
+        sparse += small
+    result.dead_packs = len(dead)
+    result.dead_bytes = sum(state.pack_sizes[p] for p in dead)
+    repack = {p: [r for r in blobs[p].values() if r.oid in live] for p in sparse}
+    recipes = sorted(state.recipes - used - doomed.recipes)
+    loose = sorted(set(state.loose) - used - doomed.loose)
+    result.recipes, result.loose = len(recipes), len(loose)
+    if dry:
+        result.sparse_packs = len(sparse)
+        result.sparse_bytes = sum(state.pack_sizes[p] for p in sparse)
+        result.repacked_bytes = sum(r.length for recs in repack.values() for r in recs)
+        return
+    moved, kept_back = _repack(remote, repack)
+    sparse = [p for p in sparse if p not in kept_back]
+    result.sparse_packs = len(sparse)
+    result.sparse_bytes = sum(state.pack_sizes[p] for p in sparse)
+    result.repacked_bytes = sum(r.length for r in moved)
+    going = set(dead) | set(sparse)
+    # Every segment that lists a pack that goes is replaced by one new segment that
+    # lists the copies and every other record those segments held (written first).
+    segs = {s for s, recs in state.segments.items()
+            if s not in doomed.segments and any(r.pack in going for r in recs)}
+    carried = [r for s in segs for r in state.segments[s]
+               if r.pack not in going and r.pack not in doomed.packs]
+    if moved or carried:
+        seg_id, data = build_segment(moved + carried)
+        from mlv.remote.packed import segment_key
+
+        remote.inner.put_key(segment_key(seg_id), data)
+    if not (going or segs or recipes or loose):
+        return
+    sched = Schedule(f"{GC_PREFIX}{PENDING}{_time_name(now)}-{secrets.token_hex(4)}.json",
+                     now, sorted(going), sorted(segs), recipes, loose)
+    remote.inner.put_key(sched.key, sched.to_bytes())
+    result.written = sched.key
+    result.pending.append(sched.key)
+
+
+def _repack(remote: PackedRemote, repack: dict[str, list[Record]]
+            ) -> tuple[list[Record], set[str]]:
+    """Copy the live blobs of `repack` (pack -> its live records) into new packs. Returns
+    the records of the copies, and the packs that must stay (a blob could not be read:
+    it is left where it is, for fsck to name)."""
+    from mlv.remote.packed import pack_key
+
+    writer = PackWriter(remote.marker.pack_target)
+    moved: list[Record] = []
+    kept_back: set[str] = set()
+
+    def put(pack: object) -> None:
+        from mlv.remote.packs import Pack, records_of
+
+        assert isinstance(pack, Pack)
+        remote.inner.put_key(pack_key(pack.pack_id), pack.data)
+        moved.extend(records_of(pack.pack_id, pack.entries))
+
+    for pack_id, recs in sorted(repack.items()):
+        failures: dict[str, BaseException] = {}
+        blobs = list(remote._blobs(recs, failures))
+        if failures or len(blobs) != len(recs):
+            kept_back.add(pack_id)
+            continue
+        types = {r.oid: r.type for r in recs}
+        for oid, data in blobs:
+            for done in writer.add(types[oid], oid, data):
+                put(done)
+    last = writer.flush()
+    if last is not None:
+        put(last)
+    return moved, kept_back
+
+
+def _phase2(remote: PackedRemote, sched: Schedule, used: set[str], dry: bool,
+            result: PackGcResult, manifest_files: object) -> None:
+    from mlv.remote.packed import pack_key, recipe_key, segment_key
+
+    state = _read_state(remote)
+    # what pushers stored again under the same name (every note is honoured: a
+    # pusher's clock may be behind ours)
+    noted = _noted(remote)
+    recipes_now = state.recipes - (set(sched.recipes) - noted)
+    live = used | (_chunks_of(remote, recipes_now, strict=False) if sched.packs else set())
+    for oid, mtime in state.loose.items():  # manifests pushed since the schedule
+        if oid.endswith(".dir") and (mtime is None or mtime > sched.scheduled) \
+                and callable(manifest_files):
+            live.update(manifest_files(oid) or ())
+    plan = _plan(state, sched, live, noted)
+    if not dry:  # reading the state took a while: a note may have come since
+        late = _noted(remote) - noted
+        if late:
+            plan = _plan(state, sched, live, noted | late)
+    recipes, loose, segs, packs = plan
+    result.spared += len(set(sched.packs) & set(state.pack_sizes)) - len(packs) + \
+        len(sched.recipes) - len(recipes) + len(sched.loose) - len(loose)
+    result.deleted_packs += len(packs)
+    result.deleted_bytes += sum(state.pack_sizes[p] for p in packs)
+    result.deleted_segments += len(segs)
+    result.deleted += recipes + loose
+    if dry:
+        return
+    manifests = [o for o in loose if o.endswith(".dir")]
+    _delete(remote, [recipe_key(o) for o in recipes])
+    _delete(remote, [], oids=manifests)
+    _delete(remote, [], oids=[o for o in loose if not o.endswith(".dir")])
+    _delete(remote, [segment_key(s) for s in segs])
+    _delete(remote, [pack_key(p) for p in packs])
+    _delete(remote, [sched.key])
+
+
+def _noted(remote: Remote) -> set[str]:
+    return set().union(*(names for _, _, names in _keep_notes(remote)))
+
+
+def _plan(state: _State, sched: Schedule, live: set[str], noted: set[str]
+          ) -> tuple[list[str], list[str], list[str], list[str]]:
+    """What of `sched` phase 2 deletes: (recipes, loose objects, segments, packs)."""
+    mine_segs = (set(sched.segments) & set(state.segments)) - noted
+    others = state.blobs(skip_segments=mine_segs)  # what surviving segments list
+    listed_elsewhere = set(others)
+    # a pack stays if a push listed it since, stored it again, or needs a blob of it
+    packs = [p for p in sched.packs if p in state.pack_sizes and
+             p not in listed_elsewhere and p not in noted]
+    going = set(packs)
+    surviving = {oid for p, recs in others.items() if p not in going for oid in recs}
+    mine_blobs = state.blobs()
+    for pack in list(packs):
+        if any(o in live and o not in surviving for o in mine_blobs.get(pack, {})):
+            packs.remove(pack)
+            going.discard(pack)
+    recipes = [o for o in sched.recipes if o in state.recipes and o not in live
+               and o not in noted]
+    loose = [o for o in sched.loose if o in state.loose and o not in live and o not in noted
+             and (state.loose[o] or float("inf")) <= sched.scheduled]
+    # a segment goes only when every pack it lists goes or another segment lists it
+    segs = [s for s in sorted(mine_segs)
+            if all(r.pack in going or r.pack in listed_elsewhere or
+                   r.pack not in state.pack_sizes for r in state.segments[s])]
+    return recipes, loose, segs, packs
+
+
+def _delete(remote: PackedRemote, keys: list[str], oids: list[str] | None = None) -> None:
+    failed = dict(remote.inner.delete(oids)) if oids else {}
+    if keys:
+        failed.update(remote.inner.delete_keys(keys))
+    if failed:
+        raise MlvError(f"{len(failed)} files could not be deleted from '{remote.name}' "
+                       f"(e.g. {next(iter(failed))}); what remains is safe to keep",
+                       hint="check the remote's permissions, then run `mlv gc --cloud` "
+                            "again")
+
+
+def _clean_notes(remote: PackedRemote, result: PackGcResult) -> None:
+    """Keep notes older than every pending schedule answer no schedule any more."""
+    left = [s.scheduled for s in schedules(remote)]
+    oldest = (min(left) if left else time.time()) - CLOCK_SLACK
+    old = [k for k, t, _ in _keep_notes(remote) if t < oldest]
+    if old:
+        remote.inner.delete_keys(old)
