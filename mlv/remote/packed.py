@@ -116,8 +116,8 @@ class PackedRemote(Remote):
             self.inner.list_oids()
 
     def list_mtimes(self) -> dict[str, float | None]:
-        raise RemoteError(f"remote '{self.name}' uses format 2: `gc --cloud` does not "
-                          "handle it yet")
+        raise RemoteError(f"remote '{self.name}' uses format 2: objects are deleted by "
+                          "`mlv gc --cloud`'s two phases, not one by one")
 
     def stored(self, oid: str) -> bool:
         """Whether a push may count on `oid` being in a pack: listed, and not only in
@@ -389,8 +389,8 @@ class PackedRemote(Remote):
     # ---- the rest -----------------------------------------------------------------------
 
     def delete(self, oids: list[str]) -> Failures:
-        raise RemoteError(f"remote '{self.name}' uses format 2: `gc --cloud` does not "
-                          "handle it yet")
+        raise RemoteError(f"remote '{self.name}' uses format 2: objects are deleted by "
+                          "`mlv gc --cloud`'s two phases, not one by one")
 
     def open(self, oid: str) -> Any:
         view = self.index()
