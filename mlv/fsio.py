@@ -114,17 +114,22 @@ def storage_error(exc: OSError, path: str) -> StorageError:
     return StorageError(f"{exc.strerror or exc}: {path}")
 
 
+def write_new(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Create the file `path`, which must not exist yet, holding `data`."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
     """Write `data` to a temp file beside `path`, then rename it onto `path`."""
     tmp = tmp_name(path)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+        write_new(tmp, data, mode)
         commit(tmp, path)
     except BaseException as exc:
         _unlink_quiet(tmp)

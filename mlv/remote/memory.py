@@ -79,13 +79,7 @@ class MemoryRemote(Remote):
 
         def get(oid: str, dst: str) -> None:
             data = self._read(self._key(oid))
-            fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-            finally:
-                os.close(fd)
+            fsio.write_new(dst, data, 0o444)
             if progress:
                 progress(0, len(data))
             if after:
