@@ -5,7 +5,6 @@ the Remote interface over one dictionary of keys. Not reachable from a user's co
 from __future__ import annotations
 
 import io
-import os
 import threading
 import time
 from typing import Any
