@@ -333,3 +333,42 @@ def test_remote_add_format_2_makes_a_new_remote_packed_at_its_first_push(
     assert (store / MARKER_KEY).exists() and list((store / "packs").rglob("*"))
     assert mlv("status", "--cloud", cwd=mlv_repo).exit_code == 0
     one_error(mlv("remote", "modify", "store", "format", "3", cwd=mlv_repo), "not 1 or 2")
+
+
+def test_a_recipe_bigger_than_the_pointer_says_is_refused_before_writing(
+        tmp_path: Path) -> None:
+    from mlv.remote.memory import MemoryRemote
+    from mlv.remote.packed import recipe_key
+    from mlv.remote.packs import build_recipe, parse_recipe
+
+    inner = MemoryRemote()
+    src, dst = _store(tmp_path, "src"), _store(tmp_path, "dst")
+    data = _big(12, 5 * MiB)
+    oid = src.add_bytes(data)
+    assert not transfer.push(src, make_format2(inner), {oid}).failed
+    recipe = parse_recipe(inner.get_key(recipe_key(oid)), oid, MiB)
+    cid, length = recipe.chunks[0]  # a hostile remote: one chunk, a thousand times
+    inner.put_key(recipe_key(oid), build_recipe(1000 * length, [(cid, length)] * 1000))
+    got = transfer.fetch(dst, open_format(inner), {oid}, 2, sizes={oid: len(data)})
+    assert oid in got.failed and "expected" in got.failed[oid], got.failed
+    assert not dst.exists(oid)
+    assert not [p for p in Path(dst.root).rglob("*") if p.is_file()]  # no temp left
+
+
+def test_pull_says_when_it_skipped_a_damaged_index_segment(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    from mlv.remote.packs import Marker, marker_bytes
+    from tests.conftest import add_remote, clone, commit_all, make_tree, run_mlv
+
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    (url / MARKER_KEY).write_bytes(marker_bytes(Marker()))
+    make_tree(mlv_repo, {"a.txt": "alpha\n"})
+    for args in (("add", "a.txt"), ("push",)):
+        assert run_mlv(mlv_repo, *args).exit_code == 0
+    commit_all(mlv_repo, "a")
+    (segment,) = (url / "index").iterdir()
+    segment.chmod(0o644)
+    segment.write_bytes(b"damaged")
+    res = run_mlv(clone(mlv_repo, tmp_path, "mate"), "pull")
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "note: remote data index/" in res.stderr and "it was skipped" in res.stderr

@@ -201,6 +201,8 @@ def _warn_refused(name: str, refused: dict[str, str]) -> None:
 
 def _report(verb: str, name: str, result: TransferResult, quiet: bool) -> None:
     _warn_refused(name, result.refused)
+    for note in result.notes:  # e.g. a format-2 remote's skipped index segment
+        echo(f"note: {note}", err=True)
     if not quiet:
         if result.moved:
             wire = "" if result.wire is None else \
@@ -266,8 +268,6 @@ def push(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, qu
     if result.verified and not quiet:
         echo(f"checked every file of {plural(len(result.verified), 'folder')} "
              f"on '{name}'")
-    for note in result.notes:
-        echo(f"note: {note}", err=True)
     _report("pushed", name, result, quiet)
     if runs:
         _report("pushed run-cache:", name, runs, quiet)

@@ -22,6 +22,8 @@ from mlv.remote.base import After, Failures, Remote, RemoteError
 from mlv.remote.packs import (
     CHUNK,
     OBJECT,
+    RCP_SIZE_MAX,
+    SEG_SIZE_MAX,
     CorruptDataError,
     IndexView,
     Marker,
@@ -36,7 +38,6 @@ from mlv.remote.packs import (
 from mlv.workspace import Progress
 
 RANGE_GAP = 1 << 20  # ranged reads closer than this are merged into one
-WHOLE_PACK_SHARE = 0.5  # fetch a whole pack when this share of it is needed
 
 
 def pack_key(pack_id: str) -> str:
@@ -91,7 +92,7 @@ class PackedRemote(Remote):
     def _segment(self, key: str, seg_id: str) -> bytes:
         local = os.path.join(self.index_dir, seg_id) if self.index_dir else None
         if local and os.path.isfile(local):
-            data = fsio.read_regular(local, 1 << 30, local, RemoteError)
+            data = fsio.read_regular(local, SEG_SIZE_MAX, local, RemoteError)
             if hash_bytes(data) == seg_id:
                 return data
         data = self.inner.get_key(key)
@@ -183,7 +184,7 @@ class PackedRemote(Remote):
                 self.said.add(f"big files are stored whole: {why_not}")
                 loose.append((path, oid))
             else:
-                recipes[oid] = (size, self._chunk(path, view, queued, writer, put))
+                recipes[oid] = (size, self._chunk(path, queued, writer, put))
         last = writer.flush()
         if last is not None:
             put(last)
@@ -230,7 +231,7 @@ class PackedRemote(Remote):
 
             packgc.note_kept(self.inner, names)
 
-    def _chunk(self, path: str, view: IndexView, queued: set[str], writer: PackWriter,
+    def _chunk(self, path: str, queued: set[str], writer: PackWriter,
                put: Any) -> list[tuple[str, int]]:
         from mlv.remote import chunker
 
@@ -258,19 +259,18 @@ class PackedRemote(Remote):
         packed = [(o, p) for o, p in items if o in view]
         built = [(o, p) for o, p in items if o not in view and o in recipes]
         rest = [(o, p) for o, p in items if o not in view and o not in recipes]
-        wanted = {o: view.lookup(o) for o, _ in packed}
         temps = dict(packed)
-        for oid, data in self._blobs([r for r in wanted.values() if r], failures):
+        records = [r for r in map(view.lookup, temps) if r is not None]
+        for oid, data in self._blobs(records, failures):
             fsio.makedirs(os.path.dirname(temps[oid]))
-            with open(temps[oid], "wb") as fobj:
-                fobj.write(data)
+            fsio.write_new(temps[oid], data)
             if after:
                 after(oid, temps[oid])
             if progress:
                 progress(1, len(data))
         for oid, temp in built:
             try:
-                self._rebuild(oid, temp, view)
+                self._rebuild(oid, temp, view, (sizes or {}).get(oid))
             except Exception as exc:  # noqa: BLE001
                 failures[oid] = exc
                 continue
@@ -310,14 +310,20 @@ class PackedRemote(Remote):
                 for r in recs:
                     failures.setdefault(r.oid, exc)
 
-    def _rebuild(self, oid: str, temp: str, view: IndexView) -> None:
+    def _rebuild(self, oid: str, temp: str, view: IndexView, expected: int | None) -> None:
         """Write the big file `oid` to `temp` from its chunks: those the cache holds in
         an earlier version (known from its recipe) are read locally, the rest from the
         remote's packs; each written where the recipe puts it, as it arrives (a big file
-        is never held in memory). The caller verifies the whole file's hash."""
+        is never held in memory). The caller verifies the whole file's hash. A recipe
+        whose size is not the `expected` one (the pointer's) is refused before anything
+        is written: one chunk repeated could otherwise fill the disk."""
         raw = self.inner.get_key(recipe_key(oid))
         self.wire += len(raw)
         recipe = parse_recipe(raw, oid, self.marker.chunker.max)
+        if expected is not None and recipe.size != expected:
+            raise CorruptDataError(recipe_key(oid), f"it makes a file of {recipe.size} "
+                                   f"bytes, where {expected} are expected",
+                                   hint="run `mlv fsck --remote`")
         self._keep_recipe(oid, raw)
         places: dict[str, list[int]] = {}
         offset = 0
@@ -369,7 +375,8 @@ class PackedRemote(Remote):
             if path is None:
                 continue
             try:
-                raw = fsio.read_regular(os.path.join(folder, name), 1 << 27, name, RemoteError)
+                raw = fsio.read_regular(os.path.join(folder, name), RCP_SIZE_MAX, name,
+                                        RemoteError)
                 recipe = parse_recipe(raw, name, self.marker.chunker.max)
             except (OSError, MlvError):
                 continue  # a damaged local copy of a recipe is only a missed shortcut
@@ -438,8 +445,6 @@ def _ranges(recs: list[Record]) -> Iterator[tuple[int, int, list[Record]]]:
         yield start, end, group
         group, start, end = [r], r.offset, r.offset + r.length
     yield start, end, group
-
-
 
 
 def open_format(inner: Remote, index_dir: str | None = None,
