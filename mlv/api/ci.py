@@ -321,7 +321,7 @@ def reproduce(repo: Repo, remote: str | None, emit: Emit) -> tuple[list[StageRun
         emit(f"pulling the inputs of the stale stages: {', '.join(needed)}")
         _, got, _ = transfer_api.pull(repo, needed, remote)
         fetched += got.moved
-    source = _run_cache_source(repo, remote)
+    source = _default_source(repo, remote)
     if source is not None:
         try:
             transfer_api.fetch_run_cache(repo, remote, objects=False)
@@ -376,7 +376,8 @@ def _inputs(pipe: Pipeline, idx: Index, order: list[str]) -> list[str]:
     return sorted(found)
 
 
-def _run_cache_source(repo: Repo, remote: str | None) -> Any:
+def _default_source(repo: Repo, remote: str | None) -> Any:
+    """The remote to read the run-cache and the base's metrics from, or None."""
     from mlv.api import remote as remote_api
 
     try:
@@ -418,7 +419,7 @@ def _fetch_for_report(repo: Repo, old: Index | None, remote: str | None,
             oids = {old.items[p].oid for p in _report_files(old) if p in old.items}
             missing = set(transfer.odb_missing(repo.odb, sorted(o for o in oids if o)))
             if missing:
-                source = _run_cache_source(repo, remote)
+                source = _default_source(repo, remote)
                 if source is not None:
                     moved += transfer.fetch(repo.odb, source, missing, repo.jobs).moved
     except MlvError as exc:
