@@ -225,23 +225,34 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest
 
 
 def add_remote(mlv_repo: Path, kind: str, request: pytest.FixtureRequest,
-               tmp_path: Path, name: str = "store") -> str:
-    """Configure a default remote of `kind` ("local" or "s3") in `mlv_repo`; returns its URL."""
+               tmp_path: Path, name: str = "store", fmt: int | None = None) -> str:
+    """Configure a default remote of `kind` ("local" or "s3") in `mlv_repo`; returns its URL.
+    `fmt` sets its storage format (`--format`; without it, mlv's default: 2)."""
+    fmt_option = ("--format", str(fmt)) if fmt is not None else ()
     if kind == "local":
         folder = tmp_path / f"remote-{name}"
         folder.mkdir(exist_ok=True)
         url = str(folder)
-        res = run_mlv(mlv_repo, "remote", "add", "-d", name, url)
-        assert res.exit_code == 0, res.output
-        return url
-    endpoint = request.getfixturevalue("s3_endpoint")
-    bucket = request.getfixturevalue("s3_bucket")
-    url = f"s3://{bucket}/project"
-    for args in (("remote", "add", "-d", name, url),
-                 ("remote", "modify", name, "endpoint_url", endpoint)):
+        steps = [("remote", "add", "-d", name, url, *fmt_option)]
+    else:
+        endpoint = request.getfixturevalue("s3_endpoint")
+        bucket = request.getfixturevalue("s3_bucket")
+        url = f"s3://{bucket}/project"
+        steps = [("remote", "add", "-d", name, url, *fmt_option),
+                 ("remote", "modify", name, "endpoint_url", endpoint)]
+    for args in steps:
         res = run_mlv(mlv_repo, *args)
         assert res.exit_code == 0, res.output
     return url
+
+
+def remote_oids(repo: Path, name: str | None = None) -> set[str]:
+    """The object ids remote `name` (else the default one) of `repo` holds, whatever its
+    storage format (loose objects, packs, recipes)."""
+    from mlv.api import remote as remote_api
+    from mlv.repo import Repo
+
+    return remote_api.resolve(Repo.find(str(repo)), name).list_oids()
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])

@@ -65,16 +65,16 @@ def _ok(res: Any) -> Any:
     return res
 
 
-def _project(tmp_path: Path, mlv: Run, pipeline: dict[str, Any] | None = None
-             ) -> tuple[Path, Path]:
-    """Day one on main, pushed to a bare origin and to a folder remote (run-cache too):
-    returns (origin, work)."""
+def _project(tmp_path: Path, mlv: Run, pipeline: dict[str, Any] | None = None,
+             fmt: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """Day one on main, pushed to a bare origin and to a folder remote (run-cache too;
+    `fmt`: e.g. ("--format", "1")): returns (origin, work)."""
     origin = tmp_path / "origin.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
     work = clone(origin, tmp_path, "work")
     (tmp_path / "store").mkdir()
     _ok(mlv("init", cwd=work))
-    _ok(mlv("remote", "add", "-d", "storage", str(tmp_path / "store"), cwd=work))
+    _ok(mlv("remote", "add", "-d", "storage", str(tmp_path / "store"), *fmt, cwd=work))
     make_tree(work, {"data": {"raw": {"a.csv": "1\n22\n", "b.csv": "333\n"}},
                      "prepare.py": PREPARE, "train.py": TRAIN,
                      "mlv.yaml": yaml.safe_dump(pipeline or PIPELINE, sort_keys=False)})
@@ -296,7 +296,7 @@ def test_ci_without_a_remote_or_a_pipeline(mlv_repo: Path, mlv: Run) -> None:
 
 def test_push_check_trusts_a_manifest_until_this_clone_saw_it_lacking(tmp_path: Path,
                                                                      mlv: Run) -> None:
-    _, work = _project(tmp_path, mlv)
+    _, work = _project(tmp_path, mlv, fmt=("--format", "1"))  # a file is lost on its own
     lost = [p for p in (tmp_path / "store").rglob("*") if p.is_file() and
             p.read_bytes() == b"333\n"]  # data/raw/b.csv, lost by the remote
     assert len(lost) == 1

@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Result, add_remote, git, make_tree, one_error, run_mlv
+from tests.conftest import (
+    Result,
+    add_remote,
+    file_xxh,
+    git,
+    make_tree,
+    one_error,
+    remote_oids,
+    run_mlv,
+    xxh,
+)
 
 PIPELINE = """\
 stages:
@@ -140,14 +150,14 @@ def test_pull_a_pointer_file_and_a_folder_of_tracked_paths(pushed_clone: Path,
 def test_status_and_push_take_stage_outputs(mlv_repo: Path, mlv: Mlv, tmp_path: Path,
                                             request: pytest.FixtureRequest) -> None:
     _project(mlv_repo, mlv)
-    remote = add_remote(mlv_repo, "local", request, tmp_path)
+    add_remote(mlv_repo, "local", request, tmp_path)
     (mlv_repo / "model.pkl").unlink()
     res = mlv("status", "model.pkl", cwd=mlv_repo)
     assert "model.pkl (mlv.lock): deleted" in res.output, res.output
     assert mlv("checkout", "train", cwd=mlv_repo).exit_code == 0
     assert mlv("push", "model.pkl", cwd=mlv_repo).exit_code == 0
-    pushed = [p for p in Path(remote).rglob("*") if p.is_file()]
-    assert len(pushed) == 1  # model.pkl only: not the input, not the prepared folder
+    # model.pkl only: not the input, not the prepared folder
+    assert remote_oids(mlv_repo) == {file_xxh(mlv_repo / "model.pkl")}
 
 
 def test_an_unknown_target_says_what_mlv_looked_for(mlv_repo: Path, mlv: Mlv) -> None:
@@ -274,11 +284,8 @@ def test_push_false_stays_local_and_remote_sends_an_output_elsewhere(
     res = mlv("push", cwd=mlv_repo)
     assert res.exit_code == 0, res.output
 
-    def objects(root: Path) -> set[str]:
-        return {p.read_text() for p in root.rglob("*") if p.is_file()}
-
-    assert objects(store) == {"model\n"}
-    assert objects(models) == {"big\n"}
+    assert remote_oids(mlv_repo, "store") == {xxh(b"model\n")}
+    assert remote_oids(mlv_repo, "models") == {xxh(b"big\n")}
     assert mlv("status", "--cloud", "-q", cwd=mlv_repo).exit_code == 0
     # a clone fetches each output from its remote; push: false is not looked for
     git(mlv_repo, "add", "-A")

@@ -1,6 +1,6 @@
 """Remote format 2 (mlv/remote/packed.py) over memory, folder and S3 remotes of keys:
-small objects in packs, big files as recipes of chunks, verified on the way back; not yet
-chosen by any remote a user configures."""
+small objects in packs, big files as recipes of chunks, verified on the way back; the
+format of a new remote (tests/test_remote_default_format.py)."""
 
 from __future__ import annotations
 
@@ -318,7 +318,7 @@ def test_remote_add_format_2_makes_a_new_remote_packed_at_its_first_push(
     make_tree(mlv_repo, {"data": {f"f{i}.txt": f"{i}\n" for i in range(30)}})
     assert mlv("add", "data", cwd=mlv_repo).exit_code == 0
     # a remote that holds format-1 objects already stays in format 1, and says so
-    assert mlv("remote", "add", "old", str(old), cwd=mlv_repo).exit_code == 0
+    assert mlv("remote", "add", "old", str(old), "--format", "1", cwd=mlv_repo).exit_code == 0
     assert mlv("push", "-r", "old", cwd=mlv_repo).exit_code == 0
     assert mlv("remote", "modify", "old", "format", "2", cwd=mlv_repo).exit_code == 0
     (mlv_repo / "data" / "new.txt").write_text("new\n")

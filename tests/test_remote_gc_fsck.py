@@ -70,7 +70,8 @@ def files_of(tree: dict) -> set[str]:
 
 def build_history(mlv, repo: Path, kind: str, request: pytest.FixtureRequest,
                   tmp_path: Path) -> History:
-    remote = RemoteStore.setup(repo, kind, request, tmp_path)
+    # format 1: gc --cloud deletes objects one by one (format 2: test_packgc.py)
+    remote = RemoteStore.setup(repo, kind, request, tmp_path, fmt=1)
     commit_all(repo, "remote")
     objects, trees = {}, {}
     for version in ("v1", "v2", "v3"):
@@ -191,7 +192,7 @@ def test_gc_cloud_on_a_named_remote_leaves_the_default_alone(
         url = f"s3://{history.remote.bucket}/other"
         other = RemoteStore("s3", url, endpoint)
         options = [("remote", "modify", "other", "endpoint_url", endpoint)]
-    for args in [("remote", "add", "other", url), *options]:
+    for args in [("remote", "add", "other", url, "--format", "1"), *options]:
         res = run_mlv(repo, *args)
         assert res.exit_code == 0, res.output
     res = mlv("push", "-r", "other", "--all-commits", cwd=repo)
@@ -218,7 +219,7 @@ def test_gc_cloud_deletes_day_old_temp_files_of_interrupted_pushes_on_a_folder(
 
     store = tmp_path / "store"
     store.mkdir()
-    ok = run_mlv(mlv_repo, "remote", "add", "-d", "store", str(store))
+    ok = run_mlv(mlv_repo, "remote", "add", "-d", "store", str(store), "--format", "1")
     assert ok.exit_code == 0, ok.output
     make_tree(mlv_repo, {"data": {"a.txt": "alpha\n", "b.txt": "beta\n"}})
     for args in (("add", "data"), ("push",)):
@@ -331,7 +332,7 @@ def test_fsck_checks_a_remote(
         (repo / "data" / f"n{i:02d}.txt").write_text(f"number {i}\n")
     res = mlv("add", "data", cwd=repo)
     assert res.exit_code == 0, res.output
-    remote = RemoteStore.setup(repo, remote_kind, request, tmp_path)
+    remote = RemoteStore.setup(repo, remote_kind, request, tmp_path, fmt=1)  # damaged one by one
     res = mlv("push", cwd=repo)
     assert res.exit_code == 0, res.output
     total = len(remote.oids())

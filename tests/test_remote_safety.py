@@ -92,8 +92,9 @@ class RemoteStore:
 
     @classmethod
     def setup(cls, repo: Path, kind: str, request: pytest.FixtureRequest, tmp_path: Path,
-              name: str = "store") -> RemoteStore:
-        url = add_remote(repo, kind, request, tmp_path, name=name)
+              name: str = "store", fmt: int | None = None) -> RemoteStore:
+        """`fmt=1` for a test that reads or changes the remote's objects one by one."""
+        url = add_remote(repo, kind, request, tmp_path, name=name, fmt=fmt)
         endpoint = request.getfixturevalue("s3_endpoint") if kind == "s3" else None
         return cls(kind, url, endpoint)
 
@@ -203,7 +204,7 @@ def test_pull_refuses_objects_that_fail_verification(
                      "models": {"cfg.txt": "depth: 3\n", "w.bin": rng.randbytes(5000)}})
     res = mlv("add", "data", "models", cwd=repo)
     assert res.exit_code == 0, res.output
-    remote = RemoteStore.setup(repo, remote_kind, request, tmp_path)
+    remote = RemoteStore.setup(repo, remote_kind, request, tmp_path, fmt=1)
     commit_all(repo, "data")
     res = mlv("push", cwd=repo)
     assert res.exit_code == 0, res.output
@@ -365,7 +366,7 @@ def test_push_uploads_a_manifest_only_after_all_its_files(
     prefixes = [o[:2] for o in file_oids | {dir_oid}]
     # The upload that fails: a file whose prefix folder it shares with no other object.
     victim = min(o for o in file_oids if prefixes.count(o[:2]) == 1)
-    remote = RemoteStore.setup(repo, remote_kind, request, tmp_path)
+    remote = RemoteStore.setup(repo, remote_kind, request, tmp_path, fmt=1)
     commit_all(repo, "data")
 
     proxy = None
@@ -503,7 +504,7 @@ def test_interrupted_push_and_pull_are_finished_by_running_them_again(
     repo = tmp_path / "repo"
     copy_repo(template, repo)
     expected = read_tree(repo / "data")
-    remote = RemoteStore.setup(repo, remote_kind, request, tmp_path)
+    remote = RemoteStore.setup(repo, remote_kind, request, tmp_path, fmt=1)
     commit_all(repo, "remote")
 
     # push: killed as the first objects arrive, then once about a quarter and two thirds

@@ -58,7 +58,9 @@ def on_terminal(cwd: Path, *args: str, answer: bytes = b"") -> tuple[int, str, s
 @pytest.fixture
 def big_repo(mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     make_tree(mlv_repo, {"data": {"big.bin": os.urandom(BIG), "small.txt": "hi"}})
-    add_remote(mlv_repo, "local", request, tmp_path)
+    # format 1: the big file moves as one object, reported block by block (format 2's
+    # progress: test_remote_default_format.py)
+    add_remote(mlv_repo, "local", request, tmp_path, fmt=1)
     return mlv_repo
 
 
@@ -226,6 +228,8 @@ def as_json(res: Any) -> Any:
 def test_json_reports(mlv, pushed: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     got = as_json(mlv("push", "--json", cwd=pushed))
     assert got["pushed"].pop("seconds") >= 0
+    # format 2 (the default) also says how many bytes crossed the wire (its index here)
+    assert isinstance(got["pushed"].pop("wire_bytes"), int)
     assert got == {"remote": "store", "pushed": {
         "files": 0, "bytes": 0, "already": 121, "failed": {}, "missing": [], "corrupted": [],
         "verified": [], "refused": {}}}
@@ -338,7 +342,7 @@ def test_gc_cloud_reports_each_batch_it_deletes(mlv, mlv_repo: Path, tmp_path: P
     from mlv.api import gc as gc_api
 
     monkeypatch.setattr(gc_api, "DELETE_BATCH", 2)
-    add_remote(mlv_repo, "local", request, tmp_path)
+    add_remote(mlv_repo, "local", request, tmp_path, fmt=1)  # deleted one by one, in batches
     make_tree(mlv_repo, {"data": {f"f{i}": f"v{i}" for i in range(5)}})
     ok(mlv("add", "data", cwd=mlv_repo))
     ok(mlv("push", cwd=mlv_repo))

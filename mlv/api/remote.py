@@ -281,17 +281,20 @@ def resolve(repo: Repo, name: str | None = None, jobs: int | None = None) -> Rem
 
 
 def for_push(repo: Repo, remote: Remote) -> tuple[Remote, str | None]:
-    """The remote a push writes, and a note for the user. A remote configured with
-    `format 2` that is still empty becomes a format-2 remote (its marker is written
-    first); one that already holds format-1 objects stays as it is, with a note."""
+    """The remote a push writes, and a note for the user. A remote that is still empty
+    becomes a format-2 remote (its marker is written first), unless its config says
+    `format 1`. One that already holds format-1 objects (written by an earlier mlv, or
+    with `format 1`) stays as it is; with a note when its config asks for format 2."""
     from mlv.remote.packed import PackedRemote, make_format2
 
     if isinstance(remote, PackedRemote):
         return remote, None
     wanted = repo.config.remotes().get(remote.name, {}).get("format")
-    if wanted is None or check_format(wanted) != 2:
+    if wanted is not None and check_format(wanted) == 1:
         return remote, None
     if not remote.is_empty():
+        if wanted is None:
+            return remote, None
         return remote, (f"remote '{remote.name}' already holds objects in format 1, so it "
                         "stays in format 1 (mlv does not convert a remote yet)")
     return make_format2(remote, index_dir=index_dir(repo, remote),

@@ -197,6 +197,8 @@ def push_run_cache(repo: Repo, remote: str | None = None, jobs: int | None = Non
         keys = [k for k in runcache.entries(runs_dir)
                 if len(repo.odb.existing(sorted(_run_objects(runs_dir, [k])))) ==
                 len(_run_objects(runs_dir, [k]))]
+        if keys:  # an empty remote gets its format first, as for `mlv push`
+            target = remote_api.for_push(repo, target)[0]
         result = transfer.push(repo.odb, target, _run_objects(runs_dir, keys))
         if result.failed or result.missing:
             return target.name, result  # entries only go up once their outputs are there

@@ -33,8 +33,8 @@ def remote() -> None:
                    "terminal, mlv offers to).")
 @click.option("--format", "fmt", type=click.Choice(["1", "2"]),
               help="Storage format of a new remote: 2 keeps small files in packs and big "
-                   "files as chunks (the first push sets it up); 1 one object per file "
-                   "[default: 1].")
+                   "files as chunks (the first push sets it up, if the remote is empty); 1 "
+                   "one object per file [default: 2].")
 def remote_add(name: str, url: str, default: bool, local: bool, create: bool,
                fmt: str | None) -> None:
     """Add a remote: a folder, file:// URL, s3://bucket/path or any fsspec URL.

@@ -60,7 +60,9 @@ def test_a_cache_object_that_is_a_symlink_is_never_read(mlv_repo: Path, tmp_path
     secret.write_bytes(b"SECRET KEY\n")
     oid = "0123456789abcdef0123456789abcdef"
     (mlv_repo / "model.bin.mlv").write_text(_pointer("model.bin", oid, 11))
-    url = add_remote(mlv_repo, remote_kind, request, tmp_path)
+    # format 1: every key on the remote is looked at (format 2's push: xfail in
+    # test_remote_default_format.py)
+    url = add_remote(mlv_repo, remote_kind, request, tmp_path, fmt=1)
     git(mlv_repo, "add", "-A")
     git(mlv_repo, "commit", "-qm", "attack")
     _plant(mlv_repo, oid, str(secret))

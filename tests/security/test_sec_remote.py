@@ -60,7 +60,7 @@ def vouching_for_missing(remote: RemoteStore) -> dict[str, set[str]]:
 
 def setup_pushed(mlv, repo: Path, kind: str, request: pytest.FixtureRequest,
                  tmp_path: Path) -> RemoteStore:
-    remote = RemoteStore.setup(repo, kind, request, tmp_path)
+    remote = RemoteStore.setup(repo, kind, request, tmp_path, fmt=1)  # objects one by one
     make_tree(repo, {"data": FILES})
     ok(mlv("add", "data", cwd=repo))
     ok(mlv("push", cwd=repo))
@@ -258,7 +258,7 @@ def test_interrupted_gc_cloud_never_leaves_a_manifest_without_its_files(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = mlv_repo
-    remote = RemoteStore.setup(repo, remote_kind, request, tmp_path)
+    remote = RemoteStore.setup(repo, remote_kind, request, tmp_path, fmt=1)
     for version in range(4):  # three old versions to collect, each with its own files
         make_tree(repo, {"data": {f"{n}.txt": f"version {version} file {n}\n"
                                   for n in range(4)}})
