@@ -209,6 +209,8 @@ def test_kill_9_during_push_and_pull_never_loses_a_pushed_revision(
     second = read_tree(repo / "data")
     kills = [run_and_kill(repo, ["push", "-q"], lambda t, d=d: t > d) for d in (0.3, 0.6, 0.9)]
     assert any(kills), "no kill landed during a push"
+    res = run_mlv(repo, "fsck", "-r", "store")  # what the kills left is no damage
+    assert res.exit_code == 0, res.output
 
     # every previously pushed revision still pulls intact, before push is run again
     old = clone(repo, tmp_path, "old")
@@ -225,6 +227,8 @@ def test_kill_9_during_push_and_pull_never_loses_a_pushed_revision(
     res = run_mlv(work, "pull")
     assert res.exit_code == 0, res.output
     assert read_tree(work / "data") == second
+    res = run_mlv(work, "fsck", "-r", "store")
+    assert res.exit_code == 0, res.output
 
 
 def test_push_and_pull_say_the_bytes_sent_beside_the_bytes_stored(
