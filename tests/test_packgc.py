@@ -193,8 +193,9 @@ def test_a_push_while_phase_2_reads_the_remote_keeps_what_it_stored(
     _age(inner, DAY + 1)
     real = packgc._chunks_of
 
-    def read_then_push(remote: PackedRemote, oids: set[str], strict: bool) -> set[str]:
-        found = real(remote, oids, strict)
+    def read_then_push(remote: PackedRemote, oids: set[str], strict: bool,
+                       state: packgc._State) -> set[str]:
+        found = real(remote, oids, strict, state)
         if not strict and not getattr(read_then_push, "done", False):
             read_then_push.done = True  # type: ignore[attr-defined]
             _push(src, inner, {big})  # another clone, while phase 2 reads the recipes
@@ -564,3 +565,53 @@ def _remote_keys(repo: Path) -> dict[str, int]:
     from mlv.repo import Repo
 
     return remote_api.resolve(Repo.find(str(repo))).list_keys("")
+
+
+def test_gc_reads_recipes_from_the_local_copies_when_they_check_out(tmp_path: Path) -> None:
+    from mlv.remote.memory import MemoryRemote
+    from mlv.remote.packs import build_recipe
+
+    class Counting(MemoryRemote):
+        def __init__(self) -> None:
+            super().__init__()
+            self.recipes_read: list[str] = []
+
+        def get_key(self, key: str, start: int | None = None, end: int | None = None
+                    ) -> bytes:
+            if key.startswith("recipes/"):
+                self.recipes_read.append(key)
+            return super().get_key(key, start, end)
+
+    inner = Counting()
+    index_dir = tmp_path / "remote-index"
+    src = _store(tmp_path, "src")
+    make_format2(inner)
+    live_big, dead_big = src.add_bytes(_big(1, 5 * MiB)), src.add_bytes(_big(2, 5 * MiB))
+    small = _small(src, "small", 30)
+    packed = open_format(inner, str(index_dir))
+    assert not transfer.push(src, packed, small | {live_big, dead_big}).failed
+    assert (index_dir / "recipes" / live_big).is_file()  # the push kept its recipes
+
+    def gc() -> None:
+        again = open_format(inner, str(index_dir))
+        assert isinstance(again, PackedRemote)
+        collect(again, small | {live_big}, 0)
+
+    gc()  # phase 1
+    gc()  # phase 2 (grace 0)
+    assert inner.recipes_read == []
+    _intact(src, inner, small | {live_big}, tmp_path)
+    assert list(inner.list_keys("recipes/")) == [f"recipes/{live_big[:2]}/{live_big}"]
+
+    # a local copy that does not check out (here: a chunk no segment lists) is not
+    # believed: the remote's copy is read, and gc still keeps every live chunk
+    recipe = inner.get_key(f"recipes/{live_big[:2]}/{live_big}")
+    inner.recipes_read.clear()
+    (index_dir / "recipes" / live_big).unlink()
+    (index_dir / "recipes" / live_big).write_bytes(
+        build_recipe(5 * MiB, [("0" * 32, MiB)] * 5))
+    gc()
+    gc()
+    assert inner.recipes_read == [f"recipes/{live_big[:2]}/{live_big}"]  # then kept
+    assert (index_dir / "recipes" / live_big).read_bytes() == recipe
+    _intact(src, inner, small | {live_big}, tmp_path)
