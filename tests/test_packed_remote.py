@@ -376,3 +376,26 @@ def test_pull_says_when_it_skipped_a_damaged_index_segment(
     res = run_mlv(clone(mlv_repo, tmp_path, "mate"), "pull")
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
     assert "note: remote data index/" in res.stderr and "it was skipped" in res.stderr
+
+
+def test_an_index_segment_over_the_size_cap_is_skipped_with_a_note(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest, mlv: Any) -> None:
+    """A hostile remote cannot make mlv hold a huge segment in memory: one over
+    SEG_SIZE_MAX (64 MiB) is refused with a note, and what the others list pulls."""
+    from mlv.remote.packs import SEG_SIZE_MAX, Marker, marker_bytes
+    from tests.conftest import add_remote, clone, commit_all, make_tree, read_tree
+
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    (url / MARKER_KEY).write_bytes(marker_bytes(Marker()))
+    make_tree(mlv_repo, {"data": {f"f{i}.txt": f"file {i}\n" * 50 for i in range(20)}})
+    assert mlv("add", "data", cwd=mlv_repo).exit_code == 0
+    commit_all(mlv_repo, "data")
+    assert mlv("push", cwd=mlv_repo).exit_code == 0
+    huge = bytes(SEG_SIZE_MAX + 1)
+    (url / "index" / hash_bytes(huge)).write_bytes(huge)
+    other = clone(mlv_repo, tmp_path, "other")
+    res = mlv("pull", cwd=other)
+    assert res.exit_code == 0, res.output
+    assert f"index segment {hash_bytes(huge)} is damaged: {SEG_SIZE_MAX + 1} bytes, more " \
+        f"than {SEG_SIZE_MAX}; it was skipped" in res.stderr, res.stderr
+    assert read_tree(other / "data") == read_tree(mlv_repo / "data")

@@ -39,7 +39,7 @@ from mlv.remote.packs import (
     PackWriter,
     Recipe,
     Record,
-    build_segment,
+    build_segments,
     parse_recipe,
     parse_segment,
 )
@@ -361,10 +361,10 @@ def _phase1(remote: PackedRemote, used: set[str], dry: bool, now: float,
     carried = [r for s in segs for r in state.segments[s]
                if r.pack not in going and r.pack not in doomed.packs]
     if moved or carried:
-        seg_id, data = build_segment(moved + carried)
         from mlv.remote.packed import segment_key
 
-        remote.inner.put_key(segment_key(seg_id), data)
+        for seg_id, data in build_segments(moved + carried):
+            remote.inner.put_key(segment_key(seg_id), data)
     if not (going or segs or recipes or loose):
         return
     sched = Schedule(f"{GC_PREFIX}{PENDING}{_time_name(now)}-{secrets.token_hex(4)}.json",
