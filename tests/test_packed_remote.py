@@ -399,3 +399,64 @@ def test_an_index_segment_over_the_size_cap_is_skipped_with_a_note(
     assert f"index segment {hash_bytes(huge)} is damaged: {SEG_SIZE_MAX + 1} bytes, more " \
         f"than {SEG_SIZE_MAX}; it was skipped" in res.stderr, res.stderr
     assert read_tree(other / "data") == read_tree(mlv_repo / "data")
+
+
+def _format2_folder(mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest,
+                    mlv: Any) -> Path:
+    from mlv.remote.packs import Marker, marker_bytes
+    from tests.conftest import add_remote, make_tree
+
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    (url / MARKER_KEY).write_bytes(marker_bytes(Marker()))
+    make_tree(mlv_repo, {"data": {f"f{i}.txt": f"file {i}\n" * 50 for i in range(20)},
+                         "big.bin": _big(5, 5 * MiB)})
+    assert mlv("add", "data", "big.bin", cwd=mlv_repo).exit_code == 0
+    return url
+
+
+@pytest.mark.slow  # real fsyncs: seconds on a busy disk
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
+def test_a_folder_remote_flushes_each_key_before_and_after_its_rename(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest, mlv: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    url = _format2_folder(mlv_repo, tmp_path, request, mlv)
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert mlv("push", cwd=mlv_repo).exit_code == 0
+    keys = [p for p in url.rglob("*") if p.is_file() and p.parts[len(url.parts)] in
+            ("packs", "index", "recipes")]
+    assert len(keys) >= 3
+    for key in keys:  # its temp file (same folder, a temp name) and then its folder
+        temps = [s for s in synced if Path(s).parent == key.parent and
+                 Path(s).name.startswith(".") and key.name in s]
+        assert temps, (key, synced)
+        assert str(key.parent) in synced[synced.index(temps[0]):], key
+
+
+@pytest.mark.slow
+def test_a_failed_flush_fails_the_push_and_leaves_no_key_or_temp(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest, mlv: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    url = _format2_folder(mlv_repo, tmp_path, request, mlv)
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    res = mlv("push", cwd=mlv_repo)
+    assert res.exit_code == 1, res.output
+    assert "error:" in res.stderr and "Traceback" not in res.stderr
+    assert [p.name for p in url.rglob("*") if p.is_file()] == [MARKER_KEY]
+    monkeypatch.undo()
+    assert mlv("push", cwd=mlv_repo).exit_code == 0
