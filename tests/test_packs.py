@@ -426,7 +426,7 @@ def test_records_beyond_what_a_segment_may_hold_go_into_several(
     assert sorted(view) == sorted(records)
 
 
-def test_a_segment_over_the_size_cap_is_refused() -> None:
+def test_a_segment_over_64_mib_is_refused() -> None:
     with pytest.raises(CorruptSegmentError, match="more than 67108864"):
         packs.parse_segment(bytes(packs.SEG_SIZE_MAX + 1), "big")
 

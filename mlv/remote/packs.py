@@ -85,10 +85,11 @@ them forever. Layout::
                             length u64
     trailer  8 bytes        xxh3-64 of everything before it
 
-Records are sorted by (id, type) with no (id, type) twice. A reader refuses a segment over
-64 MiB (1,369,568 records; a writer with more records writes several segments), a count that does not match the size, records out of order or repeated, an unknown
-type, a blob that could not lie inside a pack (offset < 8, or beyond 256 MiB), or a
-trailer that does not match.
+Records are sorted by (id, type) with no (id, type) twice. A reader refuses a segment
+over 64 MiB (1,369,568 records; a writer with more records writes several segments), a
+count that does not match the size, records out of order or repeated, an unknown type, a
+blob that could not lie inside a pack (offset < 8, or beyond 256 MiB), or a trailer that
+does not match.
 
 A segment is the commit point of a push: a pack that no segment lists is invisible (it is
 garbage a later gc may delete). Two segments may list the same blob in different packs
