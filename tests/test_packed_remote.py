@@ -209,6 +209,8 @@ def test_kill_9_during_push_and_pull_never_loses_a_pushed_revision(
     second = read_tree(repo / "data")
     kills = [run_and_kill(repo, ["push", "-q"], lambda t, d=d: t > d) for d in (0.3, 0.6, 0.9)]
     assert any(kills), "no kill landed during a push"
+    res = run_mlv(repo, "fsck", "-r", "store")  # what the kills left is no damage
+    assert res.exit_code == 0, res.output
 
     # every previously pushed revision still pulls intact, before push is run again
     old = clone(repo, tmp_path, "old")
@@ -225,6 +227,8 @@ def test_kill_9_during_push_and_pull_never_loses_a_pushed_revision(
     res = run_mlv(work, "pull")
     assert res.exit_code == 0, res.output
     assert read_tree(work / "data") == second
+    res = run_mlv(work, "fsck", "-r", "store")
+    assert res.exit_code == 0, res.output
 
 
 def test_push_and_pull_say_the_bytes_sent_beside_the_bytes_stored(
@@ -372,3 +376,87 @@ def test_pull_says_when_it_skipped_a_damaged_index_segment(
     res = run_mlv(clone(mlv_repo, tmp_path, "mate"), "pull")
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
     assert "note: remote data index/" in res.stderr and "it was skipped" in res.stderr
+
+
+def test_an_index_segment_over_the_size_cap_is_skipped_with_a_note(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest, mlv: Any) -> None:
+    """A hostile remote cannot make mlv hold a huge segment in memory: one over
+    SEG_SIZE_MAX (64 MiB) is refused with a note, and what the others list pulls."""
+    from mlv.remote.packs import SEG_SIZE_MAX, Marker, marker_bytes
+    from tests.conftest import add_remote, clone, commit_all, make_tree, read_tree
+
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    (url / MARKER_KEY).write_bytes(marker_bytes(Marker()))
+    make_tree(mlv_repo, {"data": {f"f{i}.txt": f"file {i}\n" * 50 for i in range(20)}})
+    assert mlv("add", "data", cwd=mlv_repo).exit_code == 0
+    commit_all(mlv_repo, "data")
+    assert mlv("push", cwd=mlv_repo).exit_code == 0
+    huge = bytes(SEG_SIZE_MAX + 1)
+    (url / "index" / hash_bytes(huge)).write_bytes(huge)
+    other = clone(mlv_repo, tmp_path, "other")
+    res = mlv("pull", cwd=other)
+    assert res.exit_code == 0, res.output
+    assert f"index segment {hash_bytes(huge)} is damaged: {SEG_SIZE_MAX + 1} bytes, more " \
+        f"than {SEG_SIZE_MAX}; it was skipped" in res.stderr, res.stderr
+    assert read_tree(other / "data") == read_tree(mlv_repo / "data")
+
+
+def _format2_folder(mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest,
+                    mlv: Any) -> Path:
+    from mlv.remote.packs import Marker, marker_bytes
+    from tests.conftest import add_remote, make_tree
+
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    (url / MARKER_KEY).write_bytes(marker_bytes(Marker()))
+    make_tree(mlv_repo, {"data": {f"f{i}.txt": f"file {i}\n" * 50 for i in range(20)},
+                         "big.bin": _big(5, 5 * MiB)})
+    assert mlv("add", "data", "big.bin", cwd=mlv_repo).exit_code == 0
+    return url
+
+
+@pytest.mark.slow  # real fsyncs: seconds on a busy disk
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
+def test_a_folder_remote_flushes_each_key_before_and_after_its_rename(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest, mlv: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    url = _format2_folder(mlv_repo, tmp_path, request, mlv)
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert mlv("push", cwd=mlv_repo).exit_code == 0
+    keys = [p for p in url.rglob("*") if p.is_file() and p.parts[len(url.parts)] in
+            ("packs", "index", "recipes")]
+    assert len(keys) >= 3
+    for key in keys:  # its temp file (same folder, a temp name) and then its folder
+        temps = [s for s in synced if Path(s).parent == key.parent and
+                 Path(s).name.startswith(".") and key.name in s]
+        assert temps, (key, synced)
+        assert str(key.parent) in synced[synced.index(temps[0]):], key
+
+
+@pytest.mark.slow
+def test_a_failed_flush_fails_the_push_and_leaves_no_key_or_temp(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest, mlv: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    url = _format2_folder(mlv_repo, tmp_path, request, mlv)
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    res = mlv("push", cwd=mlv_repo)
+    assert res.exit_code == 1, res.output
+    assert "error:" in res.stderr and "Traceback" not in res.stderr
+    assert [p.name for p in url.rglob("*") if p.is_file()] == [MARKER_KEY]
+    monkeypatch.undo()
+    assert mlv("push", cwd=mlv_repo).exit_code == 0

@@ -193,8 +193,9 @@ def test_a_push_while_phase_2_reads_the_remote_keeps_what_it_stored(
     _age(inner, DAY + 1)
     real = packgc._chunks_of
 
-    def read_then_push(remote: PackedRemote, oids: set[str], strict: bool) -> set[str]:
-        found = real(remote, oids, strict)
+    def read_then_push(remote: PackedRemote, oids: set[str], strict: bool,
+                       state: packgc._State) -> set[str]:
+        found = real(remote, oids, strict, state)
         if not strict and not getattr(read_then_push, "done", False):
             read_then_push.done = True  # type: ignore[attr-defined]
             _push(src, inner, {big})  # another clone, while phase 2 reads the recipes
@@ -383,3 +384,234 @@ def test_a_damaged_schedule_is_refused_in_one_line(mlv_repo: Path, mlv,  # noqa:
     res = mlv("gc", "--cloud", "-w", "--grace", "0", cwd=mlv_repo)
     one_error(res, "gc schedule", "damaged")
     assert "delete it" in res.stderr
+
+
+# ---- kill -9 of `mlv gc --cloud`, for real ----------------------------------------------
+
+# Runs mlv in a subprocess that SIGKILLs itself right after its first change to the
+# remote that no earlier run made (those listed in the file MLV_KILL_SEEN) and whose kind
+# ("put packs", "delete index", ...; see `_kind`) is not in MLV_KILL_SPARE. A change is
+# one key written (put_key) or one key or loose object deleted: batch deletes are done
+# one at a time, so a kill lands between any two deletions too. Every change is logged.
+KILLER = """
+import os, signal, sys
+from mlv.remote.fsspec_remote import FsspecRemote
+from mlv.remote.local import LocalRemote
+
+with open(os.environ["MLV_KILL_SEEN"]) as f:
+    seen = set(f.read().splitlines())
+spare = set(os.environ["MLV_KILL_SPARE"].split(","))
+
+def step(what):
+    with open(os.environ["MLV_KILL_SEEN"], "a") as log:
+        log.write(what + "\\n")
+    if what not in seen and " ".join(what.split()[:2]).split("/")[0] not in spare:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def wrap(cls):
+    put, delete_keys, delete = cls.put_key, cls.delete_keys, cls.delete
+
+    def put_one(self, key, data):
+        put(self, key, data)
+        step("put " + key)
+
+    def delete_keys_one(self, keys):
+        failed = {}
+        for key in keys:
+            failed.update(delete_keys(self, [key]))
+            step("delete " + key)
+        return failed
+
+    def delete_one(self, oids):
+        failed = {}
+        for oid in oids:
+            failed.update(delete(self, [oid]))
+            step("delete loose " + oid)
+        return failed
+
+    cls.put_key, cls.delete_keys, cls.delete = put_one, delete_keys_one, delete_one
+
+wrap(LocalRemote)
+wrap(FsspecRemote)
+sys.argv[0] = "mlv"
+from mlv.cli import main
+main()
+"""
+
+
+def _kind(change: str) -> str:
+    """"put packs/ab/abcd…" -> "put packs"; "delete loose abcd…" -> "delete loose"."""
+    return " ".join(change.split()[:2]).split("/")[0]
+
+
+def _gc_killed_at_a_new_change(repo: Path, seen: Path, spare: set[str]) -> str | None:
+    """Run `mlv gc --cloud -a -f --grace 0` in a subprocess, SIGKILLed right after its
+    first change to the remote that is not in the file `seen` (which gets every change
+    it makes) and not of a kind in `spare`. Returns that change; None if it finished
+    (successfully) without making one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", KILLER, "gc", "--cloud", "-a", "-f",
+                           "--grace", "0"], cwd=repo, capture_output=True, text=True,
+                          env={**os.environ, "MLV_KILL_SEEN": str(seen),
+                               "MLV_KILL_SPARE": ",".join(sorted(spare))}, timeout=120)
+    if proc.returncode != -signal.SIGKILL:
+        assert proc.returncode == 0, proc.stderr
+        return None
+    return seen.read_text().splitlines()[-1]
+
+
+def _version(repo: Path, files: dict[str, bytes], message: str) -> tuple[str, dict]:
+    import shutil
+
+    from tests.conftest import commit_all, git, make_tree, read_tree, run_mlv
+
+    shutil.rmtree(repo / "data", ignore_errors=True)
+    make_tree(repo, {"data": files})
+    res = run_mlv(repo, "add", "-q", "data")
+    assert res.exit_code == 0, res.output
+    commit_all(repo, message)
+    res = run_mlv(repo, "push", "-q")
+    assert res.exit_code == 0, res.output
+    return git(repo, "rev-parse", "HEAD").strip(), read_tree(repo / "data")
+
+
+@pytest.mark.slow
+def test_kill_9_of_gc_cloud_never_loses_a_kept_revision(
+        mlv, git_repo: Path, remote_kind: str, request: pytest.FixtureRequest,  # noqa: ANN001
+        tmp_path: Path) -> None:
+    """Three revisions pushed to a format-2 remote (small packs and chunks, so there are
+    several of each); the one in the middle is on no branch, so its own data is garbage.
+    `gc --cloud --grace 0` is killed right after its 1st change to the remote, then
+    (run again) after its 2nd, and so on until a run finishes: a kill lands after every
+    kind of change of phase 1 (a repacked pack, the new index segment, the schedule) and
+    of phase 2 (recipes, manifests, segments, packs, the schedule). After each kill
+    `mlv fsck --remote` passes and both kept revisions pull intact into fresh clones; at
+    the end the garbage is gone."""
+    from mlv.remote.packs import ChunkerParams, KiB, Marker, marker_bytes
+    from tests.conftest import add_remote, clone, git, read_tree, run_mlv
+
+    repo = git_repo
+    assert run_mlv(repo, "init").exit_code == 0
+    url = add_remote(repo, remote_kind, request, tmp_path)
+    marker = marker_bytes(Marker(ChunkerParams(16 * KiB, 64 * KiB, 256 * KiB, MiB),
+                                 pack_target=MiB, pack_max=4 * MiB))
+    if remote_kind == "local":
+        (Path(url) / "mlv-remote.json").write_bytes(marker)
+    else:
+        from mlv.api import remote as remote_api
+        from mlv.repo import Repo
+
+        remote_api.resolve(Repo.find(str(repo))).put_key("mlv-remote.json", marker)
+    rng = random.Random(11)
+    small = {f"f{i:03d}.bin": rng.randbytes(rng.randint(2048, 6144)) for i in range(300)}
+    big = rng.randbytes(3 * MiB)
+    v1, first = _version(repo, {**small, "big.bin": big}, "v1")
+    git(repo, "branch", "keep-v1")
+    changed = {f"f{i:03d}.bin": rng.randbytes(4096) for i in range(0, 300, 5)}
+    new = {f"n{i:03d}.bin": rng.randbytes(3000) for i in range(40)}
+    _version(repo, {**small, **changed, **new, "big.bin": big + rng.randbytes(200 * KiB),
+                    "big2.bin": rng.randbytes(2 * MiB)}, "v2")
+    again = {name: rng.randbytes(4096) for name in changed}
+    v3, third = _version(repo, {**small, **again, **new, "big.bin": big}, "v3")
+    keys_before = _remote_keys(repo)
+
+    def kept_revisions_pull_intact(when: str) -> None:
+        res = mlv("fsck", "-r", "store", cwd=repo)
+        assert res.exit_code == 0, f"{when}: {res.output}"
+        for rev, want in ((v1, first), (v3, third)):
+            other = clone(repo, tmp_path, f"c{random.getrandbits(32)}")
+            git(other, "checkout", "-q", rev)
+            res = mlv("pull", "-q", cwd=other)
+            assert res.exit_code == 0, f"{when}: {res.output}"
+            assert read_tree(other / "data") == want, when
+
+    seen = tmp_path / "changes.log"
+    seen.write_text("")
+    died_after: list[str] = []
+    every = remote_kind == "local"  # else once after each kind of change (S3 is slower)
+    for _ in range(60):
+        spare = set() if every else {_kind(c) for c in died_after}
+        change = _gc_killed_at_a_new_change(repo, seen, spare)
+        if change is None:
+            break
+        died_after.append(change)
+        kept_revisions_pull_intact(f"killed after {change!r}")
+    else:
+        pytest.fail("gc never finished")
+    kinds = {_kind(c) for c in died_after}
+    assert kinds >= {"put packs", "put index", "put gc", "delete recipes", "delete loose",
+                     "delete index", "delete packs", "delete gc"}, died_after
+    for _ in range(3):  # to completion: until nothing is left scheduled
+        res = run_mlv(repo, "gc", "--cloud", "-a", "-f", "--grace", "0")
+        assert res.exit_code == 0, res.output
+        after = _remote_keys(repo)
+        if not any(k.startswith("gc/pending-") for k in after):
+            break
+    else:
+        pytest.fail("gc keeps scheduling")
+    kept_revisions_pull_intact("after gc finished")
+    assert sum(n for k, n in after.items() if k.startswith("packs/")) < \
+        sum(n for k, n in keys_before.items() if k.startswith("packs/"))
+    assert not any(k.startswith("recipes/") for k in after if k not in keys_before) and \
+        len([k for k in after if k.startswith("recipes/")]) == 1  # big2's went
+
+
+def _remote_keys(repo: Path) -> dict[str, int]:
+    from mlv.api import remote as remote_api
+    from mlv.repo import Repo
+
+    return remote_api.resolve(Repo.find(str(repo))).list_keys("")
+
+
+def test_gc_reads_recipes_from_the_local_copies_when_they_check_out(tmp_path: Path) -> None:
+    from mlv.remote.memory import MemoryRemote
+    from mlv.remote.packs import build_recipe
+
+    class Counting(MemoryRemote):
+        def __init__(self) -> None:
+            super().__init__()
+            self.recipes_read: list[str] = []
+
+        def get_key(self, key: str, start: int | None = None, end: int | None = None
+                    ) -> bytes:
+            if key.startswith("recipes/"):
+                self.recipes_read.append(key)
+            return super().get_key(key, start, end)
+
+    inner = Counting()
+    index_dir = tmp_path / "remote-index"
+    src = _store(tmp_path, "src")
+    make_format2(inner)
+    live_big, dead_big = src.add_bytes(_big(1, 5 * MiB)), src.add_bytes(_big(2, 5 * MiB))
+    small = _small(src, "small", 30)
+    packed = open_format(inner, str(index_dir))
+    assert not transfer.push(src, packed, small | {live_big, dead_big}).failed
+    assert (index_dir / "recipes" / live_big).is_file()  # the push kept its recipes
+
+    def gc() -> None:
+        again = open_format(inner, str(index_dir))
+        assert isinstance(again, PackedRemote)
+        collect(again, small | {live_big}, 0)
+
+    gc()  # phase 1
+    gc()  # phase 2 (grace 0)
+    assert inner.recipes_read == []
+    _intact(src, inner, small | {live_big}, tmp_path)
+    assert list(inner.list_keys("recipes/")) == [f"recipes/{live_big[:2]}/{live_big}"]
+
+    # a local copy that does not check out (here: a chunk no segment lists) is not
+    # believed: the remote's copy is read, and gc still keeps every live chunk
+    recipe = inner.get_key(f"recipes/{live_big[:2]}/{live_big}")
+    inner.recipes_read.clear()
+    (index_dir / "recipes" / live_big).unlink()
+    (index_dir / "recipes" / live_big).write_bytes(
+        build_recipe(5 * MiB, [("0" * 32, MiB)] * 5))
+    gc()
+    gc()
+    assert inner.recipes_read == [f"recipes/{live_big[:2]}/{live_big}"]  # then kept
+    assert (index_dir / "recipes" / live_big).read_bytes() == recipe
+    _intact(src, inner, small | {live_big}, tmp_path)

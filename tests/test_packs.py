@@ -378,6 +378,59 @@ def test_index_view_merges_segments() -> None:
     assert sorted(view, key=lambda r: r.oid) == sorted(first + second, key=lambda r: r.oid)
 
 
+def test_index_view_of_many_segments_keeps_the_first_copy_of_each_blob() -> None:
+    segments = [some_records(50, PACK1 if i % 2 else PACK2, seed=i) for i in range(9)]
+    again = [Record(r.oid, r.type, PACK2, 8, r.length) for r in segments[0][:10]]
+    view = IndexView()
+    for recs in segments + [again]:  # ten runs: merged into one on the first read
+        view.add_segment(*packs.build_segment(recs))
+    for recs in segments:
+        for rec in recs:
+            assert view.lookup(rec.oid) == rec
+    assert len(view) == 450 and len(list(view)) == 450
+    view.add_segment(*packs.build_segment(some_records(5, PACK2, seed=99)))
+    assert len(view) == 455 and view.lookup(segments[0][0].oid) == segments[0][0]
+
+
+def test_index_view_costs_little_memory_per_record() -> None:
+    """The worst a hostile remote can force is bounded by the segments' own size:
+    about 53 bytes a record (a dict of them cost ~130)."""
+    import gc
+    import tracemalloc
+
+    records = some_records(50_000, PACK1, seed=5)
+    built = [packs.build_segment(records[i:i + 5000]) for i in range(0, 50_000, 5000)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        copies = [(seg_id, bytes(bytearray(data))) for seg_id, data in built]
+        view = IndexView()
+        while copies:
+            view.add_segment(*copies.pop())
+        assert records[0].oid in view  # merged
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held / 50_000 < 70, held / 50_000
+
+
+def test_records_beyond_what_a_segment_may_hold_go_into_several(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    records = some_records(10, PACK1, seed=3)
+    monkeypatch.setattr(packs, "SEG_RECORDS_MAX", 4)
+    built = packs.build_segments(records + records[:2])  # repeats are listed once
+    assert [len(packs.parse_segment(data)) for _, data in built] == [4, 4, 2]
+    view = IndexView()
+    for seg_id, data in built:
+        view.add_segment(seg_id, data)
+    assert sorted(view) == sorted(records)
+
+
+def test_a_segment_over_64_mib_is_refused() -> None:
+    with pytest.raises(CorruptSegmentError, match="more than 67108864"):
+        packs.parse_segment(bytes(packs.SEG_SIZE_MAX + 1), "big")
+
+
 def test_index_view_takes_records_of_a_pack_just_read() -> None:
     pack = small_pack()
     view = IndexView()

@@ -1,5 +1,12 @@
 """A remote in a folder on this machine: plain file operations, temp file in the
-target folder, then rename."""
+target folder, then rename.
+
+Keys (format 2's packs, index segments and recipes, the marker, gc schedules) are the
+shared durable copy, and one pack holds many objects, so they are written as restic's
+local backend saves a file: write the temp file, fsync it, rename it into place, fsync
+the folder (where the OS can open one). Loose objects (format 1) are renamed without
+fsync: one fsync per small object costs more than the whole push (see
+docs/formats.md, "What mlv does not do")."""
 
 from __future__ import annotations
 
@@ -160,19 +167,30 @@ class LocalRemote(Remote):
         path = self.key_path(key)
         self.check()
         fsio.makedirs(os.path.dirname(path))
-        fsio.atomic_write(path, data, 0o444)
+        self._durably(path, lambda tmp: fsio.write_new(tmp, data, 0o444))
 
     def put_key_file(self, key: str, path: str, progress: Progress | None = None) -> None:
         final = self.key_path(key)
         self.check()
         fsio.makedirs(os.path.dirname(final))
+        self._durably(final, lambda tmp: fsio.copy_new(path, tmp, 0o444, from_store=True,
+                                                       on_bytes=bytes_of(progress)))
+
+    @staticmethod
+    def _durably(final: str, write: Callable[[str], object]) -> None:
+        """Write a temp file beside `final` with `write(tmp)`, flush it to stable storage,
+        rename it onto `final`, then flush the folder's entries."""
         tmp = fsio.tmp_name(final)
         try:
-            fsio.copy_new(path, tmp, 0o444, from_store=True, on_bytes=bytes_of(progress))
+            write(tmp)
+            _sync_file(tmp)
             fsio.commit(tmp, final)
-        except BaseException:
+        except BaseException as exc:
             fsio.remove_file(tmp)
+            if isinstance(exc, OSError):
+                raise fsio.storage_error(exc, final) from exc
             raise
+        _sync_folder(os.path.dirname(final))
 
     def get_key(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
         path = self.key_path(key)
@@ -221,6 +239,29 @@ class LocalRemote(Remote):
         paths = {key: self.key_path(key) for key in keys}
         self.check()
         return {key for key, path in paths.items() if os.path.isfile(path)}
+
+
+def _sync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_folder(folder: str) -> None:
+    """fsync a folder, so that a rename into it survives a power loss; a no-op where the
+    OS cannot open or flush a folder (Windows, some network filesystems)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def local_root(url: str) -> str | None:

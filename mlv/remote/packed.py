@@ -431,6 +431,42 @@ class PackedRemote(Remote):
     def keys_exist(self, keys: list[str]) -> set[str]:
         return self.inner.keys_exist(keys)
 
+    # for `gc --cloud` (mlv/remote/packgc.py)
+    def segment_bytes(self, seg_id: str) -> bytes:
+        """The bytes of index segment `seg_id`, checked against its name (the local copy
+        when it has one, else read from the remote and kept)."""
+        return self._segment(segment_key(seg_id), seg_id)
+
+    def read_blobs(self, records: list[Record], failures: Failures
+                   ) -> Iterator[tuple[str, bytes]]:
+        """(id, verified bytes) of each record; a blob that cannot be read or does not
+        match its id goes into `failures` instead."""
+        return self._blobs(records, failures)
+
+    def forget_index(self) -> None:
+        """Read the index and the list of recipes from the remote again when next used."""
+        self._view = None
+        self._recipes = None
+
+    def kept_recipe(self, oid: str) -> bytes | None:
+        """The local copy of recipe `oid` (kept by an earlier push or pull), unchecked;
+        None when there is none or it cannot be read."""
+        if self.index_dir is None:
+            return None
+        path = os.path.join(self.index_dir, "recipes", oid)
+        try:
+            return fsio.read_regular(path, RCP_SIZE_MAX, path, RemoteError)
+        except (OSError, MlvError):
+            return None
+
+    def keep_recipe(self, oid: str, raw: bytes) -> None:
+        """Keep a copy of recipe `oid` locally, in place of any copy kept before (the
+        caller has checked it)."""
+        if self.index_dir is not None:
+            path = os.path.join(self.index_dir, "recipes", oid)
+            fsio.makedirs(os.path.dirname(path))
+            fsio.atomic_write(path, raw)
+
 
 def _ranges(recs: list[Record]) -> Iterator[tuple[int, int, list[Record]]]:
     """Merged byte ranges [start, end) covering `recs` (sorted by offset): neighbours

@@ -35,7 +35,14 @@ from typing import TYPE_CHECKING
 from mlv.errors import MlvError
 from mlv.hashing import is_oid
 from mlv.remote.base import Remote
-from mlv.remote.packs import PackWriter, Record, build_segment, parse_recipe, parse_segment
+from mlv.remote.packs import (
+    PackWriter,
+    Recipe,
+    Record,
+    build_segments,
+    parse_recipe,
+    parse_segment,
+)
 
 if TYPE_CHECKING:
     from mlv.remote.packed import PackedRemote
@@ -198,6 +205,11 @@ class _State:
     pack_sizes: dict[str, int]  # pack id -> bytes, of every pack file present
     recipes: set[str]
     loose: dict[str, float | None]  # loose oid -> mtime
+    recipe_sizes: dict[str, int] = field(default_factory=dict)  # recipe oid -> bytes
+
+    def listed(self) -> set[str]:
+        """Every blob id some segment lists."""
+        return {r.oid for recs in self.segments.values() for r in recs}
 
     def listed_by(self) -> dict[str, set[str]]:
         """pack id -> the segments that list it."""
@@ -222,24 +234,23 @@ def _read_state(remote: PackedRemote) -> _State:
     for key in sorted(remote.inner.list_keys("index/")):
         seg_id = key.rsplit("/", 1)[-1]
         if is_oid(seg_id):
-            segments[seg_id] = parse_segment(remote._segment(key, seg_id), seg_id)
+            segments[seg_id] = parse_segment(remote.segment_bytes(seg_id), seg_id)
     packs = {k.rsplit("/", 1)[-1]: n for k, n in remote.inner.list_keys("packs/").items()
              if is_oid(k.rsplit("/", 1)[-1])}
-    recipes = {k.rsplit("/", 1)[-1] for k in remote.inner.list_keys("recipes/")
-               if is_oid(k.rsplit("/", 1)[-1])}
-    return _State(segments, packs, recipes, remote.inner.list_mtimes())
+    sizes = {k.rsplit("/", 1)[-1]: n for k, n in remote.inner.list_keys("recipes/").items()
+             if is_oid(k.rsplit("/", 1)[-1])}
+    return _State(segments, packs, set(sizes), remote.inner.list_mtimes(), sizes)
 
 
-def _chunks_of(remote: PackedRemote, oids: Iterable[str], strict: bool) -> set[str]:
+def _chunks_of(remote: PackedRemote, oids: Iterable[str], strict: bool, state: _State
+               ) -> set[str]:
     """The chunks the recipes `oids` list. A recipe that cannot be read: an error when
     `strict` (its chunks cannot be told apart from garbage), else skipped."""
-    from mlv.remote.packed import recipe_key
-
+    listed = state.listed()
     found: set[str] = set()
     for oid in sorted(oids):
         try:
-            recipe = parse_recipe(remote.inner.get_key(recipe_key(oid)), oid,
-                                  remote.marker.chunker.max)
+            recipe = _recipe(remote, oid, state.recipe_sizes.get(oid), listed)
         except FileNotFoundError:
             continue
         except MlvError:
@@ -250,6 +261,30 @@ def _chunks_of(remote: PackedRemote, oids: Iterable[str], strict: bool) -> set[s
             continue
         found.update(c for c, _ in recipe.chunks)
     return found
+
+
+def _recipe(remote: PackedRemote, oid: str, size: int | None, listed: set[str]) -> Recipe:
+    """Recipe `oid`: the local copy an earlier push or pull kept (recipes never change:
+    a file's chunks are fixed by its bytes and the marker's chunker) when it parses, has
+    the size the remote lists and every chunk it names is listed by a segment; else the
+    remote's, kept locally when it passes the same checks."""
+    from mlv.remote.packed import recipe_key
+
+    chunk_max = remote.marker.chunker.max
+    raw = remote.kept_recipe(oid)
+    if raw is not None and len(raw) == size:
+        try:
+            recipe = parse_recipe(raw, oid, chunk_max)
+        except MlvError:
+            pass  # a damaged local copy: read the remote's
+        else:
+            if all(c in listed for c, _ in recipe.chunks):
+                return recipe
+    raw = remote.inner.get_key(recipe_key(oid))
+    recipe = parse_recipe(raw, oid, chunk_max)
+    if all(c in listed for c, _ in recipe.chunks):
+        remote.keep_recipe(oid, raw)
+    return recipe
 
 
 # ---- the two phases -------------------------------------------------------------------
@@ -268,7 +303,7 @@ def collect(remote: PackedRemote, used: set[str], grace: float, dry: bool = Fals
             _phase2(remote, sched, used, dry, result, manifest_files)
         else:
             result.pending.append(sched.key)
-    remote._view = None
+    remote.forget_index()
     _phase1(remote, used, dry, now, result)
     if not dry:
         _clean_notes(remote, result)
@@ -284,7 +319,7 @@ def _phase1(remote: PackedRemote, used: set[str], dry: bool, now: float,
         doomed.segments.update(sched.segments)
         doomed.recipes.update(sched.recipes)
         doomed.loose.update(sched.loose)
-    live = used | _chunks_of(remote, state.recipes & used, strict=True)
+    live = used | _chunks_of(remote, state.recipes & used, strict=True, state=state)
     blobs = state.blobs()
     result.packs = len(state.pack_sizes)
     result.bytes = sum(state.pack_sizes.values())
@@ -326,10 +361,10 @@ def _phase1(remote: PackedRemote, used: set[str], dry: bool, now: float,
     carried = [r for s in segs for r in state.segments[s]
                if r.pack not in going and r.pack not in doomed.packs]
     if moved or carried:
-        seg_id, data = build_segment(moved + carried)
         from mlv.remote.packed import segment_key
 
-        remote.inner.put_key(segment_key(seg_id), data)
+        for seg_id, data in build_segments(moved + carried):
+            remote.inner.put_key(segment_key(seg_id), data)
     if not (going or segs or recipes or loose):
         return
     sched = Schedule(f"{GC_PREFIX}{PENDING}{_time_name(now)}-{secrets.token_hex(4)}.json",
@@ -359,7 +394,7 @@ def _repack(remote: PackedRemote, repack: dict[str, list[Record]]
 
     for pack_id, recs in sorted(repack.items()):
         failures: dict[str, BaseException] = {}
-        blobs = list(remote._blobs(recs, failures))
+        blobs = list(remote.read_blobs(recs, failures))
         if failures or len(blobs) != len(recs):
             kept_back.add(pack_id)
             continue
@@ -382,7 +417,8 @@ def _phase2(remote: PackedRemote, sched: Schedule, used: set[str], dry: bool,
     # pusher's clock may be behind ours)
     noted = _noted(remote)
     recipes_now = state.recipes - (set(sched.recipes) - noted)
-    live = used | (_chunks_of(remote, recipes_now, strict=False) if sched.packs else set())
+    live = used | (_chunks_of(remote, recipes_now, strict=False, state=state)
+                   if sched.packs else set())
     for oid, mtime in state.loose.items():  # manifests pushed since the schedule
         if oid.endswith(".dir") and (mtime is None or mtime > sched.scheduled) \
                 and callable(manifest_files):

@@ -85,10 +85,11 @@ them forever. Layout::
                             length u64
     trailer  8 bytes        xxh3-64 of everything before it
 
-Records are sorted by (id, type) with no (id, type) twice. A reader refuses a segment over
-1 GiB, a count that does not match the size, records out of order or repeated, an unknown
-type, a blob that could not lie inside a pack (offset < 8, or beyond 256 MiB), or a
-trailer that does not match.
+Records are sorted by (id, type) with no (id, type) twice. A reader refuses a segment
+over 64 MiB (1,369,568 records; a writer with more records writes several segments), a
+count that does not match the size, records out of order or repeated, an unknown type, a
+blob that could not lie inside a pack (offset < 8, or beyond 256 MiB), or a trailer that
+does not match.
 
 A segment is the commit point of a push: a pack that no segment lists is invisible (it is
 garbage a later gc may delete). Two segments may list the same blob in different packs
@@ -117,8 +118,13 @@ to the recipe's name before it enters the cache (the caller checks that).
 
 from __future__ import annotations
 
+import array
+import bisect
+import heapq
 import json
 import struct
+import sys
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -151,7 +157,7 @@ PACK_SIZE_MAX = 256 * MiB  # no valid pack is bigger, whatever its marker says
 SEG_HEADER = struct.Struct("<8sI")
 SEG_MAGIC = b"MLVIDX2\0"
 SEG_RECORD = struct.Struct("<16sB16sQQ")  # id, type, pack, offset, length
-SEG_SIZE_MAX = 1 * GiB
+SEG_SIZE_MAX = 64 * MiB  # 1.37 million records; also the memory one costs
 
 RCP_HEADER = struct.Struct("<8sQI")
 RCP_MAGIC = b"MLVRCP2\0"
@@ -556,53 +562,109 @@ def _check_segment(data: bytes, name: str) -> memoryview:
     return body
 
 
-# Values of IndexView's dict: one int, type | pack number | offset | length.
-_OFF_BITS = 28  # offsets and lengths are below PACK_SIZE_MAX = 2**28
-_MASK = (1 << _OFF_BITS) - 1
+SEG_RECORDS_MAX = (SEG_SIZE_MAX - SEG_HEADER.size - HASH_TRAILER.size) // SEG_RECORD.size
+
+
+def build_segments(records: Iterable[Record]) -> list[tuple[str, bytes]]:
+    """Segments listing `records`: one, or several when they are more than a segment may
+    hold (SEG_RECORDS_MAX each). Returns [(segment id, bytes)]."""
+    rows = sorted({(r.oid, r.type): r for r in reversed(list(records))}.items())
+    return [build_segment(r for _, r in rows[i:i + SEG_RECORDS_MAX])
+            for i in range(0, len(rows), SEG_RECORDS_MAX)] or [build_segment([])]
+
+
+_REC = SEG_RECORD.size  # 49 bytes: id 16 | type 1 | pack 16 | offset 8 | length 8
+_ID = 16
+
+
+class _Run:
+    """Records sorted by (id, type), as a segment holds them (49 bytes each), and the
+    first 4 bytes of each id as a sorted array (4 bytes more per record) that the C
+    bisection searches."""
+
+    __slots__ = ("body", "prefixes")
+
+    def __init__(self, body: bytes | bytearray) -> None:
+        self.body = body
+        spread = bytearray(len(body) // _REC * 4)
+        for i in range(4):
+            spread[i::4] = body[i::_REC]
+        self.prefixes = array.array("I", bytes(spread))
+        if sys.byteorder == "little":
+            self.prefixes.byteswap()
+
+    def find(self, key: bytes) -> int:
+        """The byte offset of the first record of id `key`, or -1."""
+        prefix = int.from_bytes(key[:4], "big")
+        prefixes, body = self.prefixes, self.body
+        i = bisect.bisect_left(prefixes, prefix)
+        while i < len(prefixes) and prefixes[i] == prefix:
+            if body[i * _REC:i * _REC + _ID] == key:
+                return i * _REC
+            i += 1
+        return -1
+
+    def rows(self) -> Iterator[bytes | bytearray]:
+        body = self.body
+        return (body[at:at + _REC] for at in range(0, len(body), _REC))
 
 
 class IndexView:
-    """What the remote holds: many segments merged in memory, looked up by blob id.
+    """What the remote holds: many segments merged, looked up by blob id.
 
-    Compact for millions of records: one dict from the 16 raw id bytes to one int that
-    packs type, pack number (into a list of pack ids), offset and length. When several
-    segments list one id, the first one added wins (any copy is good: it is verified
-    when read).
+    Compact: each segment's records are kept as the sorted 49-byte rows the segment
+    holds, plus 4 bytes per record to search them (53 bytes a record in all, where a
+    dict of the same records costs ~130). Segments
+    are merged into one run when more than two would be searched (the first read after
+    loading them), so lookups stay fast. When several segments list one id, the first
+    one added wins (any copy is good: it is verified when read).
     """
 
     def __init__(self) -> None:
-        self._map: dict[bytes, int] = {}
-        self._packs: list[str] = []
-        self._pack_no: dict[bytes, int] = {}
+        self._runs: list[_Run] = []
+        self._lock = threading.Lock()
         self.segments: set[str] = set()
 
     def add_segment(self, seg_id: str, data: bytes) -> None:
         """Merge the segment `data` named `seg_id` (checked; CorruptSegmentError if bad)."""
         if seg_id not in self.segments:
-            self._add_rows(_segment_rows(data, seg_id))
+            self._add(bytes(_check_segment(data, seg_id)))
             self.segments.add(seg_id)
 
     def add(self, records: Iterable[Record]) -> None:
         """Merge records that are not (yet) in a segment, e.g. those of a pack just read."""
-        self._add_rows((bytes.fromhex(r.oid), r.type, bytes.fromhex(r.pack), r.offset,
-                        r.length) for r in records)
+        rows = {(bytes.fromhex(r.oid), r.type): r for r in reversed(list(records))}
+        self._add(b"".join(SEG_RECORD.pack(raw, btype, bytes.fromhex(r.pack), r.offset,
+                                           r.length)
+                           for (raw, btype), r in sorted(rows.items())))
 
-    def _add_rows(self, rows: Iterable[SegmentRow]) -> None:
-        m, pack_no, packs = self._map, self._pack_no, self._packs
-        for raw, btype, pack, offset, length in rows:
-            if raw in m:
-                continue
-            no = pack_no.get(pack)
-            if no is None:
-                no = pack_no[pack] = len(packs)
-                packs.append(pack.hex())
-            m[raw] = (((no << 1 | btype) << _OFF_BITS | offset) << _OFF_BITS) | length
+    def _add(self, body: bytes) -> None:
+        if body:
+            with self._lock:
+                self._runs = self._runs + [_Run(body)]
 
-    def _record(self, raw: bytes, value: int) -> Record:
-        length = value & _MASK
-        offset = (value >> _OFF_BITS) & _MASK
-        rest = value >> (2 * _OFF_BITS)
-        return Record(raw.hex(), rest & 1, self._packs[rest >> 1], offset, length)
+    def _merged(self, most: int) -> list[_Run]:
+        """The runs, merged into one first when there are more than `most`: rows taken
+        in id order, the first run's row winning, one row per id."""
+        runs = self._runs
+        if len(runs) <= most:
+            return runs
+        with self._lock:
+            runs = self._runs
+            if len(runs) > most:
+                out = bytearray()
+                last: bytes | bytearray = b""
+                for row in heapq.merge(*(r.rows() for r in runs), key=_row_id):
+                    if row[:_ID] != last:
+                        out += row
+                        last = row[:_ID]
+                runs = self._runs = [_Run(out)]
+        return runs
+
+    @staticmethod
+    def _record(body: bytes | bytearray, at: int) -> Record:
+        raw, btype, pack, offset, length = SEG_RECORD.unpack_from(body, at)
+        return Record(raw.hex(), btype, pack.hex(), offset, length)
 
     @staticmethod
     def _key(oid: object) -> bytes | None:
@@ -612,32 +674,50 @@ class IndexView:
 
     def lookup(self, oid: str) -> Record | None:
         key = self._key(oid)
-        value = None if key is None else self._map.get(key)
-        return None if key is None or value is None else self._record(key, value)
+        if key is not None:
+            for run in self._merged(2):
+                at = run.find(key)
+                if at >= 0:
+                    return self._record(run.body, at)
+        return None
 
     def __contains__(self, oid: object) -> bool:
         key = self._key(oid)
-        return key is not None and key in self._map
+        return key is not None and any(run.find(key) >= 0 for run in self._merged(2))
 
     def __len__(self) -> int:
-        return len(self._map)
+        return sum(1 for _ in self._rows())
+
+    def _rows(self) -> Iterator[tuple[bytes | bytearray, int]]:
+        """(body, offset) of the first row of each id."""
+        for run in self._merged(1):
+            body = run.body
+            last: bytes | bytearray = b""
+            for at in range(0, len(body), _REC):
+                if body[at:at + _ID] != last:
+                    last = body[at:at + _ID]
+                    yield body, at
 
     def __iter__(self) -> Iterator[Record]:
-        for key, value in self._map.items():
-            yield self._record(key, value)
+        for body, at in self._rows():
+            yield self._record(body, at)
 
     def packs(self) -> list[str]:
         """Every pack that some record points into."""
-        return list(self._packs)
+        return list(dict.fromkeys(r.pack for r in self))
 
     def by_pack(self) -> dict[str, list[Record]]:
         """The records grouped by pack, each group sorted by offset."""
-        groups: dict[str, list[Record]] = {p: [] for p in self._packs}
+        groups: dict[str, list[Record]] = {}
         for rec in self:
-            groups[rec.pack].append(rec)
+            groups.setdefault(rec.pack, []).append(rec)
         for group in groups.values():
             group.sort(key=lambda r: r.offset)
         return groups
+
+
+def _row_id(row: bytes | bytearray) -> bytes | bytearray:
+    return row[:_ID]
 
 
 # ---------------------------------------------------------------------------------------
