@@ -7,7 +7,8 @@ import copy
 import os
 import re
 from abc import ABC, abstractmethod
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from mlv.errors import MlvError
 from mlv.hashing import HASH_NAME
@@ -59,14 +60,7 @@ class RemoteError(MlvError):
 
 
 Failures = dict[str, BaseException]  # oid (or key) -> what went wrong
-
-
-class After(Protocol):
-    """Called with (oid, local path) after each download. `verified`: the remote has
-    checked the bytes against the oid already (a blob read from a pack), so they need
-    not be hashed again."""
-
-    def __call__(self, oid: str, path: str, verified: bool = False) -> None: ...
+After = Callable[[str, str], None]  # called with (oid, local path) after each download
 
 
 class Remote(ABC):
