@@ -22,6 +22,7 @@ import random
 import shlex
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -178,12 +179,51 @@ def flat_files(name: str, dest: Path, seed: int, count: int, size: int, block: i
     return Dataset.scan(name, dest)
 
 
+def csv_rows(rng: random.Random, first: int, count: int) -> bytes:
+    """`count` CSV rows numbered from `first`: an id, a 24-digit hex key, a label and a
+    value (about 60 bytes a row, no two rows alike)."""
+    keys = rng.randbytes(12 * count).hex()
+    labels = ("alpha", "beta", "gamma", "delta", "epsilon")
+    return "".join(f"{first + i},{keys[24 * i:24 * i + 24]},{labels[i % 5]},"
+                   f"{(first + i) * 7919 % 1000003 / 1000:.3f}\n"
+                   for i in range(count)).encode()
+
+
+def make_csv(name: str, dest: Path, seed: int, size: int) -> Dataset:
+    """`dest/v1/data.csv` of about `size` bytes and `dest/v2/data.csv`: the same with 2 %
+    more rows appended and one row in the middle changed (as a data set grows)."""
+    rng = random.Random(seed)
+    (dest / "v1").mkdir(parents=True)
+    (dest / "v2").mkdir()
+    rows, block = 0, 16384
+    with open(dest / "v1" / "data.csv", "wb") as f:
+        f.write(b"id,key,label,value\n")
+        while f.tell() < size:
+            f.write(csv_rows(rng, rows, block))
+            rows += block
+    data = (dest / "v1" / "data.csv").read_bytes()
+    middle = data.index(b"\n", len(data) // 2) + 1
+    end = data.index(b"\n", middle)
+    row = data[middle:end].split(b",")
+    changed = b",".join(row[:2] + [b"changed", row[3]])
+    appended, extra = [], 0
+    while extra < len(data) // 50:
+        appended.append(csv_rows(rng, rows, block))
+        extra += len(appended[-1])
+        rows += block
+    with open(dest / "v2" / "data.csv", "wb") as f:
+        f.write(data[:middle] + changed + data[end:])
+        f.write(b"".join(appended))
+    return Dataset.scan(name, dest / "v1")
+
+
 DATASETS: dict[str, Callable[[argparse.Namespace, Path], Dataset]] = {
     "small": lambda a, d: make_small("small", d, a.seed, a.small_files),
     # only made when --s3-small-files differs from --small-files (see s3_small_name)
     "s3-small": lambda a, d: make_small("s3-small", d, a.seed, a.s3_small_files),
     "large": lambda a, d: flat_files("large", d, a.seed + 1, a.large_files, a.large_mb * MIB, MIB),
     "tiny": lambda a, d: flat_files("tiny", d, a.seed + 2, 10, KIB, KIB),
+    "csv": lambda a, d: make_csv("csv", d, a.seed + 3, a.csv_mb * MIB),
 }
 
 
@@ -238,6 +278,23 @@ class MotoServer:
         if not self.request("PUT", f"/{name}"):
             raise SetupError(f"could not create bucket {name} on {self.endpoint}")
 
+    def stored_bytes(self, bucket: str, prefix: str = "") -> int:
+        """Bytes of every object in `bucket` under `prefix` (ListObjectsV2, page by page)."""
+        import urllib.parse
+        import xml.etree.ElementTree as ET
+
+        total, token, ns = 0, "", "{http://s3.amazonaws.com/doc/2006-03-01/}"
+        while True:
+            query = {"list-type": "2", "prefix": prefix} | (
+                {"continuation-token": token} if token else {})
+            url = f"{self.endpoint}/{bucket}?{urllib.parse.urlencode(query)}"
+            with self._http.open(urllib.request.Request(url), timeout=60) as resp:
+                doc = ET.fromstring(resp.read())
+            total += sum(int(e.text or 0) for e in doc.iter(f"{ns}Size"))
+            token = doc.findtext(f"{ns}NextContinuationToken") or ""
+            if doc.findtext(f"{ns}IsTruncated") != "true" or not token:
+                return total
+
     def reset(self) -> None:
         """Drop all buckets and objects (moto keeps them in memory and temp files)."""
         self.request("POST", "/moto-api/reset")
@@ -266,6 +323,10 @@ class Bench:
     repos_made: int = 0
     rep: int = 0  # current repetition, 0-based
     moto: MotoServer | None = None  # started by s3() on first use, stopped by close()
+    # "what (scenario)" -> tool -> bytes per rep (None = failed); `sized` -> the bytes
+    # they are compared with (the file's size)
+    volumes: dict[str, dict[str, list[int | None]]] = field(default_factory=dict)
+    sized: dict[str, int] = field(default_factory=dict)
 
     def s3(self) -> MotoServer:
         if self.moto is None:
@@ -285,6 +346,12 @@ class Bench:
         if flag:
             self.flags.setdefault(scenario, {}).setdefault(tool.name, set()).add(flag)
         log(f"  {tool.name} {scenario}: {'failed' if seconds is None else f'{seconds:.3f}s'} {flag}")
+
+    def record_bytes(self, what: str, tool: Tool, nbytes: int | None, of: int) -> None:
+        """Bytes moved or stored (`of`: the size of the data they are about)."""
+        self.volumes.setdefault(what, {}).setdefault(tool.name, []).append(nbytes)
+        self.sized[what] = of
+        log(f"  {tool.name} {what}: {'unknown' if nbytes is None else f'{nbytes / MIB:.1f} MiB'}")
 
     def fail(self, tool: Tool, *scenarios: str) -> None:
         for s in scenarios:
@@ -521,6 +588,151 @@ def group_push_s3(bench: Bench, tool: Tool) -> None:
         moto.reset()  # free moto's memory and temp files before the next tool runs
 
 
+@group("big-s3", datasets=("large",))
+def group_big_s3(bench: Bench, tool: Tool) -> None:
+    """First push, no-op push and pull of the large files to S3, and what they store."""
+    large = bench.datasets["large"]
+    moto = bench.s3()
+    bucket = f"bench-r{bench.rep + 1}-{tool.name}-big"
+    moto.create_bucket(bucket)
+    try:
+        push_pull(bench, tool, large, size_label(large), "S3", True, f"s3://{bucket}/large",
+                  {tool.endpoint_option: moto.endpoint, **remote_format(bench, tool)},
+                  {**bench.env, **S3_ENV})
+        bench.record_bytes(f"stored on S3 after push ({size_label(large)})", tool,
+                           moto.stored_bytes(bucket), large.total_bytes)
+    finally:
+        moto.reset()
+
+
+def timed_out(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float | None, str]:
+    """Like `timed`, and the command's stdout."""
+    settle()
+    return execute(cmd, cwd, env)
+
+
+def wire_bytes(stdout: str) -> int | None:
+    """The bytes mlv says crossed the wire (`wire_bytes` in its --json output, summed)."""
+    try:
+        doc = json.loads(stdout)
+    except ValueError:
+        return None
+
+    def walk(node: object) -> int:
+        if isinstance(node, dict):
+            return sum(v if k == "wire_bytes" and isinstance(v, int) else walk(v)
+                       for k, v in node.items())
+        return 0
+
+    return walk(doc)
+
+
+def folder_bytes(path: Path) -> int:
+    """Bytes of the regular files below `path` (0 when there is none)."""
+    return sum(os.lstat(os.path.join(d, f)).st_size
+               for d, _, files in os.walk(path) for f in files)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    return a.is_file() and a.stat().st_size == b.stat().st_size and \
+        fingerprint_file(a) == fingerprint_file(b)
+
+
+def fingerprint_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(MIB):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def csv_remote(bench: Bench, tool: Tool) -> Iterator[tuple[str, dict[str, str], dict[str, str],
+                                                            Callable[[], int]]]:
+    """(url, `remote modify` options, environment, bytes stored now) of a fresh remote of
+    the kind --csv-remote names."""
+    if bench.args.csv_remote == "local":
+        with scratch_path(bench, tool, "remote-csv") as folder:
+            folder.mkdir(parents=True)
+            yield (str(folder), remote_format(bench, tool), bench.env,
+                   lambda: folder_bytes(folder))
+        return
+    moto = bench.s3()
+    bucket = f"bench-r{bench.rep + 1}-{tool.name}-csv"
+    moto.create_bucket(bucket)
+    try:
+        yield (f"s3://{bucket}/csv", {tool.endpoint_option: moto.endpoint,
+                                      **remote_format(bench, tool)},
+               {**bench.env, **S3_ENV}, lambda: moto.stored_bytes(bucket))
+    finally:
+        moto.reset()
+
+
+@group("csv", datasets=("csv",))
+def group_csv(bench: Bench, tool: Tool) -> None:
+    """A big CSV pushed, then a new version of it (2 % more rows appended, one row in the
+    middle changed) added and pushed again; then pulled into a clone that has the old
+    version. Timed: the first push, the re-push and that pull. Bytes: what the re-push
+    sent and newly stored on the remote, and what the pull received."""
+    ds = bench.datasets["csv"]
+    v1, v2 = ds.path / "data.csv", ds.path.parent / "v2" / "data.csv"
+    size = v2.stat().st_size
+    where = bench.args.csv_remote if bench.args.csv_remote == "local" else "S3"
+    label = f"{ds.total_bytes / MIB:.0f} MiB CSV"
+    s_push, s_repush, s_pull = (f"push {label} ({where})",
+                                f"re-push {label}, 2 % appended + 1 row changed ({where})",
+                                f"pull of that new version into a clone with the old ({where})")
+    b_sent, b_stored, b_got = ("re-push: sent", "re-push: newly stored on the remote",
+                               "pull of the new version: received")
+    cache = ".mlv/cache" if tool.name == "mlv" else ".dvc/cache"
+    json_flag = ["--json"] if tool.name == "mlv" else []
+    with csv_remote(bench, tool) as (url, options, env, stored), \
+            fresh_repo(bench, tool, "csv") as repo, \
+            scratch_path(bench, tool, "clone-csv") as clone:
+        if repo is None or not (copy_tree(v1, repo / "data.csv")
+                                and run(tool.cmd("add", "data.csv"), repo, env)):
+            return bench.fail(tool, s_push, s_repush, s_pull)
+        commit_pointer(bench, tool, repo, "data.csv")
+        if not (run(tool.cmd("remote", "add", "-d", "store", url), repo, env)
+                and all(run(tool.cmd("remote", "modify", "store", k, v), repo, env)
+                        for k, v in options.items())
+                and run(["git", "add", "--", tool.config_file], repo, env)
+                and run(["git", "commit", "-q", "-m", "remote store"], repo, env)):
+            return bench.fail(tool, s_push, s_repush, s_pull)
+        t = timed(tool.cmd("push"), repo, env)
+        bench.record(s_push, tool, t)
+        if t is None or not (run(["git", "clone", "-q", str(repo), str(clone)], bench.root, env)
+                             and run(tool.cmd("pull"), clone, env)):
+            return bench.fail(tool, s_repush, s_pull)
+
+        # the new version, added as a user would (the old file may be a link into the cache)
+        (repo / "data.csv").unlink()
+        if not (copy_tree(v2, repo / "data.csv") and run(tool.cmd("add", "data.csv"), repo, env)):
+            return bench.fail(tool, s_repush, s_pull)
+        commit_pointer(bench, tool, repo, "data.csv")
+        before = stored()
+        t, out = timed_out(tool.cmd("push", *json_flag), repo, env)
+        bench.record(s_repush, tool, t)
+        if t is None:
+            return bench.fail(tool, s_pull)
+        new_bytes = stored() - before
+        # DVC sends each new object whole: what it sent is what it newly stored
+        bench.record_bytes(b_sent, tool, wire_bytes(out) if json_flag else new_bytes, size)
+        bench.record_bytes(b_stored, tool, new_bytes, size)
+
+        if not run(["git", "pull", "-q", "--ff-only"], clone, env):
+            return bench.fail(tool, s_pull)
+        had = folder_bytes(clone / cache)
+        t, out = timed_out(tool.cmd("pull", *json_flag), clone, env)
+        ok = t is not None and same_file(clone / "data.csv", v2)
+        if t is not None and not ok:
+            bench.warn(f"{tool.name} pull restored a DIFFERENT data.csv")
+        bench.record(s_pull, tool, t, "" if ok or t is None else "!")
+        # DVC downloads each missing object whole into its cache
+        got = wire_bytes(out) if json_flag else folder_bytes(clone / cache) - had
+        bench.record_bytes(b_got, tool, None if t is None else got, size)
+
+
 # -------------------------------------------------------------------- report
 def cell(bench: Bench, scenario: str, tool: Tool) -> tuple[str, float | None]:
     """Markdown cell text, and the median when it is usable for a ratio."""
@@ -553,7 +765,27 @@ def report(bench: Bench, tools: list[Tool], command: str, stopped: str) -> str:
         (mlv_text, mlv_med), (dvc_text, dvc_med) = cell(bench, scenario, mlv), cell(bench, scenario, dvc)
         ratio = f"{mlv_med / dvc_med:.2f}" if mlv_med is not None and dvc_med else "-"
         lines.append(f"| {scenario} | {mlv_text} | {dvc_text} | {ratio} |")
+    lines += volume_table(bench, tools)
     return "\n".join(lines + ([""] + bench.notes if bench.notes else []))
+
+
+def volume_table(bench: Bench, tools: list[Tool]) -> list[str]:
+    """The bytes table (medians, and their share of the data they are about)."""
+    if not bench.volumes:
+        return []
+    lines = ["", "| bytes (median) | mlv | dvc | of |", "|---|---|---|---|"]
+    for what, per_tool in bench.volumes.items():
+        of = bench.sized[what]
+        cells = []
+        for tool in tools:
+            values = per_tool.get(tool.name, [])
+            if not values or any(v is None for v in values):
+                cells.append("-" if not values else "unknown")
+                continue
+            med = statistics.median(v for v in values if v is not None)
+            cells.append(f"{med / MIB:.1f} MiB ({100 * med / of:.1f} %)")
+        lines.append(f"| {what} | {cells[0]} | {cells[1]} | {of / MIB:.1f} MiB |")
+    return lines
 
 
 def write_json(bench: Bench, tools: list[Tool], command: str, path: Path) -> None:
@@ -565,6 +797,8 @@ def write_json(bench: Bench, tools: list[Tool], command: str, path: Path) -> Non
         "datasets": {d.name: {"files": d.files, "bytes": d.total_bytes, "sha256": d.fingerprint}
                      for d in bench.datasets.values()},
         "timings": bench.timings,  # scenario -> tool -> seconds per rep (null = failed)
+        "bytes": bench.volumes,  # what -> tool -> bytes per rep (null = unknown)
+        "bytes_of": bench.sized,  # what -> the size of the data they are about
         "flags": {s: {t: sorted(f) for t, f in d.items()} for s, d in bench.flags.items()},
         "notes": bench.notes,
     }, indent=2) + "\n")
@@ -583,6 +817,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="files in the small dataset of push-s3 (default: --small-files)")
     p.add_argument("--large-files", type=int, default=4, help="files in the large dataset")
     p.add_argument("--large-mb", type=int, default=256, help="MiB per large file")
+    p.add_argument("--csv-mb", type=int, default=1024,
+                   help="MiB of the CSV of the csv group (default 1024)")
+    p.add_argument("--csv-remote", choices=("s3", "local"), default="s3",
+                   help="remote of the csv group: moto S3 (default) or a local folder")
     p.add_argument("--seed", type=int, default=1234, help="dataset seed")
     p.add_argument("--workdir", type=Path, help="where to make the scratch folder (default /tmp)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (data, repos)")
@@ -599,8 +837,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"--only: choose from {', '.join(GROUPS)}")
     if args.s3_small_files is None:
         args.s3_small_files = args.small_files
-    if min(args.reps, args.small_files, args.s3_small_files, args.large_files, args.large_mb) < 1:
-        p.error("--reps, --small-files, --s3-small-files, --large-files and --large-mb must be >= 1")
+    if min(args.reps, args.small_files, args.s3_small_files, args.large_files, args.large_mb,
+           args.csv_mb) < 1:
+        p.error("--reps, --small-files, --s3-small-files, --large-files, --large-mb and "
+                "--csv-mb must be >= 1")
     args.only = ",".join(groups)
     return args
 

@@ -145,10 +145,11 @@ def _download(odb: ObjectStore, remote: Remote, oids: list[str], jobs: int,
     kept: list[str] = []
     bad: list[str] = []
 
-    def verify(oid: str, path: str) -> None:
+    def verify(oid: str, path: str, verified: bool = False) -> None:
         # Each object is checked and kept as soon as it arrives, so an interrupted
-        # fetch keeps everything that was complete.
-        (kept if odb.adopt(path, oid) else bad).append(oid)
+        # fetch keeps everything that was complete. `verified`: the remote checked the
+        # bytes it wrote against the oid (a blob from a pack): not hashed twice.
+        (kept if odb.adopt(path, oid, verified) else bad).append(oid)
 
     try:
         failures = remote.download(list(temps.items()), progress, after=verify, sizes=sizes)
@@ -158,11 +159,12 @@ def _download(odb: ObjectStore, remote: Remote, oids: list[str], jobs: int,
             else:
                 result.failed[oid] = _reason(exc, remote)
         result.moved += len(kept)
-        result.bytes += sum(_size(odb.path_of(oid)) for oid in kept)
+        result.bytes += sum(sizes[o] if o in sizes else _size(odb.path_of(o)) for o in kept)
         result.corrupted += bad
     finally:
-        for tmp in temps.values():
-            if os.path.lexists(tmp):
+        moved = set(kept)  # their temp files were renamed into the cache
+        for oid, tmp in temps.items():
+            if oid not in moved and os.path.lexists(tmp):
                 fsio.remove_file(tmp)
     result.missing.sort()
     result.corrupted.sort()

@@ -10,10 +10,13 @@ readable, and `has` finds them too."""
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
-from collections.abc import Callable, Iterator
-from typing import Any
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
 
 from mlv import fsio
 from mlv.errors import MlvError
@@ -27,6 +30,7 @@ from mlv.remote.packs import (
     CorruptDataError,
     IndexView,
     Marker,
+    MiB,
     Pack,
     PackWriter,
     Record,
@@ -38,6 +42,14 @@ from mlv.remote.packs import (
 from mlv.workspace import Progress
 
 RANGE_GAP = 1 << 20  # ranged reads closer than this are merged into one
+# Packs being uploaded, and ranges being downloaded, are held in memory: at most this many
+# bytes of them at once (plus the one waiting for room), in at most PACKS_IN_FLIGHT
+# requests for uploads (16 MiB packs: 8) and `jobs` requests for downloads.
+BYTES_IN_FLIGHT = 128 * MiB
+PACKS_IN_FLIGHT = 8
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def pack_key(pack_id: str) -> str:
@@ -66,6 +78,7 @@ class PackedRemote(Remote):
         self.doomed: Any = None  # what `gc --cloud` scheduled (packgc.Doomed)
         self.said: set[str] = set()  # notes already given (once per run)
         self.wire = 0  # bytes that actually crossed to or from the remote
+        self._wire_lock = threading.Lock()  # transfers count `wire` from many threads
 
     # ---- what the remote holds ----------------------------------------------------------
 
@@ -142,52 +155,34 @@ class PackedRemote(Remote):
 
     def upload(self, items: list[tuple[str, str]], progress: Progress | None,
                sizes: dict[str, int] | None = None) -> Failures:
-        """Small objects and the new chunks of big files go up in packs (each pack as
-        soon as it is full), then one index segment listing them, then the recipes,
-        then folder manifests and what is stored loose."""
-        from mlv.remote import chunker
-
+        """Small objects and the new chunks of big files go up in packs, several at once
+        (each pack as soon as it is full, while the next files are read and cut), then,
+        once every pack has been acknowledged, one index segment listing those stored,
+        then the recipes, then folder manifests and what is stored loose."""
         view = self.index()
-        writer = PackWriter(self.marker.pack_target)
         failures: Failures = {}
         stored: list[Record] = []
         recipes: dict[str, tuple[int, list[tuple[str, int]]]] = {}
         loose: list[tuple[str, str]] = []
-        queued: set[str] = set()
-        big = self.marker.chunker.from_size
-        why_not = chunker.available()
 
-        def put(pack: Pack) -> None:
+        def put(pack: Pack) -> BaseException | None:
             try:
                 self._note_again({pack.pack_id} & self.doomed.packs)
                 self.inner.put_key(pack_key(pack.pack_id), pack.data)
             except Exception as exc:  # noqa: BLE001 - reported per object
+                return exc
+            return None
+
+        packs = self._packs(items, recipes, loose)
+        for pack, exc in _bounded(packs, put, lambda p: len(p.data),
+                                  min(self.jobs, PACKS_IN_FLIGHT), BYTES_IN_FLIGHT):
+            if exc is not None:
                 failures.update({e.oid: exc for e in pack.entries if e.type == OBJECT})
-                return
-            self.wire += len(pack.data)
+                continue
+            self._moved(len(pack.data))
             stored.extend(records_of(pack.pack_id, pack.entries))
             if progress:
                 progress(sum(e.type == OBJECT for e in pack.entries), len(pack.data))
-
-        for path, oid in items:
-            if oid.endswith(".dir") or oid in queued or self.stored(oid):
-                if oid.endswith(".dir"):
-                    loose.append((path, oid))
-                continue
-            queued.add(oid)
-            size = os.path.getsize(path)
-            if size < big:
-                with open(path, "rb") as fobj:
-                    for pack in writer.add(OBJECT, oid, fobj.read()):
-                        put(pack)
-            elif why_not:
-                self.said.add(f"big files are stored whole: {why_not}")
-                loose.append((path, oid))
-            else:
-                recipes[oid] = (size, self._chunk(path, queued, writer, put))
-        last = writer.flush()
-        if last is not None:
-            put(last)
         if stored:
             seg_id, data = build_segment(stored)
             try:
@@ -195,7 +190,7 @@ class PackedRemote(Remote):
                 self.inner.put_key(segment_key(seg_id), data)
             except Exception as exc:  # noqa: BLE001 - nothing is visible without it
                 return {o: exc for _, o in items}
-            self.wire += len(data)
+            self._moved(len(data))
             view.add_segment(seg_id, data)
         again = (set(recipes) & self.doomed.recipes) | ({o for _, o in loose} &
                                                          self.doomed.loose)
@@ -205,23 +200,75 @@ class PackedRemote(Remote):
             failures.update({o: exc for o in again})
             recipes = {o: r for o, r in recipes.items() if o not in again}
             loose = [(p, o) for p, o in loose if o not in again]
-        for oid, (size, chunks) in recipes.items():
+        failures.update(self._put_recipes(recipes, view))
+        if loose:  # manifests last: one on the remote vouches for its files
+            done = self.inner.upload(loose, progress, sizes)
+            failures.update(done)
+            self._moved(sum(os.path.getsize(p) for p, o in loose if o not in done))
+        return failures
+
+    def _packs(self, items: list[tuple[str, str]],
+               recipes: dict[str, tuple[int, list[tuple[str, int]]]],
+               loose: list[tuple[str, str]]) -> Iterator[Pack]:
+        """The packs of what `items` adds to the remote, each as soon as it is full;
+        fills `recipes` (big files cut into chunks) and `loose` (folder manifests, and
+        big files stored whole) on the way."""
+        from mlv.remote import chunker
+
+        writer = PackWriter(self.marker.pack_target)
+        queued: set[str] = set()
+        big = self.marker.chunker.from_size
+        why_not = chunker.available()
+        for path, oid in items:
+            if oid.endswith(".dir") or oid in queued or self.stored(oid):
+                if oid.endswith(".dir"):
+                    loose.append((path, oid))
+                continue
+            queued.add(oid)
+            size = os.path.getsize(path)
+            if size < big:
+                with open(path, "rb") as fobj:
+                    yield from writer.add(OBJECT, oid, fobj.read())
+            elif why_not:
+                self.said.add(f"big files are stored whole: {why_not}")
+                loose.append((path, oid))
+            else:
+                found: list[tuple[str, int]] = []
+                yield from self._chunk(path, queued, writer, found)
+                recipes[oid] = (size, found)
+        last = writer.flush()
+        if last is not None:
+            yield last
+
+    def _put_recipes(self, recipes: dict[str, tuple[int, list[tuple[str, int]]]],
+                     view: IndexView) -> Failures:
+        """Store the recipes whose chunks the index lists (several at once)."""
+        failures: Failures = {}
+
+        def put(oid: str) -> None:
+            size, chunks = recipes[oid]
             if any(c not in view for c, _ in chunks):
                 failures[oid] = RemoteError("some of its chunks could not be stored")
-                continue
+                return
             try:
                 recipe = build_recipe(size, chunks)
                 self.inner.put_key(recipe_key(oid), recipe)
                 self._keep_recipe(oid, recipe)
-                self.wire += len(recipe)
+                self._moved(len(recipe))
                 self.recipes().add(oid)
             except Exception as exc:  # noqa: BLE001
                 failures[oid] = exc
-        if loose:  # manifests last: one on the remote vouches for its files
-            done = self.inner.upload(loose, progress, sizes)
-            failures.update(done)
-            self.wire += sum(os.path.getsize(p) for p, o in loose if o not in done)
+
+        if recipes:
+            with ThreadPoolExecutor(max_workers=max(1, min(self.jobs,
+                                                           len(recipes)))) as pool:
+                list(pool.map(put, recipes))
         return failures
+
+    def _moved(self, nbytes: int) -> None:
+        """Count bytes that crossed to or from the remote (from any thread)."""
+        with self._wire_lock:
+            self.wire += nbytes
 
     def _note_again(self, names: set[str]) -> None:
         """Before storing again (under the same name) what `gc --cloud` scheduled for
@@ -232,11 +279,12 @@ class PackedRemote(Remote):
             packgc.note_kept(self.inner, names)
 
     def _chunk(self, path: str, queued: set[str], writer: PackWriter,
-               put: Any) -> list[tuple[str, int]]:
+               found: list[tuple[str, int]]) -> Iterator[Pack]:
+        """Cut the big file at `path` into chunks, adding each to `found` (the recipe)
+        and each new one to `writer`; yields the packs that this completes."""
         from mlv.remote import chunker
 
         params = self.marker.chunker
-        found = []
         with open(path, "rb") as fobj:
             for offset, length, cid in chunker.chunks(path, params.min, params.avg,
                                                       params.max):
@@ -245,29 +293,44 @@ class PackedRemote(Remote):
                     continue  # stored already: that is the point
                 queued.add(cid)
                 fobj.seek(offset)
-                for pack in writer.add(CHUNK, cid, fobj.read(length)):
-                    put(pack)
-        return found
+                yield from writer.add(CHUNK, cid, fobj.read(length))
 
     # ---- download -----------------------------------------------------------------------
 
     def download(self, items: list[tuple[str, str]], progress: Progress | None,
                  after: After | None = None, sizes: dict[str, int] | None = None
                  ) -> Failures:
+        """Objects in packs are read in ranges, several at once; each blob is verified,
+        written to its temp file and handed to `after` in the thread that read it (with
+        `verified=True` when `after` takes that argument: it need not hash it again).
+        Big files are rebuilt from their chunks one after another (the chunks of each
+        one several at once)."""
         view, recipes = self.index(), self.recipes()
         failures: Failures = {}
         packed = [(o, p) for o, p in items if o in view]
         built = [(o, p) for o, p in items if o not in view and o in recipes]
         rest = [(o, p) for o, p in items if o not in view and o not in recipes]
         temps = dict(packed)
-        records = [r for r in map(view.lookup, temps) if r is not None]
-        for oid, data in self._blobs(records, failures):
-            fsio.makedirs(os.path.dirname(temps[oid]))
-            fsio.write_new(temps[oid], data)
-            if after:
-                after(oid, temps[oid])
+        made: set[str] = set()
+        tell: Callable[..., None] | None = \
+            after if after is not None and _takes_verified(after) else None
+
+        def keep(oid: str, data: bytes) -> None:
+            temp = temps[oid]
+            folder = os.path.dirname(temp)
+            if folder not in made:
+                fsio.makedirs(folder)
+                made.add(folder)
+            fsio.write_new(temp, data)
+            if tell:
+                tell(oid, temp, verified=True)
+            elif after:
+                after(oid, temp)
             if progress:
                 progress(1, len(data))
+
+        records = [r for r in map(view.lookup, temps) if r is not None]
+        self._read_blobs(records, keep, failures)
         for oid, temp in built:
             try:
                 self._rebuild(oid, temp, view, (sizes or {}).get(oid))
@@ -276,49 +339,79 @@ class PackedRemote(Remote):
                 continue
             size = os.path.getsize(temp)
             if after:
-                after(oid, temp)  # it moves the file into the cache
+                after(oid, temp)  # it checks the whole file's hash, and keeps it
             if progress:
                 progress(1, size)
         if rest:
             done = self.inner.download(rest, progress, after, sizes)
             failures.update(done)
-            self.wire += sum((sizes or {}).get(o, 0) for o, _ in rest if o not in done)
+            self._moved(sum((sizes or {}).get(o, 0) for o, _ in rest if o not in done))
         return failures
 
     def _blobs(self, records: list[Record], failures: Failures
                ) -> Iterator[tuple[str, bytes]]:
-        """(id, verified bytes) of each record, reading each pack whole or in merged
-        ranges; a blob whose bytes do not match its id is a failure, never returned."""
+        """(id, verified bytes) of each record, all read first (as `_read_blobs` does):
+        for callers that hold them anyway (one object's `open`, gc's repacking of a
+        pack); a blob that could not be read or verified is in `failures` instead."""
+        got: list[tuple[str, bytes]] = []
+        lock = threading.Lock()
+
+        def use(oid: str, data: bytes) -> None:
+            with lock:
+                got.append((oid, data))
+
+        self._read_blobs(records, use, failures)
+        return iter(got)
+
+    def _read_blobs(self, records: list[Record], use: Callable[[str, bytes], None],
+                    failures: Failures) -> None:
+        """Call `use(id, verified bytes)` for each record, reading its pack whole or in
+        merged ranges, several ranges at once (`use` runs in the thread that read the
+        range). A blob whose bytes do not match its id is a failure, never used; so is
+        each blob of a range that could not be read. What `use` raises stops it all."""
         by_pack: dict[str, list[Record]] = {}
         for r in records:
             by_pack.setdefault(r.pack, []).append(r)
+        ranges = []
         for pack_id, recs in sorted(by_pack.items()):
             recs.sort(key=lambda r: r.offset)
+            ranges += [(pack_id, start, end, group) for start, end, group in _ranges(recs)]
+        lock = threading.Lock()
+
+        def read(task: tuple[str, int, int, list[Record]]) -> None:
+            pack_id, start, end, group = task
             try:
-                for start, end, group in _ranges(recs):
-                    data = self.inner.get_key(pack_key(pack_id), start, end)
-                    self.wire += len(data)
+                data = self.inner.get_key(pack_key(pack_id), start, end)
+            except Exception as exc:  # noqa: BLE001 - each blob of the range failed
+                with lock:
                     for r in group:
-                        blob = data[r.offset - start:r.offset - start + r.length]
-                        if len(blob) != r.length or hash_bytes(blob) != r.oid:
-                            failures[r.oid] = CorruptDataError(
-                                pack_key(pack_id), f"blob {r.oid} does not match its id",
-                                hint="run `mlv fsck --remote`")
-                            continue
-                        yield r.oid, blob
-            except FileNotFoundError as exc:
-                for r in recs:
-                    failures.setdefault(r.oid, exc)
+                        failures.setdefault(r.oid, exc)
+                return
+            self._moved(len(data))
+            for r in group:
+                blob = data[r.offset - start:r.offset - start + r.length]
+                if len(blob) != r.length or hash_bytes(blob) != r.oid:
+                    with lock:
+                        failures[r.oid] = CorruptDataError(
+                            pack_key(pack_id), f"blob {r.oid} does not match its id",
+                            hint="run `mlv fsck --remote`")
+                    continue
+                use(r.oid, blob)
+
+        for _task, _ in _bounded(ranges, read, lambda t: t[2] - t[1], self.jobs,
+                                 BYTES_IN_FLIGHT):
+            pass
 
     def _rebuild(self, oid: str, temp: str, view: IndexView, expected: int | None) -> None:
         """Write the big file `oid` to `temp` from its chunks: those the cache holds in
         an earlier version (known from its recipe) are read locally, the rest from the
-        remote's packs; each written where the recipe puts it, as it arrives (a big file
-        is never held in memory). The caller verifies the whole file's hash. A recipe
-        whose size is not the `expected` one (the pointer's) is refused before anything
-        is written: one chunk repeated could otherwise fill the disk."""
+        remote's packs, several ranges at once; each written where the recipe puts it,
+        as it arrives (a big file is never held in memory). The caller verifies the
+        whole file's hash. A recipe whose size is not the `expected` one (the pointer's)
+        is refused before anything is written: one chunk repeated could otherwise fill
+        the disk."""
         raw = self.inner.get_key(recipe_key(oid))
-        self.wire += len(raw)
+        self._moved(len(raw))
         recipe = parse_recipe(raw, oid, self.marker.chunker.max)
         if expected is not None and recipe.size != expected:
             raise CorruptDataError(recipe_key(oid), f"it makes a file of {recipe.size} "
@@ -333,14 +426,15 @@ class PackedRemote(Remote):
         fsio.makedirs(os.path.dirname(temp))
         with open(temp, "wb") as fobj:
             fobj.truncate(recipe.size)
+            fd = fobj.fileno()
 
             def put(cid: str, data: bytes) -> None:
-                for at in places.pop(cid, []):
-                    fobj.seek(at)
-                    fobj.write(data)
+                for at in places[cid]:  # only read here: safe from many threads
+                    _pwrite_all(fd, data, at)
 
             for cid, data in self._local_chunks(set(places)):
                 put(cid, data)
+                del places[cid]
             records = []
             for cid in sorted(places):
                 rec = view.lookup(cid)
@@ -348,8 +442,7 @@ class PackedRemote(Remote):
                     raise FileNotFoundError(f"chunk {cid} of {oid} is not on the remote")
                 records.append(rec)
             failures: Failures = {}
-            for cid, data in self._blobs(records, failures):
-                put(cid, data)
+            self._read_blobs(records, put, failures)
             if failures:
                 raise next(iter(failures.values()))
 
@@ -481,6 +574,58 @@ def _ranges(recs: list[Record]) -> Iterator[tuple[int, int, list[Record]]]:
         yield start, end, group
         group, start, end = [r], r.offset, r.offset + r.length
     yield start, end, group
+
+
+def _bounded(tasks: Iterable[T], run: Callable[[T], R], cost: Callable[[T], int],
+             jobs: int, budget: int) -> Iterator[tuple[T, R]]:
+    """(task, run(task)) of each task, in the order they finish, running in up to `jobs`
+    threads. A task is taken from `tasks` only when the costs (bytes) of those running
+    stay within `budget` with it (one always runs), so a lazy `tasks` (packs being built)
+    waits for room, and memory stays bounded. What `run` raises is raised here, after
+    the tasks already running have finished (those not yet started are dropped)."""
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    running: dict[Future[R], tuple[T, int]] = {}
+    held = 0
+
+    def finished(block: bool) -> Iterator[tuple[T, R]]:
+        nonlocal held
+        if block:
+            done = wait(running, return_when=FIRST_COMPLETED).done
+        else:
+            done = {f for f in running if f.done()}
+        for fut in sorted(done, key=id):
+            task, size = running.pop(fut)
+            held -= size
+            yield task, fut.result()
+
+    try:
+        for task in tasks:
+            size = cost(task)
+            while running and (held + size > budget or len(running) >= max(1, jobs)):
+                yield from finished(block=True)
+            running[pool.submit(run, task)] = (task, size)
+            held += size
+            yield from finished(block=False)
+        while running:
+            yield from finished(block=True)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _takes_verified(after: After) -> bool:
+    """Whether the callback `after` takes the `verified` argument (older ones do not)."""
+    try:
+        return "verified" in inspect.signature(after).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _pwrite_all(fd: int, data: bytes, at: int) -> None:
+    """Write all of `data` at offset `at` of the open file `fd` (safe from threads)."""
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, at)
+        view, at = view[done:], at + done
 
 
 def open_format(inner: Remote, index_dir: str | None = None,
