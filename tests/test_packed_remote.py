@@ -252,7 +252,7 @@ def test_push_and_pull_say_the_bytes_sent_beside_the_bytes_stored(
     assert res.exit_code == 0, res.output
     assert "pushed 1 file, 8.2 MiB (" in res.stdout and " sent) in " in res.stdout, res.stdout
     facts = json.loads(mlv("push", "--json", cwd=mlv_repo).stdout)["pushed"]
-    assert facts["files"] == 0  # nothing left to send
+    assert facts["files"] == 0 and facts["wire_bytes"] == 0, facts  # nor read again
     big.unlink()
     big.write_bytes(data + _big(9, 160 * 1024))
     assert mlv("add", "big.csv", cwd=mlv_repo).exit_code == 0
@@ -398,6 +398,7 @@ def test_an_index_segment_over_the_size_cap_is_skipped_with_a_note(
     assert res.exit_code == 0, res.output
     assert f"index segment {hash_bytes(huge)} is damaged: {SEG_SIZE_MAX + 1} bytes, more " \
         f"than {SEG_SIZE_MAX}; it was skipped" in res.stderr, res.stderr
+    assert "KiB received" in res.stdout, res.stdout  # the listing said: it was never read
     assert read_tree(other / "data") == read_tree(mlv_repo / "data")
 
 

@@ -179,11 +179,7 @@ class _Recorded:
         self.total_bytes += total_bytes
 
 
-@pytest.mark.parametrize("fmt", [1, pytest.param(2, marks=pytest.mark.xfail(
-    strict=True, reason="PackedRemote.upload never announces the totals, counts a file "
-                        "only when its pack is stored (a big file's recipe never), and "
-                        "counts pack bytes, so the bar shows `2/1 files, 20.0 MiB` "
-                        "with no total"))])
+@pytest.mark.parametrize("fmt", [1, 2])
 def test_push_progress_counts_each_file_once_of_the_announced_total(
         tmp_path: Path, fmt: int) -> None:
     import random
@@ -202,12 +198,9 @@ def test_push_progress_counts_each_file_once_of_the_announced_total(
     progress = _Recorded()
     assert not transfer.push(src, target, roots, progress).failed
     assert (progress.files, progress.total_files) == (3, 3)
-    assert progress.total_bytes == sum(map(len, blobs))
+    assert progress.total_bytes == progress.nbytes == sum(map(len, blobs))
 
 
-@pytest.mark.xfail(strict=True, reason="PackedRemote.upload reads a cache object with "
-                                       "open(), which follows a symlink: the target's "
-                                       "bytes go into a pack (format 1 refuses it)")
 def test_push_never_sends_what_a_cache_object_that_is_a_symlink_points_to(
         mlv_repo: Path, tmp_path: Path, mlv: Any) -> None:
     secret = tmp_path / "id_rsa"

@@ -21,13 +21,14 @@ from typing import Any, TypeVar
 from mlv import fsio
 from mlv.errors import MlvError
 from mlv.hashing import hash_bytes, is_oid
-from mlv.remote.base import After, Failures, Remote, RemoteError
+from mlv.remote.base import After, Failures, Remote, RemoteError, announce
 from mlv.remote.packs import (
     CHUNK,
     OBJECT,
     RCP_SIZE_MAX,
     SEG_SIZE_MAX,
     CorruptDataError,
+    CorruptSegmentError,
     IndexView,
     Marker,
     MiB,
@@ -35,7 +36,7 @@ from mlv.remote.packs import (
     PackWriter,
     Record,
     build_recipe,
-    build_segment,
+    build_segments,
     parse_recipe,
     records_of,
 )
@@ -89,34 +90,46 @@ class PackedRemote(Remote):
             self.doomed = packgc.scheduled(self.inner)
             view = IndexView()
             # segments a gc scheduled last: the first copy of a blob found is the one kept
-            for key in sorted(self.inner.list_keys("index/"),
-                              key=lambda k: (k.rsplit("/", 1)[-1] in self.doomed.segments, k)):
+            listed = self.inner.list_keys("index/")
+            for key in sorted(listed, key=lambda k: (k.rsplit("/", 1)[-1]
+                                                     in self.doomed.segments, k)):
                 seg_id = key.rsplit("/", 1)[-1]
                 if not is_oid(seg_id):
                     continue  # not ours: a segment is named by its hash
                 try:
-                    view.add_segment(seg_id, self._segment(key, seg_id))
+                    view.add_segment(seg_id, self._segment(key, seg_id, listed[key]))
                 except CorruptDataError as exc:  # its blobs count as absent: push
                     self.said.add(f"{exc.message}; it was skipped (what only it lists "
                                   "is sent again by push); run `mlv fsck --remote`")
             self._view = view
         return self._view
 
-    def _segment(self, key: str, seg_id: str) -> bytes:
+    def _segment(self, key: str, seg_id: str, listed: int | None = None) -> bytes:
+        """Segment `seg_id`'s bytes, checked against its name: the local copy when it
+        has one, else read from the remote (not when the listing says it is bigger than
+        a segment may be: a hostile remote could fill the memory) and kept."""
         local = os.path.join(self.index_dir, seg_id) if self.index_dir else None
         if local and os.path.isfile(local):
             data = fsio.read_regular(local, SEG_SIZE_MAX, local, RemoteError)
             if hash_bytes(data) == seg_id:
                 return data
+        if listed is not None and listed > SEG_SIZE_MAX:
+            raise CorruptSegmentError(seg_id, f"{listed} bytes, more than {SEG_SIZE_MAX}")
         data = self.inner.get_key(key)
-        self.wire += len(data)
+        self._moved(len(data))
         if hash_bytes(data) != seg_id:
             raise CorruptDataError(key, "its bytes do not match its name",
                                    hint="run `mlv fsck --remote`")
-        if local:
+        self._keep_segment(seg_id, data)
+        return data
+
+    def _keep_segment(self, seg_id: str, data: bytes) -> None:
+        """Keep a copy of a segment (checked against its name) in the cache folder:
+        segments never change, so it is read from the remote only once."""
+        local = os.path.join(self.index_dir, seg_id) if self.index_dir else None
+        if local and not os.path.isfile(local):
             fsio.makedirs(os.path.dirname(local))
             fsio.atomic_write(local, data)
-        return data
 
     def recipes(self) -> set[str]:
         if self._recipes is None:
@@ -173,7 +186,7 @@ class PackedRemote(Remote):
                 return exc
             return None
 
-        packs = self._packs(items, recipes, loose)
+        packs = self._packs(items, recipes, loose, failures, progress, sizes)
         for pack, exc in _bounded(packs, put, lambda p: len(p.data),
                                   min(self.jobs, PACKS_IN_FLIGHT), BYTES_IN_FLIGHT):
             if exc is not None:
@@ -181,16 +194,17 @@ class PackedRemote(Remote):
                 continue
             self._moved(len(pack.data))
             stored.extend(records_of(pack.pack_id, pack.entries))
-            if progress:
-                progress(sum(e.type == OBJECT for e in pack.entries), len(pack.data))
-        if stored:
-            seg_id, data = build_segment(stored)
+            if progress:  # a file is done when its pack is; a chunk only adds bytes
+                progress(sum(e.type == OBJECT for e in pack.entries),
+                         sum(e.length for e in pack.entries))
+        for seg_id, data in build_segments(stored) if stored else []:
             try:
                 self._note_again({seg_id} & self.doomed.segments)
                 self.inner.put_key(segment_key(seg_id), data)
             except Exception as exc:  # noqa: BLE001 - nothing is visible without it
                 return {o: exc for _, o in items}
             self._moved(len(data))
+            self._keep_segment(seg_id, data)
             view.add_segment(seg_id, data)
         again = (set(recipes) & self.doomed.recipes) | ({o for _, o in loose} &
                                                          self.doomed.loose)
@@ -200,7 +214,10 @@ class PackedRemote(Remote):
             failures.update({o: exc for o in again})
             recipes = {o: r for o, r in recipes.items() if o not in again}
             loose = [(p, o) for p, o in loose if o not in again]
-        failures.update(self._put_recipes(recipes, view))
+        failed = self._put_recipes(recipes, view)
+        failures.update(failed)
+        if progress and len(recipes) > len(failed):  # their bytes were counted as chunks
+            progress(len(recipes) - len(failed))
         if loose:  # manifests last: one on the remote vouches for its files
             done = self.inner.upload(loose, progress, sizes)
             failures.update(done)
@@ -209,33 +226,49 @@ class PackedRemote(Remote):
 
     def _packs(self, items: list[tuple[str, str]],
                recipes: dict[str, tuple[int, list[tuple[str, int]]]],
-               loose: list[tuple[str, str]]) -> Iterator[Pack]:
+               loose: list[tuple[str, str]], failures: Failures,
+               progress: Progress | None, sizes: dict[str, int] | None
+               ) -> Iterator[Pack]:
         """The packs of what `items` adds to the remote, each as soon as it is full;
-        fills `recipes` (big files cut into chunks) and `loose` (folder manifests, and
-        big files stored whole) on the way."""
+        fills `recipes` (big files cut into chunks), `loose` (folder manifests, and big
+        files stored whole) and `failures` (a cache object that is not a regular file:
+        never followed) on the way. What needs no upload counts as done at once."""
         from mlv.remote import chunker
 
         writer = PackWriter(self.marker.pack_target)
         queued: set[str] = set()
         big = self.marker.chunker.from_size
         why_not = chunker.available()
+        found_sizes: dict[str, int] = {}
         for path, oid in items:
-            if oid.endswith(".dir") or oid in queued or self.stored(oid):
-                if oid.endswith(".dir"):
-                    loose.append((path, oid))
+            if oid.endswith(".dir"):
+                loose.append((path, oid))
+                continue
+            try:
+                fsio.check_object(path)
+                found_sizes[oid] = os.path.getsize(path)
+            except (OSError, MlvError) as exc:
+                failures[oid] = exc
+        whole = {o for o, n in found_sizes.items() if why_not and n >= big}
+        loose += [(p, o) for p, o in items if o in whole]
+        mine = [(p, o) for p, o in items if o in found_sizes and o not in whole]
+        announce(progress, mine, sizes, upload=True)
+        for path, oid in mine:
+            size = found_sizes[oid]
+            if oid in queued or self.stored(oid):
+                if progress:
+                    progress(1, size)
                 continue
             queued.add(oid)
-            size = os.path.getsize(path)
             if size < big:
                 with open(path, "rb") as fobj:
                     yield from writer.add(OBJECT, oid, fobj.read())
-            elif why_not:
-                self.said.add(f"big files are stored whole: {why_not}")
-                loose.append((path, oid))
             else:
                 found: list[tuple[str, int]] = []
-                yield from self._chunk(path, queued, writer, found)
+                yield from self._chunk(path, queued, writer, found, progress)
                 recipes[oid] = (size, found)
+        if whole:
+            self.said.add(f"big files are stored whole: {why_not}")
         last = writer.flush()
         if last is not None:
             yield last
@@ -279,9 +312,11 @@ class PackedRemote(Remote):
             packgc.note_kept(self.inner, names)
 
     def _chunk(self, path: str, queued: set[str], writer: PackWriter,
-               found: list[tuple[str, int]]) -> Iterator[Pack]:
+               found: list[tuple[str, int]], progress: Progress | None
+               ) -> Iterator[Pack]:
         """Cut the big file at `path` into chunks, adding each to `found` (the recipe)
-        and each new one to `writer`; yields the packs that this completes."""
+        and each new one to `writer` (the bytes of the others count as done at once);
+        yields the packs that this completes."""
         from mlv.remote import chunker
 
         params = self.marker.chunker
@@ -290,6 +325,8 @@ class PackedRemote(Remote):
                                                       params.max):
                 found.append((cid, length))
                 if cid in queued or self.stored(cid):
+                    if progress:
+                        progress(0, length)
                     continue  # stored already: that is the point
                 queued.add(cid)
                 fobj.seek(offset)
