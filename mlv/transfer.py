@@ -145,7 +145,7 @@ def _download(odb: ObjectStore, remote: Remote, oids: list[str], jobs: int,
     kept: list[str] = []
     bad: list[str] = []
 
-    def verify(oid: str, path: str, verified: bool = False) -> None:
+    def verify(oid: str, path: str, verified: bool) -> None:
         # Each object is checked and kept as soon as it arrives, so an interrupted
         # fetch keeps everything that was complete. `verified`: the remote checked the
         # bytes it wrote against the oid (a blob from a pack): not hashed twice.

@@ -93,7 +93,7 @@ def test_objects_upload_list_has_download_open(backend: Remote, tmp_path: Path) 
     arrived: dict[str, bytes] = {}
     items = [(oid, str(tmp_path / f"dl-{oid}")) for oid in oids]
     failures = backend.download(items, None,
-                                after=lambda oid, path: arrived.update({oid: Path(path)
+                                after=lambda oid, path, _: arrived.update({oid: Path(path)
                                                                         .read_bytes()}))
     assert failures == {}
     assert arrived == {oid: objects[oid].read_bytes() for oid in oids}
@@ -118,7 +118,7 @@ def test_download_of_a_missing_object_fails_only_that_object(backend: Remote,
     missing = hash_bytes(b"never uploaded")
     seen: list[str] = []
     failures = backend.download([(present, str(tmp_path / "a")), (missing, str(tmp_path / "b"))],
-                                None, after=lambda oid, path: seen.append(oid))
+                                None, after=lambda oid, path, _: seen.append(oid))
     assert list(failures) == [missing]
     assert isinstance(failures[missing], FileNotFoundError)
     assert seen == [present]

@@ -60,7 +60,7 @@ class RemoteError(MlvError):
 
 
 Failures = dict[str, BaseException]  # oid (or key) -> what went wrong
-After = Callable[[str, str], None]  # called with (oid, local path) after each download
+After = Callable[[str, str, bool], None]  # (oid, local path, verified) after each download
 
 
 class Remote(ABC):
@@ -114,9 +114,11 @@ class Remote(ABC):
     def download(self, items: list[tuple[str, str]], progress: Progress | None,
                  after: After | None = None, sizes: dict[str, int] | None = None
                  ) -> Failures:
-        """Download (oid, local temp path) pairs. `after(oid, path)` runs as soon as each
-        one has arrived (to verify and keep it); `sizes` are the expected sizes where
-        known. Returns the failures by oid."""
+        """Download (oid, local temp path) pairs. `after(oid, path, verified)` runs as
+        soon as each one has arrived (to verify and keep it; `verified`: the remote
+        wrote the file from bytes it checked against `oid` itself, so it need not be
+        hashed again); `sizes` are the expected sizes where known. Returns the failures
+        by oid."""
 
     @abstractmethod
     def delete(self, oids: list[str]) -> Failures:

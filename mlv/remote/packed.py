@@ -10,7 +10,6 @@ readable, and `has` finds them too."""
 
 from __future__ import annotations
 
-import inspect
 import io
 import os
 import threading
@@ -339,7 +338,7 @@ class PackedRemote(Remote):
                  ) -> Failures:
         """Objects in packs are read in ranges, several at once; each blob is verified,
         written to its temp file and handed to `after` in the thread that read it (with
-        `verified=True` when `after` takes that argument: it need not hash it again).
+        `verified` set: it need not be hashed again).
         Big files are rebuilt from their chunks one after another (the chunks of each
         one several at once)."""
         view, recipes = self.index(), self.recipes()
@@ -349,8 +348,6 @@ class PackedRemote(Remote):
         rest = [(o, p) for o, p in items if o not in view and o not in recipes]
         temps = dict(packed)
         made: set[str] = set()
-        tell: Callable[..., None] | None = \
-            after if after is not None and _takes_verified(after) else None
 
         def keep(oid: str, data: bytes) -> None:
             temp = temps[oid]
@@ -359,10 +356,8 @@ class PackedRemote(Remote):
                 fsio.makedirs(folder)
                 made.add(folder)
             fsio.write_new(temp, data)
-            if tell:
-                tell(oid, temp, verified=True)
-            elif after:
-                after(oid, temp)
+            if after:
+                after(oid, temp, True)
             if progress:
                 progress(1, len(data))
 
@@ -376,7 +371,7 @@ class PackedRemote(Remote):
                 continue
             size = os.path.getsize(temp)
             if after:
-                after(oid, temp)  # it checks the whole file's hash, and keeps it
+                after(oid, temp, False)  # it checks the whole file's hash, and keeps it
             if progress:
                 progress(1, size)
         if rest:
@@ -647,14 +642,6 @@ def _bounded(tasks: Iterable[T], run: Callable[[T], R], cost: Callable[[T], int]
             yield from finished(block=True)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _takes_verified(after: After) -> bool:
-    """Whether the callback `after` takes the `verified` argument (older ones do not)."""
-    try:
-        return "verified" in inspect.signature(after).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _pwrite_all(fd: int, data: bytes, at: int) -> None:
