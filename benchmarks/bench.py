@@ -564,8 +564,8 @@ def group_push_local(bench: Bench, tool: Tool) -> None:
 
 
 def remote_format(bench: Bench, tool: Tool) -> dict[str, str]:
-    """mlv's remote option for --mlv-format 2 (DVC has one format)."""
-    return {"format": "2"} if tool.name == "mlv" and bench.args.mlv_format == "2" else {}
+    """mlv's remote option for --mlv-format (DVC has one format)."""
+    return {"format": bench.args.mlv_format} if tool.name == "mlv" else {}
 
 
 def s3_small_name(args: argparse.Namespace) -> str:
@@ -826,9 +826,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (data, repos)")
     p.add_argument("--json", type=Path, help="write raw timings of all reps to this file")
     p.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds allowed per command")
-    p.add_argument("--mlv-format", choices=("1", "2"), default="1",
-                   help="storage format of mlv's remotes in push-local/push-s3 (default 1; "
-                        "2: packs and chunks)")
+    p.add_argument("--mlv-format", choices=("1", "2"), default="2",
+                   help="storage format of mlv's remotes (default 2: packs and chunks, as "
+                        "mlv's own default; 1: one object per file)")
     p.add_argument("--moto-server", help="moto S3 server executable for push-s3 "
                    f"(default: moto_server on PATH, else {FALLBACK_MOTO})")
     args = p.parse_args(argv)
