@@ -21,10 +21,12 @@ class Progress(Protocol):
     `progress(files, nbytes)`: that many more files finished and bytes moved or read
     (bytes are reported as they go, so a single big file shows movement);
     `progress(total_files=…, total_bytes=…)`: that much more work was found (added to
-    the totals). Every argument defaults to 0, so `progress(1)` is one file done."""
+    the totals); `progress(wire=…)`: bytes that crossed to or from a remote that stores
+    packs and chunks (fewer than the files' own bytes when chunks were stored already).
+    Every argument defaults to 0, so `progress(1)` is one file done."""
 
     def __call__(self, files: int = 0, nbytes: int = 0, *, total_files: int = 0,
-                 total_bytes: int = 0) -> None: ...
+                 total_bytes: int = 0, wire: int = 0) -> None: ...
 
 
 def bytes_of(progress: Progress | None) -> Callable[[int], None] | None:

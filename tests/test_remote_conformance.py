@@ -65,7 +65,7 @@ class Bytes:
         self.files = self.bytes = self.total_files = 0
 
     def __call__(self, files: int = 0, nbytes: int = 0, total_files: int = 0,
-                 total_bytes: int = 0) -> None:
+                 total_bytes: int = 0, wire: int = 0) -> None:
         self.files += files
         self.bytes += nbytes
         self.total_files += total_files

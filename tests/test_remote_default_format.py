@@ -169,14 +169,15 @@ class _Recorded:
     """A progress callback that adds up what it is told."""
 
     def __init__(self) -> None:
-        self.files = self.nbytes = self.total_files = self.total_bytes = 0
+        self.files = self.nbytes = self.total_files = self.total_bytes = self.wire = 0
 
     def __call__(self, files: int = 0, nbytes: int = 0, *, total_files: int = 0,
-                 total_bytes: int = 0) -> None:
+                 total_bytes: int = 0, wire: int = 0) -> None:
         self.files += files
         self.nbytes += nbytes
         self.total_files += total_files
         self.total_bytes += total_bytes
+        self.wire += wire
 
 
 @pytest.mark.parametrize("fmt", [1, 2])
@@ -217,3 +218,35 @@ def test_push_never_sends_what_a_cache_object_that_is_a_symlink_points_to(
     res = mlv("push", cwd=mlv_repo)
     assert not any(b"SECRET" in p.read_bytes() for p in store.rglob("*") if p.is_file())
     assert res.exit_code == 1, res.output
+
+
+def test_progress_shows_the_bytes_on_the_wire_beside_the_files_bytes(tmp_path: Path) -> None:
+    """A big file edited a little: its progress counts the whole file as done, and the
+    few bytes that went over the wire beside it (the same count as the summary's)."""
+    import random
+
+    from mlv import transfer
+    from mlv.cli.ui import Progress
+    from mlv.odb import ObjectStore
+    from mlv.remote.memory import MemoryRemote
+    from mlv.remote.packed import make_format2
+
+    (tmp_path / "cache").mkdir()
+    src = ObjectStore(str(tmp_path / "cache"))
+    base = random.Random(4).randbytes(8 * 2**20)
+    target = make_format2(MemoryRemote())
+    assert not transfer.push(src, target, {src.add_bytes(base)}).failed
+    before = target.wire
+    progress = _Recorded()
+    edited = base + random.Random(5).randbytes(100_000)
+    assert not transfer.push(src, target, {src.add_bytes(edited)}, progress).failed
+    assert progress.nbytes == len(edited)
+    assert progress.wire == target.wire - before
+    assert 100_000 < progress.wire < len(edited) // 10
+
+    line = Progress("pushing")
+    line(1, len(edited), total_files=1, total_bytes=len(edited), wire=progress.wire)
+    from mlv.cli.ui import human_size
+
+    assert f"8.1 MiB/8.1 MiB ({human_size(progress.wire)} on the wire)" in \
+        line.line(line.start + 1)

@@ -93,16 +93,18 @@ class Progress:
         self.tty = not self.quiet and sys.stderr.isatty()
         self.files = self.total_files = 0
         self.nbytes = self.total_bytes = 0
+        self.wire = 0
         self.start = time.monotonic()
         self._last = 0.0 if self.tty else self.start
         self._drawn = False
         self._lock = threading.Lock()
 
     def __call__(self, files: int = 0, nbytes: int = 0, *, total_files: int = 0,
-                 total_bytes: int = 0) -> None:
+                 total_bytes: int = 0, wire: int = 0) -> None:
         with self._lock:
             self.files += files
             self.nbytes += nbytes
+            self.wire += wire
             self.total_files += total_files
             self.total_bytes += total_bytes
             now = time.monotonic()
@@ -119,7 +121,8 @@ class Progress:
             click.echo(self.line(now), err=True)
 
     def line(self, now: float) -> str:
-        """`pushing: 3/10 files, 1.2 GiB/3.0 GiB, 85.0 MiB/s, ETA 0:21`."""
+        """`pushing: 3/10 files, 1.2 GiB/3.0 GiB, 85.0 MiB/s, ETA 0:21`; with a remote
+        that stores packs and chunks also `(20.1 MiB on the wire)` after the bytes."""
         files = f"{self.files}/{self.total_files}" if self.total_files else f"{self.files}"
         parts = [f"{files} files"]
         rate = self.nbytes / max(now - self.start, 1e-3)
@@ -127,6 +130,8 @@ class Progress:
             done = human_size(self.nbytes)
             parts.append(f"{done}/{human_size(self.total_bytes)}"
                          if self.total_bytes >= self.nbytes else done)
+            if self.wire:
+                parts[-1] += f" ({human_size(self.wire)} on the wire)"
             parts.append(f"{human_size(rate)}/s")
             if self.total_bytes > self.nbytes and self.nbytes:
                 left = round((self.total_bytes - self.nbytes) / rate)  # 2:59:59.99… is 3:00:00

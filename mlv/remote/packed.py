@@ -79,6 +79,7 @@ class PackedRemote(Remote):
         self.said: set[str] = set()  # notes already given (once per run)
         self.wire = 0  # bytes that actually crossed to or from the remote
         self._wire_lock = threading.Lock()  # transfers count `wire` from many threads
+        self._progress: Progress | None = None  # of the transfer running: told `wire`
 
     # ---- what the remote holds ----------------------------------------------------------
 
@@ -167,6 +168,14 @@ class PackedRemote(Remote):
 
     def upload(self, items: list[tuple[str, str]], progress: Progress | None,
                sizes: dict[str, int] | None = None) -> Failures:
+        self._progress = progress
+        try:
+            return self._upload(items, progress, sizes)
+        finally:
+            self._progress = None
+
+    def _upload(self, items: list[tuple[str, str]], progress: Progress | None,
+                sizes: dict[str, int] | None) -> Failures:
         """Small objects and the new chunks of big files go up in packs, several at once
         (each pack as soon as it is full, while the next files are read and cut), then,
         once every pack has been acknowledged, one index segment listing those stored,
@@ -298,9 +307,12 @@ class PackedRemote(Remote):
         return failures
 
     def _moved(self, nbytes: int) -> None:
-        """Count bytes that crossed to or from the remote (from any thread)."""
+        """Count bytes that crossed to or from the remote (from any thread), and tell
+        the progress of the transfer running."""
         with self._wire_lock:
             self.wire += nbytes
+        if self._progress and nbytes:
+            self._progress(wire=nbytes)
 
     def _note_again(self, names: set[str]) -> None:
         """Before storing again (under the same name) what `gc --cloud` scheduled for
@@ -336,6 +348,14 @@ class PackedRemote(Remote):
     def download(self, items: list[tuple[str, str]], progress: Progress | None,
                  after: After | None = None, sizes: dict[str, int] | None = None
                  ) -> Failures:
+        self._progress = progress
+        try:
+            return self._download(items, progress, after, sizes)
+        finally:
+            self._progress = None
+
+    def _download(self, items: list[tuple[str, str]], progress: Progress | None,
+                  after: After | None, sizes: dict[str, int] | None) -> Failures:
         """Objects in packs are read in ranges, several at once; each blob is verified,
         written to its temp file and handed to `after` in the thread that read it (with
         `verified` set: it need not be hashed again).
