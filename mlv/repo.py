@@ -165,7 +165,13 @@ class Repo:
         return RepoLock(os.path.join(self.tmp_dir, "lock"))
 
     def rel(self, path: str) -> str:
-        """A path for messages: relative to the repository root, POSIX-style."""
+        """A path for messages: relative to the repository root, POSIX-style. (Called
+        for every file a checkout writes: a plain path under the root, the usual case,
+        is cut without os.path.relpath, which costs ~20 µs a call.)"""
+        prefix = self.root + "/"
+        if os.sep == "/" and path.startswith(prefix) and "//" not in path and \
+                "/." not in path and not path.endswith("/"):
+            return path[len(prefix):]
         return os.path.relpath(path, self.root).replace(os.sep, "/")
 
     def resolve(self, path: str) -> str:

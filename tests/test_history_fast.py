@@ -98,3 +98,17 @@ def test_a_folder_both_revisions_record_alike_is_not_looked_into(
     assert after.exit_code == 0, after.output
     assert "unknown" not in json.loads(after.stdout)  # nothing compared as a whole
     assert after.output == before.output
+
+
+def test_repo_rel_cuts_plain_paths_as_relpath_would(mlv_repo: Path) -> None:
+    """Repo.rel's fast path (used for every file a checkout writes) must give exactly
+    what os.path.relpath gives, for plain paths and for every awkward one."""
+    import os
+
+    from mlv.repo import Repo
+
+    repo = Repo.find(str(mlv_repo))
+    root = repo.root
+    for path in [f"{root}/data/a.csv", f"{root}/d/.hidden", f"{root}/d/../x", f"{root}/d//e",
+                 f"{root}/d/", root, f"{root}-other/f", f"{root}/./f", f"{root}/a b/ü.txt"]:
+        assert repo.rel(path) == os.path.relpath(path, root), path

@@ -250,3 +250,4 @@ def test_progress_shows_the_bytes_on_the_wire_beside_the_files_bytes(tmp_path: P
 
     assert f"8.1 MiB/8.1 MiB ({human_size(progress.wire)} on the wire)" in \
         line.line(line.start + 1)
+
