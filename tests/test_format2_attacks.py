@@ -4,11 +4,14 @@ without limit."""
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mlv.remote.packs import MARKER_KEY, Marker, marker_bytes
-from tests.conftest import make_tree, one_error
+from tests.conftest import add_remote, commit_all, make_tree, one_error
 
 MiB = 2**20
 
@@ -29,3 +32,51 @@ def test_a_folder_remote_never_follows_a_symlinked_marker(
     one_error(mlv("status", "--cloud", cwd=mlv_repo), MARKER_KEY, "symlink")
     one_error(mlv("push", cwd=mlv_repo), MARKER_KEY, "symlink")
     assert not (store / "index").exists()
+
+
+def _peak(run: Any) -> tuple[Any, int]:
+    tracemalloc.start()
+    try:
+        result = run()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_huge_marker_is_refused_without_reading_it_whole(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest, mlv: Any) -> None:
+    """Every command that uses a remote reads its marker: one of a gigabyte (a hostile
+    or damaged remote) costs no more memory than a marker may have."""
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    with open(url / MARKER_KEY, "wb") as fobj:
+        fobj.truncate(600 * MiB)  # sparse: no disk used, but 600 MiB to read
+    make_tree(mlv_repo, {"a.txt": "alpha\n"})
+    assert mlv("add", "a.txt", cwd=mlv_repo).exit_code == 0
+    res, peak = _peak(lambda: mlv("status", "--cloud", cwd=mlv_repo))
+    one_error(res, MARKER_KEY, "65536")
+    assert peak < 100 * MiB, peak
+
+
+def test_a_huge_recipe_is_refused_without_reading_it_whole(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest, mlv: Any) -> None:
+    """A recipe is at most 128 MiB: a bigger one on the remote is not read into memory."""
+    from mlv.hashing import hash_bytes
+    from mlv.remote.packed import recipe_key
+    from tests.conftest import clone
+
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    (url / MARKER_KEY).write_bytes(marker_bytes(Marker()))
+    data = b"x" * 100
+    make_tree(mlv_repo, {"a.bin": data})
+    assert mlv("add", "a.bin", cwd=mlv_repo).exit_code == 0
+    commit_all(mlv_repo, "a")
+    oid = hash_bytes(data)
+    path = url / recipe_key(oid)
+    path.parent.mkdir(parents=True)
+    with open(path, "wb") as fobj:  # the remote says: a.bin is a recipe (and a huge one)
+        fobj.truncate(600 * MiB)
+    other = clone(mlv_repo, tmp_path, "other")
+    res, peak = _peak(lambda: mlv("pull", cwd=other))
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "a.bin" in res.output, res.output
+    assert peak < 300 * MiB, peak

@@ -64,6 +64,13 @@ def recipe_key(oid: str) -> str:
     return f"recipes/{oid[:2]}/{oid}"
 
 
+def get_capped(remote: Remote, key: str, cap: int) -> bytes:
+    """The bytes of `key`, but never more than `cap` + 1 of them: a marker, segment,
+    recipe or gc schedule of a gigabyte (a hostile or damaged remote; a listing may say
+    less than a GET brings) is refused by its parser without being read whole."""
+    return remote.get_key(key, 0, cap + 1)
+
+
 class PackedRemote(Remote):
     def __init__(self, inner: Remote, marker: Marker, index_dir: str | None = None,
                  local: Callable[[str], str | None] | None = None) -> None:
@@ -114,7 +121,7 @@ class PackedRemote(Remote):
                 return data
         if listed is not None and listed > SEG_SIZE_MAX:
             raise CorruptSegmentError(seg_id, f"{listed} bytes, more than {SEG_SIZE_MAX}")
-        data = self.inner.get_key(key)
+        data = get_capped(self.inner, key, SEG_SIZE_MAX)
         self._moved(len(data))
         if hash_bytes(data) != seg_id:
             raise CorruptDataError(key, "its bytes do not match its name",
@@ -442,7 +449,7 @@ class PackedRemote(Remote):
         whole file's hash. A recipe whose size is not the `expected` one (the pointer's)
         is refused before anything is written: one chunk repeated could otherwise fill
         the disk."""
-        raw = self.inner.get_key(recipe_key(oid))
+        raw = get_capped(self.inner, recipe_key(oid), RCP_SIZE_MAX)
         self._moved(len(raw))
         recipe = parse_recipe(raw, oid, self.marker.chunker.max)
         if expected is not None and recipe.size != expected:
@@ -657,10 +664,10 @@ def open_format(inner: Remote, index_dir: str | None = None,
     """The remote as its marker says: a PackedRemote for format 2, `inner` itself for a
     remote without a marker (format 1). A marker mlv cannot read is refused (an error
     that says to upgrade mlv), never taken as an empty remote."""
-    from mlv.remote.packs import MARKER_KEY, parse_marker
+    from mlv.remote.packs import MARKER_KEY, MARKER_MAX, parse_marker
 
     try:
-        data = inner.get_key(MARKER_KEY)
+        data = get_capped(inner, MARKER_KEY, MARKER_MAX)
     except (FileNotFoundError, RemoteError):
         # No marker; or the remote cannot be read at all (a folder that does not exist),
         # which the command's own first request reports as it always has
