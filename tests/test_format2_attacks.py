@@ -80,3 +80,28 @@ def test_a_huge_recipe_is_refused_without_reading_it_whole(
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
     assert "a.bin" in res.output, res.output
     assert peak < 300 * MiB, peak
+
+
+def test_ids_sharing_a_prefix_do_not_make_lookups_slow() -> None:
+    """A hostile segment may list a million ids that share their first bytes (ids in a
+    segment are not checked against anything): a lookup still bisects, it does not
+    compare them one by one."""
+    from mlv.remote.packs import CHUNK, IndexView, Record, build_segment
+
+    ids = [f"{0xabcdef01:08x}{0xabcdef:06x}{i:018x}" for i in range(20000)]
+    seg_id, data = build_segment(Record(i, CHUNK, "0" * 32, 8, 1) for i in ids)
+    view = IndexView()
+    view.add_segment(seg_id, data)
+    (run,) = view._merged(2)
+
+    class Counted(bytes):
+        reads = 0
+
+        def __getitem__(self, item: Any) -> Any:
+            Counted.reads += 1
+            return bytes.__getitem__(self, item)
+
+    run.body = Counted(run.body)
+    assert view.lookup(f"{0xabcdef01:08x}{0xabcdef:06x}{'f' * 18}") is None
+    assert view.lookup(ids[-1]) is not None and view.lookup(ids[0]) is not None
+    assert Counted.reads < 200, Counted.reads

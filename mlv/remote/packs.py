@@ -594,11 +594,19 @@ class _Run:
             self.prefixes.byteswap()
 
     def find(self, key: bytes) -> int:
-        """The byte offset of the first record of id `key`, or -1."""
+        """The byte offset of the first record of id `key`, or -1. The prefixes narrow
+        the search; the records sharing `key`'s prefix are bisected too (a hostile
+        segment may list a million ids with one prefix: never compared one by one)."""
         prefix = int.from_bytes(key[:4], "big")
         prefixes, body = self.prefixes, self.body
         i = bisect.bisect_left(prefixes, prefix)
-        while i < len(prefixes) and prefixes[i] == prefix:
+        hi = min(len(prefixes), i + 8)
+        if hi < len(prefixes) and prefixes[hi] == prefix:  # many: rare, or hostile
+            hi = bisect.bisect_right(prefixes, prefix, hi)
+            i += bisect.bisect_left(range(i, hi), key,
+                                    key=lambda j: bytes(body[j * _REC:j * _REC + _ID]))
+            hi = min(hi, i + 1)  # the first record of `key`, if any
+        while i < hi and prefixes[i] == prefix:
             if body[i * _REC:i * _REC + _ID] == key:
                 return i * _REC
             i += 1
