@@ -105,3 +105,37 @@ def test_ids_sharing_a_prefix_do_not_make_lookups_slow() -> None:
     assert view.lookup(f"{0xabcdef01:08x}{0xabcdef:06x}{'f' * 18}") is None
     assert view.lookup(ids[-1]) is not None and view.lookup(ids[0]) is not None
     assert Counted.reads < 200, Counted.reads
+
+
+def test_a_recipe_of_more_chunks_than_the_chunker_makes_is_refused(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest, mlv: Any) -> None:
+    """FastCDC cuts no chunk shorter than the marker's `min` but the last, so a file of
+    `size` bytes has at most size // min + 1 chunks. A hostile recipe of 1-byte chunks
+    (6.7 million fit in 128 MiB, for any file from 6.7 MB) would cost gigabytes of
+    memory and a lookup each: it is refused before any is looked up."""
+    import random
+
+    from mlv.hashing import hash_bytes
+    from mlv.remote.packed import pack_key, recipe_key, segment_key
+    from mlv.remote.packs import CHUNK, build_pack, build_recipe, build_segment, records_of
+    from tests.conftest import clone
+
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    (url / MARKER_KEY).write_bytes(marker_bytes(Marker()))
+    data = random.Random(7).randbytes(300 * 1024)
+    make_tree(mlv_repo, {"a.bin": data})
+    assert mlv("add", "a.bin", cwd=mlv_repo).exit_code == 0
+    commit_all(mlv_repo, "a")
+    pieces = [data[i:i + 1024] for i in range(0, len(data), 1024)]
+    chunks = [(hash_bytes(p), len(p)) for p in pieces]
+    pack = build_pack((CHUNK, cid, p) for (cid, _), p in zip(chunks, pieces))
+    seg_id, seg = build_segment(records_of(pack.pack_id, pack.entries))
+    for key, value in ((pack_key(pack.pack_id), pack.data), (segment_key(seg_id), seg),
+                       (recipe_key(hash_bytes(data)), build_recipe(len(data), chunks))):
+        (url / key).parent.mkdir(parents=True, exist_ok=True)
+        (url / key).write_bytes(value)
+    other = clone(mlv_repo, tmp_path, "other")
+    res = mlv("pull", cwd=other)
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "300 chunks" in res.output, res.output
+    assert not (other / "a.bin").exists()

@@ -376,7 +376,7 @@ def _check_recipes(remote: PackedRemote, view: IndexView, sample: float | None,
         damage = Damage(RECIPE, key)
         try:
             recipe = parse_recipe(get_capped(inner, key, RCP_SIZE_MAX), oid,
-                                  remote.marker.chunker.max)
+                                  remote.marker.chunker.max, remote.marker.chunker.min)
         except FileNotFoundError:
             continue  # deleted since it was listed
         except CorruptDataError as exc:

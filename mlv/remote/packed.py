@@ -451,7 +451,7 @@ class PackedRemote(Remote):
         the disk."""
         raw = get_capped(self.inner, recipe_key(oid), RCP_SIZE_MAX)
         self._moved(len(raw))
-        recipe = parse_recipe(raw, oid, self.marker.chunker.max)
+        recipe = parse_recipe(raw, oid, self.marker.chunker.max, self.marker.chunker.min)
         if expected is not None and recipe.size != expected:
             raise CorruptDataError(recipe_key(oid), f"it makes a file of {recipe.size} "
                                    f"bytes, where {expected} are expected",
@@ -509,7 +509,8 @@ class PackedRemote(Remote):
             try:
                 raw = fsio.read_regular(os.path.join(folder, name), RCP_SIZE_MAX, name,
                                         RemoteError)
-                recipe = parse_recipe(raw, name, self.marker.chunker.max)
+                recipe = parse_recipe(raw, name, self.marker.chunker.max,
+                                      self.marker.chunker.min)
             except (OSError, MlvError):
                 continue  # a damaged local copy of a recipe is only a missed shortcut
             offset = 0

@@ -110,10 +110,12 @@ object). Layout::
     records  20 * count     chunk id 16 bytes | length u32, in file order
     trailer  8 bytes        xxh3-64 of everything before it
 
-A reader refuses a recipe over 128 MiB, count 0, a count that does not match the size, a
-chunk longer than the chunker's max (or of length 0), lengths that do not add up to the
-file size, or a trailer that does not match. The file rebuilt from the chunks must hash
-to the recipe's name before it enters the cache (the caller checks that).
+A reader refuses a recipe over 128 MiB, count 0, a count that does not match the size,
+more chunks than the chunker makes for the file size (size // min + 1: no chunk but the
+last is shorter than min), a chunk longer than the chunker's max (or of length 0), lengths
+that do not add up to the file size, or a trailer that does not match. The file rebuilt
+from the chunks must hash to the recipe's name before it enters the cache (the caller
+checks that).
 """
 
 from __future__ import annotations
@@ -748,8 +750,10 @@ def build_recipe(size: int, chunks: list[tuple[str, int]]) -> bytes:
     return body + HASH_TRAILER.pack(_xxh64(body))
 
 
-def parse_recipe(data: bytes, oid: str, chunker_max: int) -> Recipe:
-    """The recipe named `oid`, checked (see the module's docstring)."""
+def parse_recipe(data: bytes, oid: str, chunker_max: int, chunker_min: int = 1) -> Recipe:
+    """The recipe named `oid`, checked (see the module's docstring). `chunker_min`: the
+    marker's; no chunk but the last is shorter, so more than size // min + 1 chunks
+    (1-byte chunks, which would cost memory and a lookup each) are refused too."""
     if len(data) > RCP_SIZE_MAX:
         raise CorruptRecipeError(oid, f"{len(data)} bytes, more than {RCP_SIZE_MAX}")
     if len(data) < RCP_HEADER.size + HASH_TRAILER.size:
@@ -762,6 +766,9 @@ def parse_recipe(data: bytes, oid: str, chunker_max: int) -> Recipe:
         raise CorruptRecipeError(oid, f"{count} chunks do not fit its {len(data)} bytes")
     if count < 1:
         raise CorruptRecipeError(oid, "it lists no chunks")
+    if count > size // max(1, chunker_min) + 1:
+        raise CorruptRecipeError(oid, f"{count} chunks for {size} bytes: more than chunks "
+                                      f"of at least {chunker_min} bytes make")
     view = memoryview(data)
     (stored,) = HASH_TRAILER.unpack_from(data, body_end)
     if _xxh64(view[:body_end]) != stored:
