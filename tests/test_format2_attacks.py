@@ -4,6 +4,7 @@ without limit."""
 
 from __future__ import annotations
 
+import os
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,32 @@ def test_a_recipe_of_more_chunks_than_the_chunker_makes_is_refused(
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
     assert "300 chunks" in res.output, res.output
     assert not (other / "a.bin").exists()
+
+
+def test_a_full_disk_during_a_packed_pull_is_one_line(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest, mlv: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blobs read from packs are written to the cache from the reading threads: a full
+    disk there says so in one line (as with loose objects), not as a crash."""
+    import errno
+
+    from tests.conftest import clone
+
+    add_remote(mlv_repo, "local", request, tmp_path)
+    make_tree(mlv_repo, {"a.bin": "z" * 7777})
+    assert mlv("add", "a.bin", cwd=mlv_repo).exit_code == 0
+    commit_all(mlv_repo, "a")
+    assert mlv("push", cwd=mlv_repo).exit_code == 0
+    other = clone(mlv_repo, tmp_path, "other")
+    real_write = os.write
+
+    def full(fd: int, data: Any) -> int:
+        if len(data) == 7777:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full)
+    one_error(mlv("pull", cwd=other), "no space left")
+    monkeypatch.undo()
+    cache = other / ".mlv" / "cache"
+    assert not [p for p in cache.rglob("*") if p.is_file() and "remote-index" not in p.parts]

@@ -362,7 +362,10 @@ class PackedRemote(Remote):
             if folder not in made:
                 fsio.makedirs(folder)
                 made.add(folder)
-            fsio.write_new(temp, data)
+            try:
+                fsio.write_new(temp, data)
+            except OSError as exc:  # a full disk: one line, and the transfer stops
+                raise fsio.storage_error(exc, temp) from exc
             if after:
                 after(oid, temp, True)
             if progress:
