@@ -169,3 +169,44 @@ def test_a_full_disk_during_a_packed_pull_is_one_line(
     monkeypatch.undo()
     cache = other / ".mlv" / "cache"
     assert not [p for p in cache.rglob("*") if p.is_file() and "remote-index" not in p.parts]
+
+
+def test_a_file_equal_to_a_chunk_is_not_pushed_when_the_chunks_pack_fails(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest, mlv: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small file whose bytes are a chunk of a big file pushed at the same time is
+    stored by that chunk (blobs are found by id alone). When the chunk's pack fails, the
+    small file is not on the remote either: push says so, and the manifest of its folder
+    (which would vouch for it to every later push) does not go up."""
+    import random
+
+    from mlv.hashing import hash_bytes
+    from mlv.remote import chunker
+    from mlv.remote.local import LocalRemote
+
+    if chunker.available():
+        pytest.skip("needs the compiled chunker")
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    for seed in range(50):  # the big file must come first (pushes go in oid order)
+        big = random.Random(seed).randbytes(5 * MiB)
+        (mlv_repo / "big.bin").write_bytes(big)
+        _, length, _ = next(chunker.chunks(str(mlv_repo / "big.bin"), 64 * 1024,
+                                           256 * 1024, MiB))
+        if hash_bytes(big) < hash_bytes(big[:length]):
+            break
+    make_tree(mlv_repo, {"data": {"s.bin": big[:length]}})
+    assert mlv("add", "big.bin", "data", cwd=mlv_repo).exit_code == 0
+    real_put = LocalRemote.put_key
+
+    def failing(self: LocalRemote, key: str, data: bytes) -> None:
+        if key.startswith("packs/"):
+            raise OSError(5, "Input/output error")
+        real_put(self, key, data)
+
+    monkeypatch.setattr(LocalRemote, "put_key", failing)
+    res = mlv("push", cwd=mlv_repo)
+    monkeypatch.undo()
+    assert res.exit_code == 1, res.output
+    assert not [p for p in url.rglob("*.dir")], res.output  # no manifest vouches for s.bin
+    assert mlv("push", cwd=mlv_repo).exit_code == 0
+    assert len(list(url.rglob("*.dir"))) == 1

@@ -212,6 +212,14 @@ class PackedRemote(Remote):
             self._moved(len(data))
             self._keep_segment(seg_id, data)
             view.add_segment(seg_id, data)
+        # A small object whose bytes were queued as a chunk (or the other way round) was
+        # not packed twice: it is stored only if that pack was
+        whole = set(recipes) | {o for _, o in loose}
+        for _, oid in items:
+            if oid not in failures and oid not in whole and not oid.endswith(".dir") \
+                    and oid not in view:
+                failures[oid] = RemoteError("the pack that holds its bytes could not be "
+                                            "stored")
         again = (set(recipes) & self.doomed.recipes) | ({o for _, o in loose} &
                                                          self.doomed.loose)
         try:
