@@ -36,11 +36,15 @@ import xxhash
 
 from mlv.hashing import HEX_RE, hash_bytes
 from mlv.remote.base import Remote
-from mlv.remote.packed import PackedRemote, pack_key, recipe_key, segment_key
+from mlv.remote.packed import PackedRemote, get_capped, pack_key, recipe_key, segment_key
 from mlv.remote.packs import (
     FORMAT,
     MARKER_KEY,
+    MARKER_MAX,
     OBJECT,
+    PACK_SIZE_MAX,
+    RCP_SIZE_MAX,
+    SEG_SIZE_MAX,
     TRAILER_SIZE,
     CorruptDataError,
     Entry,
@@ -155,7 +159,7 @@ def _check_marker(inner: Remote) -> Damage | None:
     """Damage when the marker is missing or malformed; a format this mlv does not know
     raises RemoteFormatError (not damage: a newer mlv reads it)."""
     try:
-        data = inner.get_key(MARKER_KEY)
+        data = get_capped(inner, MARKER_KEY, MARKER_MAX)
     except FileNotFoundError:
         return Damage(MARKER, MARKER_KEY, ["missing: the remote now reads as format 1 "
                                            "and its packs are invisible"])
@@ -195,7 +199,7 @@ def _check_segments(inner: Remote, result: CheckResult
         result.segments += 1
         damage = Damage(SEGMENT, key)
         try:
-            data = inner.get_key(key)
+            data = get_capped(inner, key, SEG_SIZE_MAX)
         except FileNotFoundError:
             continue  # deleted since it was listed (gc): not damage
         if hash_bytes(data) != seg_id:
@@ -258,7 +262,7 @@ def _check_pack(inner: Remote, pack_id: str, size: int | None, records: list[Rec
     if not whole and _table_agrees(inner, key, size, records):
         return None
     try:
-        data = inner.get_key(key)
+        data = get_capped(inner, key, PACK_SIZE_MAX)
     except FileNotFoundError:
         damage.add("missing")
         damage.blobs.update({r.oid: r.type for r in records})
@@ -371,7 +375,8 @@ def _check_recipes(remote: PackedRemote, view: IndexView, sample: float | None,
         result.recipes += 1
         damage = Damage(RECIPE, key)
         try:
-            recipe = parse_recipe(inner.get_key(key), oid, remote.marker.chunker.max)
+            recipe = parse_recipe(get_capped(inner, key, RCP_SIZE_MAX), oid,
+                                  remote.marker.chunker.max, remote.marker.chunker.min)
         except FileNotFoundError:
             continue  # deleted since it was listed
         except CorruptDataError as exc:

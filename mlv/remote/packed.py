@@ -64,6 +64,13 @@ def recipe_key(oid: str) -> str:
     return f"recipes/{oid[:2]}/{oid}"
 
 
+def get_capped(remote: Remote, key: str, cap: int) -> bytes:
+    """The bytes of `key`, but never more than `cap` + 1 of them: a marker, segment,
+    recipe or gc schedule of a gigabyte (a hostile or damaged remote; a listing may say
+    less than a GET brings) is refused by its parser without being read whole."""
+    return remote.get_key(key, 0, cap + 1)
+
+
 class PackedRemote(Remote):
     def __init__(self, inner: Remote, marker: Marker, index_dir: str | None = None,
                  local: Callable[[str], str | None] | None = None) -> None:
@@ -115,7 +122,7 @@ class PackedRemote(Remote):
                 return data
         if listed is not None and listed > SEG_SIZE_MAX:
             raise CorruptSegmentError(seg_id, f"{listed} bytes, more than {SEG_SIZE_MAX}")
-        data = self.inner.get_key(key)
+        data = get_capped(self.inner, key, SEG_SIZE_MAX)
         self._moved(len(data))
         if hash_bytes(data) != seg_id:
             raise CorruptDataError(key, "its bytes do not match its name",
@@ -214,6 +221,14 @@ class PackedRemote(Remote):
             self._moved(len(data))
             self._keep_segment(seg_id, data)
             view.add_segment(seg_id, data)
+        # A small object whose bytes were queued as a chunk (or the other way round) was
+        # not packed twice: it is stored only if that pack was
+        whole = set(recipes) | {o for _, o in loose}
+        for _, oid in items:
+            if oid not in failures and oid not in whole and not oid.endswith(".dir") \
+                    and oid not in view:
+                failures[oid] = RemoteError("the pack that holds its bytes could not be "
+                                            "stored")
         again = (set(recipes) & self.doomed.recipes) | ({o for _, o in loose} &
                                                          self.doomed.loose)
         try:
@@ -375,7 +390,10 @@ class PackedRemote(Remote):
             if folder not in made:
                 fsio.makedirs(folder)
                 made.add(folder)
-            fsio.write_new(temp, data)
+            try:
+                fsio.write_new(temp, data)
+            except OSError as exc:  # a full disk: one line, and the transfer stops
+                raise fsio.storage_error(exc, temp) from exc
             if after:
                 after(oid, temp, True)
             if progress:
@@ -462,9 +480,9 @@ class PackedRemote(Remote):
         whole file's hash. A recipe whose size is not the `expected` one (the pointer's)
         is refused before anything is written: one chunk repeated could otherwise fill
         the disk."""
-        raw = self.inner.get_key(recipe_key(oid))
+        raw = get_capped(self.inner, recipe_key(oid), RCP_SIZE_MAX)
         self._moved(len(raw))
-        recipe = parse_recipe(raw, oid, self.marker.chunker.max)
+        recipe = parse_recipe(raw, oid, self.marker.chunker.max, self.marker.chunker.min)
         if expected is not None and recipe.size != expected:
             raise CorruptDataError(recipe_key(oid), f"it makes a file of {recipe.size} "
                                    f"bytes, where {expected} are expected",
@@ -522,7 +540,8 @@ class PackedRemote(Remote):
             try:
                 raw = fsio.read_regular(os.path.join(folder, name), RCP_SIZE_MAX, name,
                                         RemoteError)
-                recipe = parse_recipe(raw, name, self.marker.chunker.max)
+                recipe = parse_recipe(raw, name, self.marker.chunker.max,
+                                      self.marker.chunker.min)
             except (OSError, MlvError):
                 continue  # a damaged local copy of a recipe is only a missed shortcut
             offset = 0
@@ -677,10 +696,10 @@ def open_format(inner: Remote, index_dir: str | None = None,
     """The remote as its marker says: a PackedRemote for format 2, `inner` itself for a
     remote without a marker (format 1). A marker mlv cannot read is refused (an error
     that says to upgrade mlv), never taken as an empty remote."""
-    from mlv.remote.packs import MARKER_KEY, parse_marker
+    from mlv.remote.packs import MARKER_KEY, MARKER_MAX, parse_marker
 
     try:
-        data = inner.get_key(MARKER_KEY)
+        data = get_capped(inner, MARKER_KEY, MARKER_MAX)
     except (FileNotFoundError, RemoteError):
         # No marker; or the remote cannot be read at all (a folder that does not exist),
         # which the command's own first request reports as it always has

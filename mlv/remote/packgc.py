@@ -36,6 +36,7 @@ from mlv.errors import MlvError
 from mlv.hashing import is_oid
 from mlv.remote.base import Remote
 from mlv.remote.packs import (
+    RCP_SIZE_MAX,
     PackWriter,
     Recipe,
     Record,
@@ -120,7 +121,7 @@ def schedules(remote: Remote) -> list[Schedule]:
     found = []
     for key in sorted(remote.list_keys(GC_PREFIX)):
         if key.rsplit("/", 1)[-1].startswith(PENDING) and key.endswith(".json"):
-            found.append(_parse_schedule(key, remote.get_key(key)))
+            found.append(_parse_schedule(key, _get_capped(remote, key)))
     return sorted(found, key=lambda s: (s.scheduled, s.key))
 
 
@@ -149,6 +150,13 @@ def _parse_schedule(key: str, data: bytes) -> Schedule:
     return Schedule(key, float(doc["scheduled"]), **lists)
 
 
+def _get_capped(remote: Remote, key: str) -> bytes:
+    """A schedule's or a note's bytes, at most SCHEDULE_MAX + 1 of them."""
+    from mlv.remote.packed import get_capped
+
+    return get_capped(remote, key, SCHEDULE_MAX)
+
+
 def _is_loose(oid: str) -> bool:
     return is_oid(oid[:-4] if oid.endswith(".dir") else oid)
 
@@ -161,7 +169,7 @@ def scheduled(remote: Remote) -> Doomed:
         if not key.rsplit("/", 1)[-1].startswith(PENDING):
             continue
         try:
-            s = _parse_schedule(key, remote.get_key(key))
+            s = _parse_schedule(key, _get_capped(remote, key))
         except (GcStateError, FileNotFoundError):
             continue
         doomed.packs.update(s.packs)
@@ -188,7 +196,10 @@ def _keep_notes(remote: Remote) -> list[tuple[str, float, set[str]]]:
         if not key.rsplit("/", 1)[-1].startswith(KEEP):
             continue
         try:
-            doc = json.loads(remote.get_key(key).decode("utf-8"))
+            data = _get_capped(remote, key)
+            if len(data) > SCHEDULE_MAX:
+                raise ValueError("too large")
+            doc = json.loads(data.decode("utf-8"))
             found.append((key, float(doc["noted"]),
                           {o for o in doc["oids"] if isinstance(o, str)}))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError, FileNotFoundError):
@@ -268,20 +279,20 @@ def _recipe(remote: PackedRemote, oid: str, size: int | None, listed: set[str]) 
     a file's chunks are fixed by its bytes and the marker's chunker) when it parses, has
     the size the remote lists and every chunk it names is listed by a segment; else the
     remote's, kept locally when it passes the same checks."""
-    from mlv.remote.packed import recipe_key
+    from mlv.remote.packed import get_capped, recipe_key
 
-    chunk_max = remote.marker.chunker.max
+    chunk_max, chunk_min = remote.marker.chunker.max, remote.marker.chunker.min
     raw = remote.kept_recipe(oid)
     if raw is not None and len(raw) == size:
         try:
-            recipe = parse_recipe(raw, oid, chunk_max)
+            recipe = parse_recipe(raw, oid, chunk_max, chunk_min)
         except MlvError:
             pass  # a damaged local copy: read the remote's
         else:
             if all(c in listed for c, _ in recipe.chunks):
                 return recipe
-    raw = remote.inner.get_key(recipe_key(oid))
-    recipe = parse_recipe(raw, oid, chunk_max)
+    raw = get_capped(remote.inner, recipe_key(oid), RCP_SIZE_MAX)
+    recipe = parse_recipe(raw, oid, chunk_max, chunk_min)
     if all(c in listed for c, _ in recipe.chunks):
         remote.keep_recipe(oid, raw)
     return recipe

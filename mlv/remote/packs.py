@@ -110,10 +110,12 @@ object). Layout::
     records  20 * count     chunk id 16 bytes | length u32, in file order
     trailer  8 bytes        xxh3-64 of everything before it
 
-A reader refuses a recipe over 128 MiB, count 0, a count that does not match the size, a
-chunk longer than the chunker's max (or of length 0), lengths that do not add up to the
-file size, or a trailer that does not match. The file rebuilt from the chunks must hash
-to the recipe's name before it enters the cache (the caller checks that).
+A reader refuses a recipe over 128 MiB, count 0, a count that does not match the size,
+more chunks than the chunker makes for the file size (size // min + 1: no chunk but the
+last is shorter than min), a chunk longer than the chunker's max (or of length 0), lengths
+that do not add up to the file size, or a trailer that does not match. The file rebuilt
+from the chunks must hash to the recipe's name before it enters the cache (the caller
+checks that).
 """
 
 from __future__ import annotations
@@ -594,11 +596,19 @@ class _Run:
             self.prefixes.byteswap()
 
     def find(self, key: bytes) -> int:
-        """The byte offset of the first record of id `key`, or -1."""
+        """The byte offset of the first record of id `key`, or -1. The prefixes narrow
+        the search; the records sharing `key`'s prefix are bisected too (a hostile
+        segment may list a million ids with one prefix: never compared one by one)."""
         prefix = int.from_bytes(key[:4], "big")
         prefixes, body = self.prefixes, self.body
         i = bisect.bisect_left(prefixes, prefix)
-        while i < len(prefixes) and prefixes[i] == prefix:
+        hi = min(len(prefixes), i + 8)
+        if hi < len(prefixes) and prefixes[hi] == prefix:  # many: rare, or hostile
+            hi = bisect.bisect_right(prefixes, prefix, hi)
+            i += bisect.bisect_left(range(i, hi), key,
+                                    key=lambda j: bytes(body[j * _REC:j * _REC + _ID]))
+            hi = min(hi, i + 1)  # the first record of `key`, if any
+        while i < hi and prefixes[i] == prefix:
             if body[i * _REC:i * _REC + _ID] == key:
                 return i * _REC
             i += 1
@@ -740,8 +750,10 @@ def build_recipe(size: int, chunks: list[tuple[str, int]]) -> bytes:
     return body + HASH_TRAILER.pack(_xxh64(body))
 
 
-def parse_recipe(data: bytes, oid: str, chunker_max: int) -> Recipe:
-    """The recipe named `oid`, checked (see the module's docstring)."""
+def parse_recipe(data: bytes, oid: str, chunker_max: int, chunker_min: int = 1) -> Recipe:
+    """The recipe named `oid`, checked (see the module's docstring). `chunker_min`: the
+    marker's; no chunk but the last is shorter, so more than size // min + 1 chunks
+    (1-byte chunks, which would cost memory and a lookup each) are refused too."""
     if len(data) > RCP_SIZE_MAX:
         raise CorruptRecipeError(oid, f"{len(data)} bytes, more than {RCP_SIZE_MAX}")
     if len(data) < RCP_HEADER.size + HASH_TRAILER.size:
@@ -754,6 +766,9 @@ def parse_recipe(data: bytes, oid: str, chunker_max: int) -> Recipe:
         raise CorruptRecipeError(oid, f"{count} chunks do not fit its {len(data)} bytes")
     if count < 1:
         raise CorruptRecipeError(oid, "it lists no chunks")
+    if count > size // max(1, chunker_min) + 1:
+        raise CorruptRecipeError(oid, f"{count} chunks for {size} bytes: more than chunks "
+                                      f"of at least {chunker_min} bytes make")
     view = memoryview(data)
     (stored,) = HASH_TRAILER.unpack_from(data, body_end)
     if _xxh64(view[:body_end]) != stored:
