@@ -15,6 +15,7 @@ import shutil
 import stat
 import time
 from collections.abc import Callable
+from typing import BinaryIO
 
 from mlv import paths
 from mlv.errors import LockError, MlvError, PathError, StorageError
@@ -263,6 +264,12 @@ def _open_object(src: str) -> int:
         os.close(fd)
         raise not_an_object(src)
     return fd
+
+
+def open_object(src: str) -> BinaryIO:
+    """A cache object opened for reading (binary): never through a symlink, never a
+    FIFO or a device (NotAnObjectError, with what to do)."""
+    return os.fdopen(_open_object(src), "rb")
 
 
 def check_object(src: str) -> None:

@@ -210,3 +210,48 @@ def test_a_file_equal_to_a_chunk_is_not_pushed_when_the_chunks_pack_fails(
     assert not [p for p in url.rglob("*.dir")], res.output  # no manifest vouches for s.bin
     assert mlv("push", cwd=mlv_repo).exit_code == 0
     assert len(list(url.rglob("*.dir"))) == 1
+
+
+@pytest.mark.slow
+def test_a_cached_old_version_that_is_a_link_to_a_fifo_is_not_read_for_chunks(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A pull of a new version reuses chunks of the old one in the cache; an old cache
+    object that is a symlink (here to a FIFO, which would block the pull forever) is
+    passed over, never opened through the link."""
+    import random
+    import subprocess
+
+    from tests.conftest import MLV, clone, git, run_mlv
+
+    add_remote(mlv_repo, "local", request, tmp_path)
+    big = mlv_repo / "big.bin"
+    old = random.Random(1).randbytes(6 * MiB)
+    big.write_bytes(old)
+    assert run_mlv(mlv_repo, "add", "big.bin").exit_code == 0
+    commit_all(mlv_repo, "v1")
+    assert run_mlv(mlv_repo, "push").exit_code == 0
+    v1 = git(mlv_repo, "rev-parse", "HEAD").strip()
+    new = old + random.Random(2).randbytes(MiB)
+    big.unlink()
+    big.write_bytes(new)
+    assert run_mlv(mlv_repo, "add", "big.bin").exit_code == 0
+    commit_all(mlv_repo, "v2")
+    assert run_mlv(mlv_repo, "push").exit_code == 0
+
+    work = clone(mlv_repo, tmp_path, "work")
+    git(work, "checkout", "-q", v1)
+    assert run_mlv(work, "pull").exit_code == 0  # the old version, and its recipe, kept
+    objects = [p for p in (work / ".mlv" / "cache").rglob("*") if p.is_file()
+               and p.stat().st_size == len(old)]
+    assert len(objects) == 1
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    objects[0].chmod(0o644)
+    objects[0].unlink()
+    objects[0].symlink_to(fifo)
+    (work / "big.bin").unlink()
+    git(work, "checkout", "-q", "-")
+    res = subprocess.run(MLV + ["pull"], cwd=work, capture_output=True, text=True,
+                         timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert (work / "big.bin").read_bytes() == new

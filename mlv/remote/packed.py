@@ -284,7 +284,7 @@ class PackedRemote(Remote):
                 continue
             queued.add(oid)
             if size < big:
-                with open(path, "rb") as fobj:
+                with fsio.open_object(path) as fobj:
                     yield from writer.add(OBJECT, oid, fobj.read())
             else:
                 found: list[tuple[str, int]] = []
@@ -346,7 +346,7 @@ class PackedRemote(Remote):
         from mlv.remote import chunker
 
         params = self.marker.chunker
-        with open(path, "rb") as fobj:
+        with fsio.open_object(path) as fobj:
             for offset, length, cid in chunker.chunks(path, params.min, params.avg,
                                                       params.max):
                 found.append((cid, length))
@@ -545,7 +545,11 @@ class PackedRemote(Remote):
             except (OSError, MlvError):
                 continue  # a damaged local copy of a recipe is only a missed shortcut
             offset = 0
-            with open(path, "rb") as fobj:
+            try:
+                fobj = fsio.open_object(path)
+            except (OSError, MlvError):
+                continue  # not a regular file: never followed, only a missed shortcut
+            with fobj:
                 for cid, length in recipe.chunks:
                     if cid in wanted:
                         fobj.seek(offset)
