@@ -532,11 +532,7 @@ def push_pull(bench: Bench, tool: Tool, ds: Dataset, what: str, where: str, noop
                                 and run(tool.cmd("add", "data"), repo, env)):
             return bench.fail(tool, *scenarios)
         commit_pointer(bench, tool, repo, "data")
-        if not (run(tool.cmd("remote", "add", "-d", "store", url), repo, env)
-                and all(run(tool.cmd("remote", "modify", "store", k, v), repo, env)
-                        for k, v in options.items())
-                and run(["git", "add", "--", tool.config_file], repo, env)
-                and run(["git", "commit", "-q", "-m", "remote store"], repo, env)):
+        if not add_store(tool, repo, url, options, env):
             return bench.fail(tool, *scenarios)
 
         t = timed(tool.cmd("push"), repo, env)
@@ -561,6 +557,17 @@ def group_push_local(bench: Bench, tool: Tool) -> None:
             remote.mkdir(parents=True)  # a fresh, empty local folder
             push_pull(bench, tool, ds, what, "local", noop, str(remote),
                       remote_format(bench, tool), bench.env)
+
+
+def add_store(tool: Tool, repo: Path, url: str, options: dict[str, str],
+              env: dict[str, str]) -> bool:
+    """Add the default remote `store` at `url` with `options`, and commit its config
+    (untimed). False if a step failed."""
+    return (run(tool.cmd("remote", "add", "-d", "store", url), repo, env)
+            and all(run(tool.cmd("remote", "modify", "store", k, v), repo, env)
+                    for k, v in options.items())
+            and run(["git", "add", "--", tool.config_file], repo, env)
+            and run(["git", "commit", "-q", "-m", "remote store"], repo, env))
 
 
 def remote_format(bench: Bench, tool: Tool) -> dict[str, str]:
@@ -693,11 +700,7 @@ def group_csv(bench: Bench, tool: Tool) -> None:
                                 and run(tool.cmd("add", "data.csv"), repo, env)):
             return bench.fail(tool, s_push, s_repush, s_pull)
         commit_pointer(bench, tool, repo, "data.csv")
-        if not (run(tool.cmd("remote", "add", "-d", "store", url), repo, env)
-                and all(run(tool.cmd("remote", "modify", "store", k, v), repo, env)
-                        for k, v in options.items())
-                and run(["git", "add", "--", tool.config_file], repo, env)
-                and run(["git", "commit", "-q", "-m", "remote store"], repo, env)):
+        if not add_store(tool, repo, url, options, env):
             return bench.fail(tool, s_push, s_repush, s_pull)
         t = timed(tool.cmd("push"), repo, env)
         bench.record(s_push, tool, t)
