@@ -252,18 +252,26 @@ def not_an_object(path: str) -> StorageError:
                         "with `mlv fetch` (a clone may not bring its own cache)")
 
 
-def _open_object(src: str) -> int:
-    """Open a cache object for reading: never through a symlink, never a FIFO."""
+def open_regular(path: str, refuse: Callable[[str], Exception]) -> int:
+    """A descriptor of the regular file `path`, opened to read: never through a symlink,
+    never a FIFO or a device (O_NONBLOCK, so a FIFO cannot block the open). Anything else
+    raises `refuse(kind)`, kind as `kind_of` names it ("a symlink", "a FIFO", …)."""
     try:
-        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise not_an_object(src) from None
+            raise refuse("a symlink") from None
         raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
         os.close(fd)
-        raise not_an_object(src)
+        raise refuse(kind_of(mode))
     return fd
+
+
+def _open_object(src: str) -> int:
+    """Open a cache object for reading: never through a symlink, never a FIFO."""
+    return open_regular(src, lambda _: not_an_object(src))
 
 
 def open_object(src: str) -> BinaryIO:
@@ -272,10 +280,13 @@ def open_object(src: str) -> BinaryIO:
     return os.fdopen(_open_object(src), "rb")
 
 
-def check_object(src: str) -> None:
-    """Refuse a cache object that is not a regular file, without following it."""
-    if not stat.S_ISREG(os.lstat(src).st_mode):
+def check_object(src: str) -> os.stat_result:
+    """Refuse a cache object that is not a regular file, without following it; else its
+    lstat."""
+    st = os.lstat(src)
+    if not stat.S_ISREG(st.st_mode):
         raise not_an_object(src)
+    return st
 
 
 _UNSUPPORTED = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EPERM,

@@ -255,3 +255,13 @@ def test_a_cached_old_version_that_is_a_link_to_a_fifo_is_not_read_for_chunks(
                          timeout=30)
     assert res.returncode == 0, res.stderr
     assert (work / "big.bin").read_bytes() == new
+
+
+def test_a_marker_that_is_a_fifo_is_refused_in_one_line_without_blocking(
+        mlv_repo: Path, mlv: Any) -> None:
+    store = mlv_repo / "store"
+    store.mkdir()
+    os.mkfifo(store / MARKER_KEY)  # opening it to read would block without O_NONBLOCK
+    assert mlv("remote", "add", "-d", "store", "store", cwd=mlv_repo).exit_code == 0
+    one_error(mlv("status", "--cloud", cwd=mlv_repo), MARKER_KEY, "it is a FIFO",
+              "not a regular file")

@@ -10,9 +10,7 @@ docs/formats.md, "What mlv does not do")."""
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -246,21 +244,11 @@ class LocalRemote(Remote):
 def _open_key(path: str, key: str) -> int:
     """Open the file of `key` to read: never through a symlink (a clone can name a folder
     of its own tree as its remote: `mlv-remote.json -> /dev/zero` would fill the memory),
-    never a FIFO or a device (opened with O_NONBLOCK, so a FIFO cannot block)."""
+    never a FIFO or a device."""
     from mlv.remote.packs import CorruptDataError
 
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise CorruptDataError(key, "it is a symlink, not a regular file (mlv never "
-                                        "follows one)") from None
-        raise
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise CorruptDataError(key, f"it is {fsio.kind_of(mode)}, not a regular file")
-    return fd
+    return fsio.open_regular(path, lambda kind: CorruptDataError(
+        key, f"it is {kind}, not a regular file (mlv never follows one)"))
 
 
 def _sync_file(path: str) -> None:

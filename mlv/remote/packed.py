@@ -268,8 +268,7 @@ class PackedRemote(Remote):
                 loose.append((path, oid))
                 continue
             try:
-                fsio.check_object(path)
-                found_sizes[oid] = os.path.getsize(path)
+                found_sizes[oid] = fsio.check_object(path).st_size
             except (OSError, MlvError) as exc:
                 failures[oid] = exc
         whole = {o for o, n in found_sizes.items() if why_not and n >= big}
