@@ -126,6 +126,30 @@ def write_new(path: str, data: bytes, mode: int = 0o644) -> None:
         os.close(fd)
 
 
+def place_bytes(data: bytes, dst: str, mode: int, fresh: bool = False) -> os.stat_result:
+    """Make `dst` a new file holding `data` (a copy of a cache object whose bytes are
+    at hand), replacing any file atomically; return its stat. With `fresh`, `dst` lies
+    in a folder that is itself still a temp folder, so it is written in place."""
+    target = dst if fresh else tmp_name(dst)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if not fresh:
+            commit(target, dst)
+        return st
+    except BaseException as exc:
+        _unlink_quiet(target)
+        if isinstance(exc, OSError):
+            raise storage_error(exc, dst) from exc
+        raise
+
+
 def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
     """Write `data` to a temp file beside `path`, then rename it onto `path`."""
     tmp = tmp_name(path)

@@ -7,6 +7,7 @@ Layout (shared with every remote): `<root>/xxh128/ab/cdef…` for files and
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 
 from mlv import fsio
@@ -16,6 +17,10 @@ from mlv.hashing import HASH_NAME, SMALL, hash_bytes, hash_file, intact, is_oid,
 OBJECT_MODE = 0o444
 # A manifest lists about 100 bytes a file: 1 GiB is ten million files.
 MANIFEST_MAX = 1 << 30
+# The bytes of small objects just stored are kept in memory up to this much (in all),
+# so that the checkout after a fetch writes them without opening the cache objects.
+RECENT_MAX = 256 << 20
+RECENT_ONE_MAX = 1 << 20
 
 
 class ObjectStore:
@@ -23,6 +28,9 @@ class ObjectStore:
         self.root = root
         self.base = os.path.join(root, HASH_NAME)
         self._made: set[str] = set()
+        self._recent: dict[str, bytes] = {}
+        self._recent_bytes = 0
+        self._recent_lock = threading.Lock()
 
     def path_of(self, oid: str) -> str:
         return os.path.join(self.base, oid[:2], oid[2:])
@@ -125,6 +133,20 @@ class ObjectStore:
         except BaseException:
             fsio.remove_file(tmp)
             raise
+
+    def remember(self, oid: str, data: bytes) -> None:
+        """Keep the bytes of object `oid`, just stored and checked against it, for
+        `recalled` (within RECENT_MAX in all; safe from threads)."""
+        if len(data) > RECENT_ONE_MAX:
+            return
+        with self._recent_lock:
+            if self._recent_bytes + len(data) <= RECENT_MAX:
+                self._recent[oid] = data
+                self._recent_bytes += len(data)
+
+    def recalled(self, oid: str) -> bytes | None:
+        """The bytes of object `oid` when `remember` kept them, else None."""
+        return self._recent.get(oid)
 
     def read_bytes(self, oid: str, limit: int = MANIFEST_MAX) -> bytes:
         """An object's bytes (a manifest's, in practice): a regular file of at most

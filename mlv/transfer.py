@@ -145,11 +145,17 @@ def _download(odb: ObjectStore, remote: Remote, oids: list[str], jobs: int,
     kept: list[str] = []
     bad: list[str] = []
 
-    def verify(oid: str, path: str, verified: bool) -> None:
+    def verify(oid: str, path: str, data: bytes | None) -> None:
         # Each object is checked and kept as soon as it arrives, so an interrupted
-        # fetch keeps everything that was complete. `verified`: the remote checked the
-        # bytes it wrote against the oid (a blob from a pack): not hashed twice.
-        (kept if odb.adopt(path, oid, verified) else bad).append(oid)
+        # fetch keeps everything that was complete. `data`: the bytes the remote wrote
+        # after checking them against the oid (a blob from a pack): not hashed twice,
+        # and remembered, so that a checkout right after writes them without reading.
+        if odb.adopt(path, oid, data is not None):
+            kept.append(oid)
+            if data is not None:
+                odb.remember(oid, data)
+        else:
+            bad.append(oid)
 
     try:
         failures = remote.download(list(temps.items()), progress, after=verify, sizes=sizes)

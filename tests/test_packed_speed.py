@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlv import transfer
+from mlv import fsio, transfer
 from mlv.hashing import hash_bytes
 from mlv.odb import ObjectStore
 from mlv.remote import Remote
@@ -197,3 +197,45 @@ def test_a_damaged_blob_fails_only_its_object(backend: Remote, tmp_path: Path  #
     for oid in roots - {victim, big}:
         assert Path(dst.path_of(oid)).read_bytes() == Path(src.path_of(oid)).read_bytes()
     assert hash_bytes(Path(dst.path_of(small[0])).read_bytes()) == small[0]
+
+
+@pytest.mark.parametrize("cache_type", ["copy", "hardlink"])
+def test_a_pull_writes_fetched_small_files_without_reading_them_back(
+        mlv_repo: Path, mlv, tmp_path: Path, request: pytest.FixtureRequest,  # type: ignore[no-untyped-def]
+        monkeypatch: pytest.MonkeyPatch, cache_type: str) -> None:
+    """The blobs a pull has just verified and stored are written to the workspace from
+    memory when files are copied: no cache object is opened again. With links, the
+    workspace still gets links to the cache objects."""
+    from tests.conftest import add_remote, clone, commit_all, make_tree
+
+    rng = random.Random(3)
+    files = {f"f{i}.bin": rng.randbytes(rng.randint(100, 5000)) for i in range(40)}
+    make_tree(mlv_repo, {"data": dict(files), "tool.sh": "#!/bin/sh\n"})
+    (mlv_repo / "data" / "f0.bin").chmod(0o755)
+    add_remote(mlv_repo, "local", request, tmp_path)
+    assert mlv("add", "data", cwd=mlv_repo).exit_code == 0
+    commit_all(mlv_repo, "data")
+    assert mlv("push", cwd=mlv_repo).exit_code == 0
+    other = clone(mlv_repo, tmp_path)
+    assert mlv("config", "cache.type", cache_type, cwd=other).exit_code == 0
+    opened: list[str] = []
+    real = fsio.open_regular
+
+    def counting(path: str, refuse):  # type: ignore[no-untyped-def]
+        opened.append(path)
+        return real(path, refuse)
+
+    monkeypatch.setattr(fsio, "open_regular", counting)
+    assert mlv("pull", cwd=other).exit_code == 0
+    for name, data in files.items():
+        assert (other / "data" / name).read_bytes() == data
+    cache = str(other / ".mlv" / "cache" / "xxh128")
+    from_cache = [p for p in opened if p.startswith(cache) and not p.endswith(".dir")]
+    if cache_type == "copy":
+        assert from_cache == []
+        assert (other / "data" / "f1.bin").stat().st_nlink == 1
+        assert (other / "data" / "f0.bin").stat().st_mode & 0o111  # exec kept
+        assert (other / "data" / "f1.bin").stat().st_mode & 0o222  # writable copy
+    else:
+        assert (other / "data" / "f1.bin").stat().st_nlink == 2
+    assert mlv("status", cwd=other).exit_code == 0

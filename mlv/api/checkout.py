@@ -231,10 +231,17 @@ def _write_all(repo: Repo, base: str, entries: list[Entry], fresh: bool,
         ensure_folder(folder)
     link_types = repo.link_types
 
+    def copies() -> bool:
+        """True when files are copied (no link type before `copy` works here)."""
+        return [k for k in link_types if k not in repo.link_skip][:1] == ["copy"]
+
     def work(e: Entry) -> None:
         dst = _join(base, e.path)
         mode = 0o755 if e.exec else 0o644
-        if fresh:
+        data = repo.odb.recalled(e.oid) if copies() else None
+        if data is not None:  # just fetched: written from memory, the object left unread
+            st = fsio.place_bytes(data, dst, mode, fresh)
+        elif fresh:
             st = fsio.place_first_working(repo.odb.path_of(e.oid), dst, link_types, mode,
                                           fresh=True, skip=repo.link_skip)
         else:

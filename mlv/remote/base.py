@@ -60,7 +60,8 @@ class RemoteError(MlvError):
 
 
 Failures = dict[str, BaseException]  # oid (or key) -> what went wrong
-After = Callable[[str, str, bool], None]  # (oid, local path, verified) after each download
+# (oid, local path, verified bytes or None) after each download
+After = Callable[[str, str, bytes | None], None]
 
 
 class Remote(ABC):
@@ -114,11 +115,11 @@ class Remote(ABC):
     def download(self, items: list[tuple[str, str]], progress: Progress | None,
                  after: After | None = None, sizes: dict[str, int] | None = None
                  ) -> Failures:
-        """Download (oid, local temp path) pairs. `after(oid, path, verified)` runs as
-        soon as each one has arrived (to verify and keep it; `verified`: the remote
-        wrote the file from bytes it checked against `oid` itself, so it need not be
-        hashed again); `sizes` are the expected sizes where known. Returns the failures
-        by oid."""
+        """Download (oid, local temp path) pairs. `after(oid, path, data)` runs as soon
+        as each one has arrived (to verify and keep it). `data`: the bytes the remote
+        wrote to `path` after checking them against `oid` itself (so they need not be
+        hashed again, and the caller may use them without reading the file), or None;
+        `sizes` are the expected sizes where known. Returns the failures by oid."""
 
     @abstractmethod
     def delete(self, oids: list[str]) -> Failures:

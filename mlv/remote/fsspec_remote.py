@@ -180,14 +180,14 @@ class FsspecRemote(Remote):
                     await s3.get_file(self.fs, self.path_of(oid), dst, sizes.get(oid), budget,
                                       counter(progress))
                 if after:
-                    after(oid, dst, False)
+                    after(oid, dst, None)
 
             failures = self._gather(one, items, progress, key=lambda item: item[0])
         else:
             def get(item: tuple[str, str]) -> None:
                 self.fs.get_file(self.path_of(item[0]), item[1], callback=counter(progress))
                 if after:
-                    after(*item, False)
+                    after(*item, None)
 
             failures = self._threads(get, items, progress, key=lambda item: item[0])
         self._raise_fatal(failures)

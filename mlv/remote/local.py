@@ -132,7 +132,7 @@ class LocalRemote(Remote):
             oid, dst = item
             fsio.copy_new(self.path_of(oid), dst, 0o444, from_store=True, on_bytes=on_bytes)
             if after:
-                after(oid, dst, False)
+                after(oid, dst, None)
 
         return self._run(get, items, lambda item: item[0], progress, sizes)
 

@@ -82,7 +82,7 @@ class MemoryRemote(Remote):
             if progress:
                 progress(0, len(data))
             if after:
-                after(oid, dst, False)
+                after(oid, dst, None)
 
         return self._each(items, lambda item: item[0], lambda item: get(*item), progress)
 

@@ -371,8 +371,8 @@ class PackedRemote(Remote):
     def _download(self, items: list[tuple[str, str]], progress: Progress | None,
                   after: After | None, sizes: dict[str, int] | None) -> Failures:
         """Objects in packs are read in ranges, several at once; each blob is verified,
-        written to its temp file and handed to `after` in the thread that read it (with
-        `verified` set: it need not be hashed again).
+        written to its temp file and handed to `after`, with its bytes, in the thread that
+        read it (it need not be hashed again).
         Big files are rebuilt from their chunks one after another (the chunks of each
         one several at once)."""
         view, recipes = self.index(), self.recipes()
@@ -395,7 +395,7 @@ class PackedRemote(Remote):
             except OSError as exc:  # a full disk: one line, and the transfer stops
                 raise fsio.storage_error(exc, temp) from exc
             if after:
-                after(oid, temp, True)
+                after(oid, temp, data)
             if progress:
                 progress(1, len(data))
 
@@ -408,7 +408,7 @@ class PackedRemote(Remote):
                 continue
             size = os.path.getsize(temp)
             if after:
-                after(oid, temp, False)  # it checks the whole file's hash, and keeps it
+                after(oid, temp, None)  # it checks the whole file's hash, and keeps it
             if progress:
                 progress(1, size)
         if rest:
