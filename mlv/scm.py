@@ -260,7 +260,7 @@ def _remote_git(args: list[str], cwd: str | None = None) -> str | None:
     lines = [line.strip() for line in out.stderr.decode(errors="replace").splitlines()
              if line.strip()]
     fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
-    reason = (fatal or lines or [f"git exited with {out.returncode}"])[-1]
+    reason = (fatal or lines[-1:] or [f"git exited with {out.returncode}"])[0]
     return reason.removeprefix("fatal: ").removeprefix("error: ")[:300]
 
 
