@@ -66,7 +66,7 @@ def ls(url: str | None, path: str | None, rev: str | None, recursive: bool,
     Only pointers, mlv.lock and file lists are read, never the data.
 
     \b
-    Examples:
+    Example:
       mlv ls data
       mlv ls https://github.com/org/project data --rev v1.2 -R
     """
