@@ -108,6 +108,9 @@ def test_ls_errors(source: Path, mlv: Mlv, tmp_path: Path) -> None:
     one_error(mlv("ls", "data/c.txt", "--rev", "v1", cwd=source), "data/c.txt", "v1")
     one_error(mlv("ls", f"file://{tmp_path}/nowhere.git", cwd=source), "cannot clone",
               "nowhere.git")
+    res = mlv("ls", "https://user:s3cret@127.0.0.1:1/x.git", cwd=source)
+    one_error(res, "cannot clone", "user:***@127.0.0.1")
+    assert "s3cret" not in res.output
     outside = tmp_path / "outside"
     outside.mkdir()
     one_error(mlv("ls", cwd=outside), "not inside an mlv repository")

@@ -84,7 +84,7 @@ class Source:
     @property
     def label(self) -> str:
         """How messages name the repository and revision: `URL at REV (1a2b3c4d)`."""
-        where = self.url if self.url is not None else "this repository"
+        where = _masked(self.url) if self.url is not None else "this repository"
         return f"{where} at {self.rev or 'HEAD'} ({self.commit[:8]})"
 
     # ---- the tree -------------------------------------------------------------------
@@ -248,11 +248,19 @@ def open_source(repo: str | None = None, rev: str | None = None,
     return _open_clone(repo, repo, rev)
 
 
+def _masked(text: str) -> str:
+    """`text` (a URL as the user gave it, or git's message quoting it) without the
+    password a URL may carry."""
+    from mlv.remote.base import masked_url
+
+    return masked_url(text)
+
+
 def _resolve(root: str, rev: str | None, shown: str | None) -> str:
     try:
         return scm.resolve_commit(root, rev or "HEAD")
     except ScmError:
-        where = shown if shown is not None else "this repository"
+        where = _masked(shown) if shown is not None else "this repository"
         if rev is None:
             raise RevisionNotFound(f"{where} has no commit yet",
                                    hint="commit something first") from None
@@ -282,7 +290,7 @@ def _open_clone(url: str, shown: str, rev: str | None) -> Source:
     """`url` at `rev`, from its clone in the cache: cloned when there is none, fetched
     unless `rev` is a full commit id it already holds (the module's docstring)."""
     if url.startswith("-"):
-        raise RepoNotFound(f"{shown!r} is not a repository URL",
+        raise RepoNotFound(f"{_masked(shown)!r} is not a repository URL",
                            hint="give a local path, or a URL git can clone")
     folder = clone_folder(url)
     git_dir = os.path.join(folder, "git")
@@ -293,7 +301,7 @@ def _open_clone(url: str, shown: str, rev: str | None) -> Source:
         if not fresh and not (rev and _FULL_ID.match(rev) and scm.has_commit(git_dir, rev)):
             why = scm.fetch_mirror(git_dir)
             if why is not None:
-                raise RepoNotFound(f"cannot fetch from {shown}: {why}",
+                raise RepoNotFound(f"cannot fetch from {_masked(shown)}: {_masked(why)}",
                                    hint="check the URL and your access to it; a full "
                                         "commit id the cache already holds needs no fetch")
         commit = _resolve(git_dir, rev, shown)
@@ -310,7 +318,7 @@ def _clone(url: str, shown: str, folder: str) -> None:
         os.mkdir(tmp)
         why = scm.clone_mirror(url, os.path.join(tmp, "git"))
         if why is not None:
-            raise RepoNotFound(f"cannot clone {shown}: {why}",
+            raise RepoNotFound(f"cannot clone {_masked(shown)}: {_masked(why)}",
                                hint="check the URL (a local path, or a URL git can clone) "
                                     "and your access to it")
         fsio.atomic_write(os.path.join(tmp, "url"), url.encode("utf-8", "surrogateescape")
