@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from conftest import add_remote, commit_all, git, make_tree
 
-from mlv import errors
+from mlv import errors, fsio
 from mlv.api.source import clone_folder, open_source
 from mlv.cli import main as cli_main
 
@@ -263,3 +266,22 @@ def test_corrupted_manifest_on_the_remote(mlv_repo: Path, request: pytest.Fixtur
     with pytest.raises(errors.ObjectCorrupted, match="damaged"):
         src.walk("data")
     assert not os.path.exists(os.path.join(src.repo.cache_dir, "xxh128", oid[:2], oid[2:]))
+
+
+def test_a_second_process_waits_for_the_clone(mlv_repo: Path, tmp_path: Path,
+                                              cache_home: Path) -> None:
+    url = bare_origin(mlv_repo, tmp_path)
+    folder = clone_folder(url)
+    stale = re.sub(r"mlvtmp-\d+-", "mlvtmp-999999999-", fsio.tmp_name(folder))
+    os.makedirs(stale + "/git")  # what a clone killed halfway left (no such process now)
+    found: list[str] = []
+    with fsio.RepoLock(folder + ".lock"):  # another process is cloning
+        reader = threading.Thread(
+            target=lambda: found.append(open_source(url, cwd=str(tmp_path)).commit))
+        reader.start()
+        time.sleep(0.5)
+        assert found == [] and not os.path.exists(folder)
+    reader.join(30)
+    assert found == [head(mlv_repo)]
+    assert sorted(os.listdir(os.path.dirname(folder))) == \
+        sorted([os.path.basename(folder), os.path.basename(folder) + ".lock"])

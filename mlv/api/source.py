@@ -313,6 +313,7 @@ def _clone(url: str, shown: str, folder: str) -> None:
     """Clone into a temp folder beside `folder`, then rename it into place: a clone
     that fails or is interrupted leaves no half-made `folder`."""
     fsio.makedirs(os.path.dirname(folder))
+    fsio.remove_stale_temps(folder)  # a clone a killed process left half-made
     tmp = fsio.tmp_name(folder)
     try:
         os.mkdir(tmp)
