@@ -116,3 +116,16 @@ def test_ls_errors(source: Path, mlv: Mlv, tmp_path: Path) -> None:
     one_error(mlv("ls", cwd=outside), "not inside an mlv repository")
     res = run_mlv(source, "ls", "--rev", "nope")
     one_error(res, "unknown revision")
+
+
+def test_ls_stage_output_recorded_in_mlv_lock(mlv_repo: Path, mlv: Mlv) -> None:
+    res = mlv("stage", "add", "-n", "gen", "-o", "out", "mkdir -p out && echo hi > out/x",
+              cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+    assert mlv("repro", cwd=mlv_repo).exit_code == 0
+    commit_all(mlv_repo, "stage")
+    res = mlv("ls", "out", "--json", cwd=mlv_repo)
+    assert [(e["path"], e["size"], e["kind"], e["tracked_by"])
+            for e in json.loads(res.stdout)] == [("x", 3, "mlv-dir-member", "mlv.lock")]
+    (line,) = [x for x in lines(mlv("ls", cwd=mlv_repo)) if x.endswith("out/")]
+    assert line.startswith("mlv") and "3 B" in line
