@@ -110,6 +110,11 @@ def _read(path: str, follow: bool = False) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    return parse_layer(text, path)
+
+
+def parse_layer(text: str, path: str) -> dict[str, Any]:
+    """One config layer's sections from the text of its file (`path` names it)."""
     if text.strip() in ("", "{}"):
         return {}  # the default config: no need to load a YAML parser
     data, _ = yamlio.load(text, path, ConfigError)

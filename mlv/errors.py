@@ -58,3 +58,37 @@ class StorageError(MlvError):
 
 class ScmError(MlvError):
     pass
+
+
+# ---- reading versioned data (`mlv ls`, `mlv get`, `mlv import`, `mlv.api.open`, `mlv://`)
+# One base, so Python code can `except mlv.errors.ReadError`. A remote that cannot be
+# reached raises mlv.remote.RemoteError, a bad config ConfigError: both MlvErrors too.
+
+
+class ReadError(MlvError):
+    """Versioned data could not be read: the base of the errors below."""
+
+
+class RepoNotFound(ReadError):
+    """The repository is neither a local git repository nor something git can clone."""
+
+
+class RevisionNotFound(ReadError):
+    """The revision (branch, tag, commit) does not exist in the repository."""
+
+
+class PathNotFound(ReadError, FileNotFoundError):
+    """The path is neither tracked by git nor by mlv at that revision (also a
+    FileNotFoundError, so fsspec and `open()`-style callers see what they expect)."""
+
+
+class NoRemote(ReadError, ConfigError):
+    """The data is not in the cache and the repository names no remote to read it from."""
+
+
+class NotPushed(ReadError, ObjectMissingError):
+    """The remote lacks an object the revision records (it was never pushed)."""
+
+
+class ObjectCorrupted(ReadError):
+    """An object's bytes do not hash to its id: never returned as data."""

@@ -242,3 +242,49 @@ def pointer_blobs(root: str, revs: list[str], suffix: str, limit: int) -> Iterat
                 blob_ids[blob] = size
     for found in read_blobs_in_batches(root, blob_ids):
         yield from found.values()
+
+
+# ---- other repositories: clones that `mlv ls/get/import` read ---------------------------
+
+def _remote_git(args: list[str], cwd: str | None = None) -> str | None:
+    """Run a git command that talks to another repository: never prompts (no terminal
+    to answer it), never reads stdin. None on success, else git's one-line reason."""
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="")
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True,
+                             stdin=subprocess.DEVNULL, env=env)
+    except OSError:
+        raise ScmError("git is not installed", hint="install git") from None
+    if out.returncode == 0:
+        return None
+    lines = [line.strip() for line in out.stderr.decode(errors="replace").splitlines()
+             if line.strip()]
+    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    reason = (fatal or lines[-1:] or [f"git exited with {out.returncode}"])[0]
+    return reason.removeprefix("fatal: ").removeprefix("error: ")[:300]
+
+
+def clone_mirror(url: str, dest: str) -> str | None:
+    """Clone `url` into the new folder `dest` as a mirror (a bare repository whose
+    branches and tags are the origin's own). None on success, else why not."""
+    return _remote_git(["clone", "--mirror", "--quiet", "--", url, dest])
+
+
+def fetch_mirror(git_dir: str) -> str | None:
+    """Bring a mirror's branches and tags up to date with its origin. None on success,
+    else why not."""
+    return _remote_git(["fetch", "--quiet", "--prune", "--force", "origin"], cwd=git_dir)
+
+
+def has_commit(root: str, commit: str) -> bool:
+    """True when the repository at `root` holds the commit `commit` (a full id)."""
+    out = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=root,
+                         capture_output=True)
+    return out.returncode == 0
+
+
+def is_bare(path: str) -> bool:
+    """True when `path` is a bare git repository (a folder git can clone, no work tree)."""
+    out = subprocess.run(["git", "rev-parse", "--is-bare-repository"], cwd=path,
+                         capture_output=True, text=True)
+    return out.returncode == 0 and out.stdout.strip() == "true"

@@ -92,6 +92,11 @@ class GitTree(Tree):
     def label(self) -> str:
         return self.name
 
+    @property
+    def files(self) -> dict[str, tuple[str, str, int]]:
+        """Every file of the commit: path -> (mode, blob id, size), as `scm.ls_tree`."""
+        return self._files
+
     def read(self, rel: str, limit: int, what: str,
              error: type[MlvError] = StorageError) -> bytes:
         entry = self._files.get(rel)

@@ -19,6 +19,7 @@ from mlv.cli import (
     migrate_cmd,
     pipeline_cmds,
     plots_cmd,
+    read_cmds,
     remote_cmds,
     repo_cmds,
     ui,
@@ -48,7 +49,7 @@ def cli(quiet: bool, verbose: bool) -> None:
 
 
 for module in (repo_cmds, data_cmds, pipeline_cmds, remote_cmds, gc_cmd, fsck_cmd,
-               migrate_cmd, plots_cmd, ci_cmd):
+               migrate_cmd, plots_cmd, ci_cmd, read_cmds):
     for command in module.COMMANDS:
         ui.verbosity_options(command)
         cli.add_command(command)
