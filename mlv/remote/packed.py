@@ -33,6 +33,7 @@ from mlv.remote.packs import (
     MiB,
     Pack,
     PackWriter,
+    Recipe,
     Record,
     build_recipe,
     build_segments,
@@ -479,14 +480,7 @@ class PackedRemote(Remote):
         whole file's hash. A recipe whose size is not the `expected` one (the pointer's)
         is refused before anything is written: one chunk repeated could otherwise fill
         the disk."""
-        raw = get_capped(self.inner, recipe_key(oid), RCP_SIZE_MAX)
-        self._moved(len(raw))
-        recipe = parse_recipe(raw, oid, self.marker.chunker.max, self.marker.chunker.min)
-        if expected is not None and recipe.size != expected:
-            raise CorruptDataError(recipe_key(oid), f"it makes a file of {recipe.size} "
-                                   f"bytes, where {expected} are expected",
-                                   hint="run `mlv fsck --remote`")
-        self._keep_recipe(oid, raw)
+        recipe = self.recipe(oid, expected)
         places: dict[str, list[int]] = {}
         offset = 0
         for cid, length in recipe.chunks:
@@ -514,6 +508,23 @@ class PackedRemote(Remote):
             self._read_blobs(records, put, failures)
             if failures:
                 raise next(iter(failures.values()))
+
+    def recipe(self, oid: str, expected: int | None = None, keep: bool = True) -> Recipe:
+        """The recipe of the big file `oid`, read from the remote (at most RCP_SIZE_MAX
+        bytes of it) and checked; one whose size is not the `expected` one (the
+        pointer's) is refused (CorruptDataError). FileNotFoundError when there is none.
+        With `keep`, a copy is kept locally (see `_keep_recipe`): for a file that enters
+        the cache."""
+        raw = get_capped(self.inner, recipe_key(oid), RCP_SIZE_MAX)
+        self._moved(len(raw))
+        recipe = parse_recipe(raw, oid, self.marker.chunker.max, self.marker.chunker.min)
+        if expected is not None and recipe.size != expected:
+            raise CorruptDataError(recipe_key(oid), f"it makes a file of {recipe.size} "
+                                   f"bytes, where {expected} are expected",
+                                   hint="run `mlv fsck --remote`")
+        if keep:
+            self._keep_recipe(oid, raw)
+        return recipe
 
     def _keep_recipe(self, oid: str, raw: bytes) -> None:
         """Recipes are kept in the cache folder (they never change), so that a later
