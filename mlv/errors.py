@@ -92,3 +92,7 @@ class NotPushed(ReadError, ObjectMissingError):
 
 class ObjectCorrupted(ReadError):
     """An object's bytes do not hash to its id: never returned as data."""
+
+
+class NotAFile(ReadError):
+    """The path names a folder (or a link, a submodule) where a file is wanted."""

@@ -7,6 +7,7 @@ import os
 import re
 import stat
 from collections.abc import Callable
+from typing import BinaryIO
 
 import xxhash
 
@@ -39,6 +40,16 @@ def open_regular(path: str) -> io.FileIO:
         os.close(fd)
         raise
     return io.FileIO(fd, "rb")
+
+
+def hasher_hex(fobj: BinaryIO, block: int = BLOCK) -> tuple[str, int]:
+    """(hex digest, size) of what is left to read in the open binary file `fobj`."""
+    hasher = xxhash.xxh3_128()
+    size = 0
+    while chunk := fobj.read(block):
+        hasher.update(chunk)
+        size += len(chunk)
+    return hasher.hexdigest(), size
 
 
 def hash_file(path: str, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:

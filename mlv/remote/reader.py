@@ -46,6 +46,7 @@ from typing import IO, Any, BinaryIO, cast
 
 import xxhash
 
+from mlv.errors import ObjectCorrupted
 from mlv.hashing import is_oid
 from mlv.remote.base import Failures, Remote, RemoteError
 from mlv.remote.keys import key_of
@@ -68,8 +69,9 @@ class ObjectNotFoundError(RemoteError):
         self.remote = remote.name
 
 
-class ObjectCorruptError(RemoteError):
-    """The bytes the remote returned for the object do not match its hash or size."""
+class ObjectCorruptError(RemoteError, ObjectCorrupted):
+    """The bytes the remote returned for the object do not match its hash or size
+    (also an ObjectCorrupted: it may be raised by any read, long after the open)."""
 
     def __init__(self, remote: Remote, oid: str, problem: str) -> None:
         super().__init__(f"remote '{remote.name}' returned damaged bytes for object "
