@@ -204,16 +204,20 @@ def test_errors_are_typed_and_say_what_to_do(
 
 def test_a_remote_that_lacks_the_object(mlv_repo: Path, tmp_path: Path,
                                         cache_home: Path) -> None:
-    make_tree(mlv_repo, {"data": {"a.csv": "a\n"}, "model.bin": "m"})
-    (tmp_path / "empty").mkdir()
-    mlv_ok(mlv_repo, "remote", "add", "-d", "store", str(tmp_path / "empty"))
+    make_tree(mlv_repo, {"other.bin": "o", "model.bin": "m"})
+    (tmp_path / "store").mkdir()
+    mlv_ok(mlv_repo, "remote", "add", "-d", "store", str(tmp_path / "store"))
+    mlv_ok(mlv_repo, "add", "other.bin")
+    mlv_ok(mlv_repo, "push")  # the remote is in format 2 from here on
     mlv_ok(mlv_repo, "add", "model.bin")
-    commit_all(mlv_repo, "never pushed")
+    commit_all(mlv_repo, "model.bin never pushed")
     url = bare_origin(mlv_repo, tmp_path)
     with pytest.raises(mlv.api.NotPushed, match="model.bin .* neither the cache nor remote "
                                                 "'store'") as info:
         mlv.api.read("model.bin", repo=url)
     assert "mlv push" in (info.value.hint or "")
+    with pytest.raises(mlv.api.NotPushed, match="model.bin .* is not on remote 'store'"):
+        mlv.api.get_url("model.bin", repo=url)
 
 
 def test_no_remote(mlv_repo: Path, tmp_path: Path, cache_home: Path) -> None:
