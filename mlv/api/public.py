@@ -19,7 +19,8 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import IO, Any
+from contextlib import AbstractContextManager
+from typing import IO, Any, Literal, overload
 
 from mlv.api import reading, source
 from mlv.api.revtree import GIT
@@ -32,23 +33,42 @@ _kept: OrderedDict[tuple[str, str | None, str | None], source.Source] = OrderedD
 _kept_lock = threading.Lock()
 
 
-@contextlib.contextmanager
+@overload
+def open(path: str, repo: str | None = None, rev: str | None = None,
+         remote: str | None = None, mode: Literal["r"] = "r", encoding: str | None = None
+         ) -> AbstractContextManager[IO[str]]: ...
+@overload
+def open(path: str, repo: str | None = None, rev: str | None = None,
+         remote: str | None = None, *, mode: Literal["rb"], encoding: str | None = None
+         ) -> AbstractContextManager[IO[bytes]]: ...
+@overload
+def open(path: str, repo: str | None = None, rev: str | None = None,
+         remote: str | None = None, mode: str = "r", encoding: str | None = None
+         ) -> AbstractContextManager[IO[Any]]: ...
+
+
 def open(path: str, repo: str | None = None, rev: str | None = None,  # noqa: A001
          remote: str | None = None, mode: str = "r", encoding: str | None = None
-         ) -> Iterator[IO[Any]]:
+         ) -> AbstractContextManager[IO[Any]]:
     """Open the file `path` (relative to the repository's root) as it was at `rev`.
 
     A context manager yielding a read-only file object: text (`mode="r"`, decoded with
-    `encoding`, default UTF-8) or binary (`mode="rb"`, seekable). The bytes come from
-    the local cache when it has them, else are streamed from `remote` (default: the
-    remote the repository names for that file) without writing anything; they are
-    checked against the recorded hash, and damaged data raises `ObjectCorrupted`, never
-    returns wrong bytes.
+    `encoding`, default UTF-8) or binary (`mode="rb"`, seekable); another mode raises
+    ValueError. The bytes come from the local cache when it has them, else are streamed
+    from `remote` (default: the remote the repository names for that file) without
+    writing anything; they are checked against the recorded hash, and damaged data
+    raises `ObjectCorrupted`, never returns wrong bytes. The file is opened when the
+    `with` block is entered.
 
         with mlv.api.open("data/train.csv", rev="v1") as f:
             header = f.readline()
     """
-    binary = _check_mode(mode)
+    return _opened(path, repo, rev, remote, _check_mode(mode), encoding)
+
+
+@contextlib.contextmanager
+def _opened(path: str, repo: str | None, rev: str | None, remote: str | None,
+            binary: bool, encoding: str | None) -> Iterator[IO[Any]]:
     fobj = _open_binary(path, repo, rev, remote)
     try:
         if binary:
@@ -60,11 +80,25 @@ def open(path: str, repo: str | None = None, rev: str | None = None,  # noqa: A0
         fobj.close()
 
 
+@overload
+def read(path: str, repo: str | None = None, rev: str | None = None,
+         remote: str | None = None, mode: Literal["r"] = "r", encoding: str | None = None
+         ) -> str: ...
+@overload
+def read(path: str, repo: str | None = None, rev: str | None = None,
+         remote: str | None = None, *, mode: Literal["rb"], encoding: str | None = None
+         ) -> bytes: ...
+@overload
+def read(path: str, repo: str | None = None, rev: str | None = None,
+         remote: str | None = None, mode: str = "r", encoding: str | None = None
+         ) -> str | bytes: ...
+
+
 def read(path: str, repo: str | None = None, rev: str | None = None,
          remote: str | None = None, mode: str = "r", encoding: str | None = None
          ) -> str | bytes:
-    """The whole content of `path` at `rev`: `str` (mode "r") or `bytes` (mode "rb").
-    See `open`."""
+    """The whole content of `path` at `rev`: `str` (mode "r", decoded with `encoding`,
+    default UTF-8) or `bytes` (mode "rb"). See `open`."""
     binary = _check_mode(mode)
     with _open_binary(path, repo, rev, remote) as fobj:
         data = fobj.read()
