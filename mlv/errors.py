@@ -96,3 +96,13 @@ class ObjectCorrupted(ReadError):
 
 class NotAFile(ReadError):
     """The path names a folder (or a link, a submodule) where a file is wanted."""
+
+
+class NoURL(ReadError):
+    """No single URL holds the file's bytes (`mlv.api.get_url`): git tracks it, or the
+    remote keeps it in a pack or cut into chunks (format 2)."""
+
+
+class ReadOnly(ReadError, PermissionError):
+    """A write to versioned data read at a revision (the `mlv://` filesystem is
+    read-only). Also a PermissionError, as fsspec callers expect."""
