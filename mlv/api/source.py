@@ -144,9 +144,10 @@ class Source:
             self._config = config
         return self._config
 
-    def remote(self, name: str | None = None) -> Remote:
+    def remote(self, name: str | None = None, jobs: int | None = None) -> Remote:
         """The remote `name`, else the default one, as the config at this commit says
-        (see `config`); the checks on what a committed config may choose apply."""
+        (see `config`); the checks on what a committed config may choose apply. `jobs`:
+        concurrent transfers (`-j`), else the remote's own setting."""
         from mlv.api import remote as remote_api
 
         repo = copy.copy(self.repo)  # the same cache, with the config at this commit
@@ -154,7 +155,7 @@ class Source:
         if self.cloned:
             self._refuse_relative(name)
         try:
-            return remote_api.resolve(repo, name)
+            return remote_api.resolve(repo, name, jobs)
         except NoRemote:
             raise
         except ConfigError as exc:

@@ -1,4 +1,4 @@
-"""Commands that read versioned data, of this or another repository: `mlv ls`."""
+"""Commands that read versioned data, of this or another repository: `mlv ls`, `mlv get`."""
 
 from __future__ import annotations
 
@@ -86,4 +86,49 @@ def ls(url: str | None, path: str | None, rev: str | None, recursive: bool,
         show("\n".join(_line(entry, name) for entry, name in named))
 
 
-COMMANDS = [ls]
+@click.command(name="get")
+@click.argument("url")
+@click.argument("path")
+@click.option("-o", "--out", help="Where to put it (default: PATH's last name, here); an "
+              "existing folder receives it inside.")
+@click.option("--rev", help="The branch, tag or commit to copy from (default: HEAD).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 1024), help="Transfers in flight at once.")
+@click.option("-r", "--remote", "remote_name",
+              help="The source's remote to download from (default: its default remote).")
+@click.option("-f", "--force", is_flag=True, help="Replace an existing OUT.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress, only errors.")
+def get(url: str, path: str, out: str | None, rev: str | None, jobs: int | None,
+        remote_name: str | None, force: bool, quiet: bool) -> None:
+    """Copy a file or folder of a repository into the current folder, untracked.
+
+    URL is any repository git can clone, a local path, or `.` for the current one.
+    PATH is relative to its root: a file or folder git or mlv tracks, or a file
+    inside a tracked folder. The data comes from the source's cache or its remote;
+    nothing here is tracked (no pointer, no cache entry). The .mlv pointer files
+    themselves are not copied.
+
+    \b
+    Example:
+      mlv get https://github.com/org/project data --rev v1.2 -o data-v1.2
+    """
+    from mlv.api import get as api
+    from mlv.cli.ui import Progress, echo, is_quiet, plural
+
+    quiet = is_quiet(quiet)
+    fetching = Progress("fetching", quiet)
+    copying = Progress("copying", quiet)
+    try:
+        result = api.get(url, path, out, rev, jobs, remote_name, force,
+                         progress=copying.callback, fetch_progress=fetching.callback)
+    finally:
+        fetching.done()
+        copying.done()
+    if result.skipped:
+        shown = ", ".join(result.skipped[:5]) + (" …" if len(result.skipped) > 5 else "")
+        echo(f"note: left out {len(result.skipped)} symlink(s) or submodule(s) that git "
+             f"tracks: {shown}", err=True)
+    echo(f"got {plural(result.files, 'file')}, {human_size(result.bytes)} into "
+         f"{result.where}")
+
+
+COMMANDS = [ls, get]
