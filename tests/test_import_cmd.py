@@ -156,6 +156,8 @@ def test_existing_commands_work_on_an_import(src: Src, project: Path, mlv: Mlv) 
     (project / "data" / "a.txt").write_text("changed\n")
     assert "modified" in ok(mlv("status", cwd=project))
     ok(mlv("checkout", "--force", "data", cwd=project))
+    ok(mlv("add", "data", cwd=project))  # unchanged: still an import
+    assert read_pointer(project / "data.mlv")["source"]["path"] == "data"
     ok(mlv("move", "data", "imported", cwd=project))
     assert read_pointer(project / "imported.mlv")["source"]["path"] == "data"
     commit_all(project, "move")
@@ -273,6 +275,15 @@ def test_update_errors(src: Src, project: Path, mlv: Mlv) -> None:
     src.publish(mlv, "drop data")
     one_error(mlv("update", "data", cwd=project), "data", "is not in")
     assert (project / "data.mlv").read_text() == before
+
+
+def test_adding_changed_data_makes_an_import_your_own(src: Src, project: Path,
+                                                      mlv: Mlv) -> None:
+    ok(mlv("import", src.url, "data", cwd=project))
+    (project / "data" / "new.txt").write_text("mine\n")
+    ok(mlv("add", "data", cwd=project))
+    assert "source" not in read_pointer(project / "data.mlv")
+    one_error(mlv("update", "data", cwd=project), "data.mlv is not an import")
 
 
 def test_update_with_nothing_imported(project: Path, mlv: Mlv) -> None:
