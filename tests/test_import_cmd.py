@@ -271,6 +271,14 @@ def test_update_errors(src: Src, project: Path, mlv: Mlv) -> None:
     one_error(mlv("update", "nothing", cwd=project), "not tracked")
     before = (project / "data.mlv").read_text()
     one_error(mlv("update", "data", "--rev", "nope", cwd=project), "unknown revision")
+    make_tree(src.repo, {"data": {"c.txt": "ccc\n"}})
+    ok(mlv("add", "data", cwd=src.repo))
+    src.publish(mlv, "v2")
+    (project / "data" / "a.txt").chmod(0o644)
+    (project / "data" / "a.txt").write_text("my own edit\n")
+    one_error(mlv("update", "data", cwd=project), "would overwrite", "data/a.txt")
+    assert (project / "data.mlv").read_text() == before
+    assert (project / "data" / "a.txt").read_text() == "my own edit\n"
     git(src.repo, "rm", "-q", "data.mlv")
     src.publish(mlv, "drop data")
     one_error(mlv("update", "data", cwd=project), "data", "is not in")

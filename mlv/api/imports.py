@@ -322,7 +322,7 @@ def imports_of(repo: Repo, targets: list[str] | None = None, strict: bool = True
         if ptr.source is None and not strict:
             continue
         if ptr.source is None:
-            raise PathError(f"{repo.rel(file)} is not an import (it has no `source:`)",
+            raise PathError(f"{repo.rel(file)} is not an import (it records no source)",
                             hint="`mlv update` moves paths that `mlv import` made; run "
                                  "`mlv add PATH` to record a new version of your own data")
         found[file] = ptr
