@@ -118,6 +118,22 @@ def test_import_a_file_a_git_file_and_a_member_at_a_rev(src: Src, project: Path,
     assert ok(mlv("status", cwd=project)).strip() == "everything is up to date"
 
 
+def test_import_a_folder_of_git_files_and_tracked_data(src: Src, project: Path,
+                                                       mlv: Mlv) -> None:
+    make_tree(src.repo, {"kit": {"notes.md": "# notes\n", "run.sh": "echo hi\n",
+                                 "weights": {"w.bin": b"\1" * 100}}})
+    (src.repo / "kit" / "run.sh").chmod(0o755)
+    ok(mlv("add", "kit/weights", cwd=src.repo))
+    src.publish(mlv, "kit")
+    ok(mlv("import", src.url, "kit", cwd=project))
+    assert files_under(project / "kit") == {"notes.md": "# notes\n", "run.sh": "echo hi\n",
+                                            ".gitignore": "/weights\n",
+                                            "weights/w.bin": "\1" * 100}
+    assert os.access(project / "kit" / "run.sh", os.X_OK)
+    assert read_pointer(project / "kit.mlv")["outs"][0]["nfiles"] == 4  # no weights.mlv
+    assert ok(mlv("status", cwd=project)).strip() == "everything is up to date"
+
+
 def test_import_from_a_local_work_tree_records_its_absolute_path(src: Src, project: Path,
                                                                   mlv: Mlv) -> None:
     rel = os.path.relpath(src.repo, project)

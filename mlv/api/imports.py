@@ -212,11 +212,13 @@ def _checkout(repo: Repo, dest: str) -> None:
 
 def _collect(repo: Repo, source: Source, entry: Entry, name: str, remote: str | None,
              progress: Progress | None) -> Out:
-    """Put the bytes of `entry` (a file, or every file of a folder) into this repository's
-    cache and return its out, named `name`. A folder's manifest is stored last, so it
-    only ever names objects that are there."""
+    """Put the bytes of `entry` (a file, or every file of a folder, but the source's
+    pointer files) into this repository's cache and return its out, named `name`. A
+    folder's manifest is stored last, so it only ever names objects that are there."""
     members = source.walk(entry.path, recursive=True, dirs=False) if entry.is_dir \
         else [entry]
+    if entry.is_dir:  # the pointers of data inside: the data itself comes instead
+        members = [e for e in members if not (e.kind == GIT and e.path in source.index.pointers)]
     prefix = entry.path + "/" if entry.is_dir else ""
     oids = _store_git_files(repo, source, [e for e in members if e.kind == GIT])
     _bring(repo, source, [e for e in members if e.kind != GIT], remote, progress)
