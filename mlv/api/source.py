@@ -73,7 +73,7 @@ class Source:
         self.rev = rev  # as the caller named it; None: HEAD
         self.url = url  # as the caller named the repository; None: the current one
         self.cloned = cloned  # read from a clone in the user's cache folder
-        tree = GitTree(repo.root, commit)
+        tree = GitTree(repo.root, commit, resolved=True)
         tree.name = rev or "HEAD"
         self.index = Index.of_tree(tree, repo.cache_dir)
         self.files = tree.files
