@@ -110,11 +110,13 @@ def destination(source: Source, top: Entry, out: str | None, here: str, force: b
 
 
 def _repo_name(source: Source) -> str:
-    """The name for the whole repository: the last part of its URL or path."""
-    where = source.url if source.url not in (None, ".") else source.repo.root
-    assert where is not None
-    name = posixpath.basename(where.rstrip("/").rstrip(os.sep)).removesuffix(".git")
-    return name or "repo"
+    """The name for the whole repository: the last part of its URL, or its folder's
+    name (never `.` or `..`, which would name the current folder or the one above)."""
+    if source.cloned and source.url is not None:
+        name = posixpath.basename(source.url.rstrip("/").rstrip(os.sep)).removesuffix(".git")
+    else:
+        name = os.path.basename(source.repo.root)
+    return name if name and not paths.problem(name) else "repo"
 
 
 def _empty_folder(path: str) -> bool:
