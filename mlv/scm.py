@@ -246,12 +246,19 @@ def pointer_blobs(root: str, revs: list[str], suffix: str, limit: int) -> Iterat
 
 # ---- other repositories: clones that `mlv ls/get/import` read ---------------------------
 
+# `ext::CMD` runs a command and `fd::N` talks over a file descriptor (with none, git
+# waits forever): never for a URL mlv is given or finds in a pointer, whatever the
+# user's git config allows
+_NO_COMMAND_TRANSPORTS = ("-c", "protocol.ext.allow=never", "-c", "protocol.fd.allow=never")
+
+
 def _remote_git(args: list[str], cwd: str | None = None) -> str | None:
     """Run a git command that talks to another repository: never prompts (no terminal
     to answer it), never reads stdin. None on success, else git's one-line reason."""
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="")
     try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True,
+        out = subprocess.run(["git", *_NO_COMMAND_TRANSPORTS, *args], cwd=cwd,
+                             capture_output=True,
                              stdin=subprocess.DEVNULL, env=env)
     except OSError:
         raise ScmError("git is not installed", hint="install git") from None

@@ -1,0 +1,78 @@
+"""An attacker's tests of reading another repository (`mlv ls`, `mlv get`, `mlv.api`):
+each builds the hostile input for real (a git repository, a bare origin in tmp_path,
+a file:// URL) and checks that mlv refuses it with one line, or does no harm."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import Result, commit_all, git, make_tree, one_error
+
+Mlv = Callable[..., Result]
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    return home
+
+
+def plain_repo(tmp_path: Path, name: str = "src") -> Path:
+    repo = tmp_path / name
+    repo.mkdir()
+    git(repo, "init", "-q")
+    make_tree(repo, {"README": "hello\n"})
+    commit_all(repo, "one")
+    return repo
+
+
+def bare_origin(repo: Path, tmp_path: Path, name: str = "origin.git") -> str:
+    origin = tmp_path / name
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(origin))
+    return f"file://{origin}"
+
+
+# ---- the destination of `mlv get` --------------------------------------------------------
+
+@pytest.mark.parametrize("given", ["..", "../", "./.."])
+def test_get_force_of_the_parent_repository_never_removes_it(
+        tmp_path: Path, mlv: Mlv, cache_home: Path, given: str) -> None:
+    """`mlv get .. . --force` from a folder inside a repository named the result `..`,
+    so --force removed the repository itself (and the current folder with it)."""
+    repo = plain_repo(tmp_path)
+    inner = repo / "sub"
+    inner.mkdir()
+    res = mlv("get", given, ".", "--force", cwd=inner)
+    assert (repo / ".git").is_dir()
+    assert (repo / "README").read_text() == "hello\n"
+    if res.exit_code == 0:  # it went to a folder of its own, inside the current one
+        assert (inner / "src" / "README").read_text() == "hello\n"
+    else:
+        one_error(res)
+
+
+# ---- git transports ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["fd::7", "ext::sh -c touch% pwned"])
+def test_fd_and_ext_transports_are_refused(tmp_path: Path, mlv: Mlv, cache_home: Path,
+                                           monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """`fd::` made git wait forever on a file descriptor (holding the clone lock); `ext::`
+    runs a command, and a user's git config may allow it (protocol.allow=always)."""
+    home = tmp_path / "gitcfg"
+    home.write_text("[protocol]\n\tallow = always\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home))
+    here = tmp_path / "here"
+    here.mkdir()
+    res = run_timeout(here, "get", url, "README")
+    one_error(res, "cannot clone")
+    assert not (here / "pwned").exists()
+    assert not list((cache_home / "mlv" / "repos").glob("*/git"))
+
+
+def run_timeout(cwd: Path, *args: str) -> Result:
+    from conftest import run_mlv
+
+    return run_mlv(cwd, *args, timeout=30)
