@@ -4,11 +4,14 @@ a file:// URL) and checks that mlv refuses it with one line, or does no harm."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import Result, commit_all, git, make_tree, one_error
+
+from mlv.api.source import clone_folder
 
 Mlv = Callable[..., Result]
 
@@ -76,3 +79,29 @@ def run_timeout(cwd: Path, *args: str) -> Result:
     from conftest import run_mlv
 
     return run_mlv(cwd, *args, timeout=30)
+
+
+# ---- the clone cache -----------------------------------------------------------------------
+
+def test_a_symlinked_clone_folder_is_not_followed(tmp_path: Path, mlv: Mlv,
+                                                  cache_home: Path) -> None:
+    """Another local user (or a hostile script) plants ~/.cache/mlv/repos/<id> as a link
+    to a mirror it controls: mlv would read that repository, and run `git fetch` with its
+    config, for the user's URL."""
+    url = bare_origin(plain_repo(tmp_path), tmp_path)
+    evil = plain_repo(tmp_path, "evil")
+    make_tree(evil, {"README": "evil\n"})
+    commit_all(evil, "two")
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    git(tmp_path, "clone", "-q", "--mirror", str(evil), str(planted / "git"))
+    folder = Path(clone_folder(url))
+    folder.parent.mkdir(parents=True)
+    folder.symlink_to(planted)
+    here = tmp_path / "here"
+    here.mkdir()
+    res = mlv("get", url, "README", cwd=here)
+    assert not (here / "README").exists() or (here / "README").read_text() == "hello\n"
+    if res.exit_code != 0:
+        one_error(res, "symlink")
+    assert os.path.islink(folder) or not os.path.lexists(folder)
