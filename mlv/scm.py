@@ -213,6 +213,20 @@ def read_blobs(root: str, blob_ids: list[str]) -> dict[str, bytes]:
 BLOB_BATCH = 64 << 20
 
 
+# A git blob bigger than this is streamed to a file by git, never held whole: a clone's
+# 10 MB pack can hold a 10 GB blob of zeros.
+BLOB_STREAMED = 8 << 20
+
+
+def copy_blob(root: str, blob: str, fd: int) -> None:
+    """Write the git blob `blob` (a full id) to the open file `fd`, streamed by git."""
+    out = subprocess.run(["git", "-c", f"core.bigFileThreshold={BLOB_STREAMED}", "cat-file",
+                          "blob", blob], cwd=root, stdout=fd,
+                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    if out.returncode != 0:
+        raise ScmError(f"git cat-file failed: {out.stderr.decode(errors='replace').strip()}")
+
+
 def read_blobs_in_batches(root: str, blobs: dict[str, int]) -> Iterator[dict[str, bytes]]:
     """`read_blobs` for {blob id: size}, at most about BLOB_BATCH bytes at a time."""
     batch: list[str] = []

@@ -105,3 +105,58 @@ def test_a_symlinked_clone_folder_is_not_followed(tmp_path: Path, mlv: Mlv,
     if res.exit_code != 0:
         one_error(res, "symlink")
     assert os.path.islink(folder) or not os.path.lexists(folder)
+
+
+# ---- resource exhaustion -----------------------------------------------------------------
+
+BIG = 300 << 20
+
+
+@pytest.fixture
+def zero_blob_url(tmp_path: Path, cache_home: Path) -> str:
+    """A repository whose git tracks a 300 MiB file of zeros: its pack is a few MB."""
+    repo = plain_repo(tmp_path, "zeros")
+    with open(repo / "zero.bin", "wb") as f:
+        f.truncate(BIG)  # sparse: quick to make
+    git(repo, "-c", "core.bigFileThreshold=1m", "add", "zero.bin")
+    git(repo, "commit", "-q", "-m", "zeros")
+    (repo / "zero.bin").unlink()
+    url = bare_origin(repo, tmp_path, "zeros.git")
+    assert run_timeout(tmp_path, "ls", url, "").exit_code == 0  # clone it: git's memory
+    return url
+
+
+def peak_rss_mib(cwd: Path, *args: str) -> float:
+    """Run `python *args` in a subprocess; its peak resident memory, in MiB."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0
+    return usage.ru_maxrss / 1024
+
+
+@pytest.mark.slow
+def test_get_of_a_huge_git_blob_is_streamed(tmp_path: Path, zero_blob_url: str) -> None:
+    """The blob was read whole into memory, twice over: 3 GB of memory for a 1.5 GB file
+    that a 2 MB clone brings (and a 10 GB one ends the process)."""
+    here = tmp_path / "here"
+    here.mkdir()
+    peak = peak_rss_mib(here, "-m", "mlv", "get", zero_blob_url, "zero.bin")
+    assert (here / "zero.bin").stat().st_size == BIG
+    assert peak < 200, f"{peak:.0f} MiB"
+
+
+@pytest.mark.slow
+def test_api_open_of_a_huge_git_blob_is_streamed(tmp_path: Path, zero_blob_url: str) -> None:
+    script = ("import mlv.api\n"
+              f"with mlv.api.open('zero.bin', repo={zero_blob_url!r}, mode='rb') as f:\n"
+              "    n = 0\n"
+              "    while (b := f.read(1 << 20)):\n"
+              "        n += len(b)\n"
+              f"assert n == {BIG}, n\n")
+    peak = peak_rss_mib(tmp_path, "-c", script)
+    assert peak < 200, f"{peak:.0f} MiB"

@@ -325,6 +325,9 @@ def _write_git(source: Source, base: str, todo: list[tuple[str, Entry]],
     by_blob: dict[str, list[tuple[str, Entry]]] = {}
     for rel, e in todo:
         assert e.oid is not None
+        if (e.size or 0) > scm.BLOB_STREAMED:
+            _write_big_blob(source, _join(base, rel), e, progress)
+            continue
         by_blob.setdefault(e.oid, []).append((rel, e))
     sizes = {blob: found[0][1].size or 0 for blob, found in by_blob.items()}
     for blobs in scm.read_blobs_in_batches(source.repo.root, sizes):
@@ -338,3 +341,23 @@ def _write_git(source: Source, base: str, todo: list[tuple[str, Entry]],
         path = next(iter(by_blob.values()))[0][1].path
         raise ReadError(f"git cannot read {path} of {source.label}",
                         hint="the clone may be damaged: `git fsck` there")
+
+
+def _write_big_blob(source: Source, dst: str, entry: Entry, progress: Progress | None
+                    ) -> None:
+    """A big git blob, streamed by git into the new file `dst` (never held in memory)."""
+    assert entry.oid is not None
+    try:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755 if entry.exec else 0o644)
+    except OSError as exc:
+        raise fsio.storage_error(exc, dst) from exc
+    try:
+        scm.copy_blob(source.repo.root, entry.oid, fd)
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    if size != entry.size:
+        raise ReadError(f"git cannot read {entry.path} of {source.label}",
+                        hint="the clone may be damaged: `git fsck` there")
+    if progress:
+        progress(1, size)
