@@ -157,6 +157,11 @@ def _plan(source: Source, top: Entry, result: GetResult) -> list[tuple[str, Entr
     """(path inside the destination, entry) for every file to copy; "" for a lone file.
     A path from the repository that could leave the destination is refused (manifest
     entries were checked when read; git's paths are checked here)."""
+    why = paths.problem(top.path) if top.path else None
+    if why:  # its last name is the name written (a crafted tree can hold `.git`)
+        raise PathError(f"{top.path} of {source.label} cannot be copied: {why}",
+                        hint="nothing was written; the repository holds a path mlv "
+                             "never writes")
     if not top.is_dir:
         _refuse_special(source, top)
         return [("", top)]
