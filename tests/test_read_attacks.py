@@ -160,3 +160,49 @@ def test_api_open_of_a_huge_git_blob_is_streamed(tmp_path: Path, zero_blob_url: 
               f"assert n == {BIG}, n\n")
     peak = peak_rss_mib(tmp_path, "-c", script)
     assert peak < 200, f"{peak:.0f} MiB"
+
+
+# ---- names from a git tree -----------------------------------------------------------------
+
+def crafted_tree_url(tmp_path: Path, names: list[str]) -> str:
+    """A repository whose one commit holds a file under each of `names` (a tree made by
+    `git mktree`, which takes names a work tree cannot hold: `.git`, `..`, a newline)."""
+    repo = tmp_path / "crafted"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    import subprocess
+
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo, input=b"evil\n",
+                          capture_output=True, check=True).stdout.decode().strip()
+    listing = b"".join(f"100644 blob {blob}\t{n}".encode() + b"\0" for n in sorted(names))
+    tree = subprocess.run(["git", "mktree", "-z"], cwd=repo, input=listing,
+                          capture_output=True, check=True).stdout.decode().strip()
+    commit = git(repo, "commit-tree", tree, "-m", "crafted").strip()
+    git(repo, "update-ref", "HEAD", commit)
+    return bare_origin(repo, tmp_path, "crafted.git")
+
+
+@pytest.mark.parametrize("name", [".git", ".GIT", ".mlv", "git~1"])
+def test_get_never_writes_a_reserved_name(tmp_path: Path, mlv: Mlv, cache_home: Path,
+                                          name: str) -> None:
+    """A crafted tree holds a file named `.git`: `mlv get URL .git --force` in a work tree
+    replaced the user's own .git with it."""
+    url = crafted_tree_url(tmp_path, [name])
+    here = tmp_path / "here"
+    here.mkdir()
+    git(here, "init", "-q")
+    res = mlv("get", url, name, "--force", cwd=here)
+    one_error(res, name)
+    assert (here / ".git" / "HEAD").is_file()
+    assert sorted(os.listdir(here)) == [".git"]
+
+
+def test_ls_shows_a_newline_in_a_name_escaped(tmp_path: Path, mlv: Mlv,
+                                              cache_home: Path) -> None:
+    """A name holding a newline printed as two lines: a fake entry in the listing."""
+    url = crafted_tree_url(tmp_path, ["a\n    mlv       1 GB  model.pt", "b"])
+    res = mlv("ls", url, "", cwd=tmp_path)
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2, lines
+    assert "a\\u000a" in lines[0]
