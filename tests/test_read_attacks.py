@@ -206,3 +206,23 @@ def test_ls_shows_a_newline_in_a_name_escaped(tmp_path: Path, mlv: Mlv,
     lines = res.stdout.splitlines()
     assert len(lines) == 2, lines
     assert "a\\u000a" in lines[0]
+
+
+# ---- the committed config's remote ---------------------------------------------------------
+
+def test_a_relative_local_url_of_a_clone_is_refused(tmp_path: Path, mlv: Mlv,
+                                                    cache_home: Path) -> None:
+    """`url: local://rel` (mlv's other spelling of a folder) was read relative to the
+    user's current folder: file:// and plain relative URLs were refused, not this one."""
+    repo = plain_repo(tmp_path)
+    assert mlv("init", "-q", cwd=repo).exit_code == 0
+    (repo / "rel").mkdir()
+    assert mlv("remote", "add", "-d", "r", "local://rel", cwd=repo).exit_code == 0
+    make_tree(repo, {"d": {"x": "x\n"}})
+    assert mlv("add", "d", cwd=repo).exit_code == 0
+    commit_all(repo, "rel")
+    url = bare_origin(repo, tmp_path)
+    here = tmp_path / "here"
+    (here / "rel").mkdir(parents=True)
+    res = mlv("get", url, "d", cwd=here)
+    one_error(res, "relative url")

@@ -172,7 +172,7 @@ class Source:
         nothing beside a clone in the cache."""
         name = name or self.config.get("core.remote")
         url = str(self.config.remotes().get(str(name), {}).get("url", ""))
-        local = url.removeprefix("file://")
+        local = url.removeprefix("file://").removeprefix("local://")
         if url and "://" not in local and not os.path.isabs(os.path.expanduser(local)):
             raise NoRemote(f"{self.label}: remote '{name}' has the relative url {url!r}, "
                            "which names a folder beside that repository's own work tree",
