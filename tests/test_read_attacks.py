@@ -226,3 +226,18 @@ def test_a_relative_local_url_of_a_clone_is_refused(tmp_path: Path, mlv: Mlv,
     (here / "rel").mkdir(parents=True)
     res = mlv("get", url, "d", cwd=here)
     one_error(res, "relative url")
+
+
+# ---- errors: one line ----------------------------------------------------------------------
+
+def test_get_into_a_path_below_a_file_is_one_error(tmp_path: Path, mlv: Mlv,
+                                                   cache_home: Path) -> None:
+    """`-o file/x` where `file` is a file crashed (exit 3): cleaning up the temp file
+    that could not be made raised NotADirectoryError over the real error."""
+    url = bare_origin(plain_repo(tmp_path), tmp_path)
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "file").write_text("mine\n")
+    res = mlv("get", url, "README", "-o", "file/x", cwd=here)
+    one_error(res)
+    assert (here / "file").read_text() == "mine\n"
