@@ -241,3 +241,15 @@ def test_get_into_a_path_below_a_file_is_one_error(tmp_path: Path, mlv: Mlv,
     res = mlv("get", url, "README", "-o", "file/x", cwd=here)
     one_error(res)
     assert (here / "file").read_text() == "mine\n"
+
+
+def test_get_force_never_replaces_a_fifo(tmp_path: Path, mlv: Mlv, cache_home: Path) -> None:
+    """`-o /dev/null --force` (as root) replaced the device with a regular file; a FIFO
+    stands in for it here."""
+    url = bare_origin(plain_repo(tmp_path), tmp_path)
+    here = tmp_path / "here"
+    here.mkdir()
+    os.mkfifo(here / "pipe")
+    res = mlv("get", url, "README", "-o", "pipe", "--force", cwd=here)
+    one_error(res, "pipe", "FIFO")
+    assert (here / "pipe").is_fifo()

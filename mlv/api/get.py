@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -102,6 +103,9 @@ def destination(source: Source, top: Entry, out: str | None, here: str, force: b
         given = os.path.join(here, os.path.expanduser(out))
         final = os.path.join(given, name) if os.path.isdir(given) else given
     final = os.path.abspath(final)
+    if _special(final):  # --force replaces a file or folder, never /dev/null or a FIFO
+        raise PathError(f"{_shown(final, here)} is a device, FIFO or socket: mlv get "
+                        "writes regular files only", hint="choose another -o OUT")
     if os.path.lexists(final) and not force and not _empty_folder(final):
         kind = "folder" if os.path.isdir(final) else "file"
         raise PathError(f"{_shown(final, here)} already exists (a {kind}): remove it or "
@@ -117,6 +121,14 @@ def _repo_name(source: Source) -> str:
     else:
         name = os.path.basename(source.repo.root)
     return name if name and not paths.problem(name) else "repo"
+
+
+def _special(path: str) -> bool:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
 
 
 def _empty_folder(path: str) -> bool:
