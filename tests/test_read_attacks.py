@@ -127,16 +127,22 @@ def zero_blob_url(tmp_path: Path, cache_home: Path) -> str:
 
 
 def peak_rss_mib(cwd: Path, *args: str) -> float:
-    """Run `python *args` in a subprocess; its peak resident memory, in MiB."""
+    """Run `python *args` in a subprocess; its peak resident memory (with git's, which it
+    waits for), in MiB. A small launcher starts it: a process keeps the peak of the one
+    it was forked from across exec, and a pytest worker may already hold hundreds of MiB."""
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0
-    return usage.ru_maxrss / 1024
+    launcher = ("import os, subprocess, sys\n"
+                "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, "
+                "stderr=subprocess.DEVNULL)\n"
+                "_, status, usage = os.wait4(p.pid, 0)\n"
+                "print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)\n")
+    out = subprocess.run([sys.executable, "-c", launcher, sys.executable, *args], cwd=cwd,
+                         capture_output=True, text=True, check=True)
+    code, kib = out.stdout.split()
+    assert code == "0", out.stderr
+    return int(kib) / 1024
 
 
 @pytest.mark.slow
