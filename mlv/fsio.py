@@ -96,7 +96,7 @@ def commit(tmp: str, final: str) -> None:
 def _unlink_quiet(path: str) -> None:
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # never made: its folder is a file
         pass
 
 

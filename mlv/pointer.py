@@ -18,6 +18,11 @@ from mlv.hashing import HEX_RE
 SUFFIX = ".mlv"
 HEADER = "# mlv pointer: `mlv checkout` restores this path from the cache\n"
 _OUT_KEYS = {"path", "xxh128", "size", "nfiles", "exec"}
+_SOURCE_KEYS = ("url", "path", "rev", "commit")
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}\Z")
+# git's transports that run a command or use a file descriptor: never from a pointer
+_COMMAND_URL = re.compile(r"(?i)(ext|fd)::")
+URL_LIMIT = 4096
 
 
 @dataclass(frozen=True)
@@ -34,9 +39,21 @@ class Out:
 
 
 @dataclass(frozen=True)
+class ImportSource:
+    """Where an imported path came from (`mlv import`): a repository, a path in it, the
+    revision asked for (None: its HEAD) and the commit that revision named then."""
+
+    url: str  # as given to `mlv import` (a local path is made absolute)
+    path: str  # POSIX, relative to that repository's root
+    rev: str | None
+    commit: str  # 40 hex
+
+
+@dataclass(frozen=True)
 class Pointer:
     file: str  # absolute path of the .mlv file
     outs: tuple[Out, ...]
+    source: ImportSource | None = None  # an import's origin; then exactly one out
 
     def out_path(self, out: Out) -> str:
         """Absolute workspace path of an out."""
@@ -47,7 +64,7 @@ def pointer_file_for(path: str) -> str:
     return path.rstrip(os.sep) + SUFFIX
 
 
-def dumps(outs: list[Out]) -> str:
+def dumps(outs: list[Out], source: ImportSource | None = None) -> str:
     items = []
     for out in outs:
         item: dict[str, Any] = {"path": out.path, "xxh128": out.oid, "size": out.size}
@@ -56,11 +73,18 @@ def dumps(outs: list[Out]) -> str:
         if out.exec:
             item["exec"] = True
         items.append(item)
-    return HEADER + yamlio.dump({"outs": items})
+    data: dict[str, Any] = {"outs": items}
+    if source is not None:
+        origin: dict[str, Any] = {"url": source.url, "path": source.path}
+        if source.rev is not None:
+            origin["rev"] = source.rev
+        origin["commit"] = source.commit
+        data["source"] = origin
+    return HEADER + yamlio.dump(data)
 
 
 def write(pointer: Pointer) -> None:
-    fsio.atomic_write(pointer.file, dumps(list(pointer.outs)).encode())
+    fsio.atomic_write(pointer.file, dumps(list(pointer.outs), pointer.source).encode())
 
 
 def load(file: str, root: str, display: str | None = None,
@@ -123,7 +147,7 @@ def _validate(file: str, name: str, roots: tuple[str, str, bool], data: Any,
               lines: yamlio.Lines) -> Pointer:
     if not isinstance(data, dict) or "outs" not in data:
         raise _fail(name, lines, (), "not an mlv pointer (expected a mapping with `outs:`)")
-    unknown = [key for key in data if key != "outs"]
+    unknown = [key for key in data if key not in ("outs", "source")]
     if unknown:
         raise _fail(name, lines, (str(unknown[0]),), "unknown field")
     items = data["outs"]
@@ -162,7 +186,48 @@ def _validate(file: str, name: str, roots: tuple[str, str, bool], data: Any,
         if found:
             raise _fail(name, lines, at + ("path",), found)
         outs.append(Out(path, oid, size, nfiles, execbit))
-    return Pointer(file, tuple(outs))
+    source = None
+    if "source" in data:
+        if len(outs) != 1:
+            raise _fail(name, lines, ("outs",), "an import (with `source:`) has exactly one "
+                                                "entry")
+        source = _source(name, lines, data["source"])
+    return Pointer(file, tuple(outs), source)
+
+
+def _source(name: str, lines: yamlio.Lines, data: Any) -> ImportSource:
+    """An import's `source:` mapping. From a clone, so nothing in it may become an
+    option or a command: the url and rev never start with `-`, the url names no
+    command-running transport, the path obeys the path rule, the commit is 40 hex."""
+    at = ("source",)
+    if not isinstance(data, dict):
+        raise _fail(name, lines, at, "must be a mapping with url, path and commit")
+    for key in data:
+        if key not in _SOURCE_KEYS:
+            raise _fail(name, lines, at + (str(key),), "unknown field")
+    for key in ("url", "path", "commit"):
+        if key not in data:
+            raise _fail(name, lines, at, f"missing field `{key}`")
+    url, path, rev, commit = (data.get(key) for key in _SOURCE_KEYS)
+    for key, value in (("url", url), ("path", path), ("rev", rev)):
+        if key == "rev" and value is None:
+            continue
+        if not isinstance(value, str) or not value or len(value) > URL_LIMIT:
+            raise _fail(name, lines, at + (key,), "must be a non-empty string")
+        if value.startswith("-") or paths.has_control_character(value):
+            raise _fail(name, lines, at + (key,), "must not start with `-` or hold a "
+                                                  "control character")
+    assert isinstance(url, str) and isinstance(path, str)
+    if _COMMAND_URL.match(url):
+        raise _fail(name, lines, at + ("url",), "a URL that runs a command (ext::, fd::) "
+                                                "is not allowed")
+    found = paths.problem(path)
+    if found:
+        raise _fail(name, lines, at + ("path",), found)
+    if not isinstance(commit, str) or not _COMMIT_RE.match(commit):
+        raise _fail(name, lines, at + ("commit",), "expected a commit id of 40 lower-case "
+                                                   "hex digits")
+    return ImportSource(url, path, rev, commit)
 
 
 def is_count(value: Any) -> TypeGuard[int]:

@@ -213,6 +213,20 @@ def read_blobs(root: str, blob_ids: list[str]) -> dict[str, bytes]:
 BLOB_BATCH = 64 << 20
 
 
+# A git blob bigger than this is streamed to a file by git, never held whole: a clone's
+# 10 MB pack can hold a 10 GB blob of zeros.
+BLOB_STREAMED = 8 << 20
+
+
+def copy_blob(root: str, blob: str, fd: int) -> None:
+    """Write the git blob `blob` (a full id) to the open file `fd`, streamed by git."""
+    out = subprocess.run(["git", "-c", f"core.bigFileThreshold={BLOB_STREAMED}", "cat-file",
+                          "blob", blob], cwd=root, stdout=fd,
+                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    if out.returncode != 0:
+        raise ScmError(f"git cat-file failed: {out.stderr.decode(errors='replace').strip()}")
+
+
 def read_blobs_in_batches(root: str, blobs: dict[str, int]) -> Iterator[dict[str, bytes]]:
     """`read_blobs` for {blob id: size}, at most about BLOB_BATCH bytes at a time."""
     batch: list[str] = []
@@ -246,12 +260,19 @@ def pointer_blobs(root: str, revs: list[str], suffix: str, limit: int) -> Iterat
 
 # ---- other repositories: clones that `mlv ls/get/import` read ---------------------------
 
+# `ext::CMD` runs a command and `fd::N` talks over a file descriptor (with none, git
+# waits forever): never for a URL mlv is given or finds in a pointer, whatever the
+# user's git config allows
+_NO_COMMAND_TRANSPORTS = ("-c", "protocol.ext.allow=never", "-c", "protocol.fd.allow=never")
+
+
 def _remote_git(args: list[str], cwd: str | None = None) -> str | None:
     """Run a git command that talks to another repository: never prompts (no terminal
     to answer it), never reads stdin. None on success, else git's one-line reason."""
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="")
     try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True,
+        out = subprocess.run(["git", *_NO_COMMAND_TRANSPORTS, *args], cwd=cwd,
+                             capture_output=True,
                              stdin=subprocess.DEVNULL, env=env)
     except OSError:
         raise ScmError("git is not installed", hint="install git") from None

@@ -79,12 +79,13 @@ class WorkspaceTree(Tree):
 class GitTree(Tree):
     """One commit's files, read from git objects (the workspace is not touched)."""
 
-    def __init__(self, root: str, rev: str) -> None:
+    def __init__(self, root: str, rev: str, resolved: bool = False) -> None:
+        """`resolved`: `rev` is a commit id the caller has just resolved (not again)."""
         from mlv import scm
 
         self.root = root
         self.name = rev  # as the user wrote it
-        self.rev = scm.resolve_commit(root, rev)
+        self.rev = rev if resolved else scm.resolve_commit(root, rev)
         self._files = scm.ls_tree(root, self.rev)
         self._blobs: dict[str, bytes] = {}
         self._held = 0  # bytes in _blobs

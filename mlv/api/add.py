@@ -145,11 +145,12 @@ def _add_one(repo: Repo, path: str, snap: Snapshot, link_types: list[str]) -> Ad
     out = Out(name, snap.oid, snap.size, snap.nfiles, snap.exec)
     # Every object is stored; only now may a pointer reference them.
     file = pointer.pointer_file_for(path)
-    new = Pointer(file, (out,))
+    new = Pointer(file, (out,), _same_import(repo, file, out))
     changed = True
     if os.path.exists(file):
         try:  # a FIFO or symlink there is not read; the write below replaces it
-            changed = pointer.dumps([out]) != fsio.read_text(file, fsio.POINTER_LIMIT, file)
+            changed = pointer.dumps([out], new.source) != fsio.read_text(
+                file, fsio.POINTER_LIMIT, file)
         except (OSError, MlvError):
             changed = True
     if changed:
@@ -163,6 +164,16 @@ def _add_one(repo: Repo, path: str, snap: Snapshot, link_types: list[str]) -> Ad
     elif out.is_dir:
         repo.state.set_tree(path, out.oid, fingerprint(files, repo.odb))
     return Added(repo.rel(path), file, gitignore, out.nfiles, out.size, changed)
+
+
+def _same_import(repo: Repo, file: str, out: Out) -> pointer.ImportSource | None:
+    """The source of an import (`mlv import`) whose data is unchanged: kept. Changed
+    data is the user's own from now on, and its pointer records no source."""
+    try:
+        old = pointer.load(file, repo.root, repo.rel(file), cache_root=repo.cache_dir)
+    except (OSError, MlvError):
+        return None
+    return old.source if old.outs == (out,) else None
 
 
 def _link_back(repo: Repo, files: list[WFile], entries: list[manifest.Entry],

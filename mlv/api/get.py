@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -102,6 +103,9 @@ def destination(source: Source, top: Entry, out: str | None, here: str, force: b
         given = os.path.join(here, os.path.expanduser(out))
         final = os.path.join(given, name) if os.path.isdir(given) else given
     final = os.path.abspath(final)
+    if _special(final):  # --force replaces a file or folder, never /dev/null or a FIFO
+        raise PathError(f"{_shown(final, here)} is a device, FIFO or socket: mlv get "
+                        "writes regular files only", hint="choose another -o OUT")
     if os.path.lexists(final) and not force and not _empty_folder(final):
         kind = "folder" if os.path.isdir(final) else "file"
         raise PathError(f"{_shown(final, here)} already exists (a {kind}): remove it or "
@@ -110,11 +114,21 @@ def destination(source: Source, top: Entry, out: str | None, here: str, force: b
 
 
 def _repo_name(source: Source) -> str:
-    """The name for the whole repository: the last part of its URL or path."""
-    where = source.url if source.url not in (None, ".") else source.repo.root
-    assert where is not None
-    name = posixpath.basename(where.rstrip("/").rstrip(os.sep)).removesuffix(".git")
-    return name or "repo"
+    """The name for the whole repository: the last part of its URL, or its folder's
+    name (never `.` or `..`, which would name the current folder or the one above)."""
+    if source.cloned and source.url is not None:
+        name = posixpath.basename(source.url.rstrip("/").rstrip(os.sep)).removesuffix(".git")
+    else:
+        name = os.path.basename(source.repo.root)
+    return name if name and not paths.problem(name) else "repo"
+
+
+def _special(path: str) -> bool:
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
 
 
 def _empty_folder(path: str) -> bool:
@@ -155,6 +169,11 @@ def _plan(source: Source, top: Entry, result: GetResult) -> list[tuple[str, Entr
     """(path inside the destination, entry) for every file to copy; "" for a lone file.
     A path from the repository that could leave the destination is refused (manifest
     entries were checked when read; git's paths are checked here)."""
+    why = paths.problem(top.path) if top.path else None
+    if why:  # its last name is the name written (a crafted tree can hold `.git`)
+        raise PathError(f"{top.path} of {source.label} cannot be copied: {why}",
+                        hint="nothing was written; the repository holds a path mlv "
+                             "never writes")
     if not top.is_dir:
         _refuse_special(source, top)
         return [("", top)]
@@ -323,6 +342,9 @@ def _write_git(source: Source, base: str, todo: list[tuple[str, Entry]],
     by_blob: dict[str, list[tuple[str, Entry]]] = {}
     for rel, e in todo:
         assert e.oid is not None
+        if (e.size or 0) > scm.BLOB_STREAMED:
+            _write_big_blob(source, _join(base, rel), e, progress)
+            continue
         by_blob.setdefault(e.oid, []).append((rel, e))
     sizes = {blob: found[0][1].size or 0 for blob, found in by_blob.items()}
     for blobs in scm.read_blobs_in_batches(source.repo.root, sizes):
@@ -336,3 +358,23 @@ def _write_git(source: Source, base: str, todo: list[tuple[str, Entry]],
         path = next(iter(by_blob.values()))[0][1].path
         raise ReadError(f"git cannot read {path} of {source.label}",
                         hint="the clone may be damaged: `git fsck` there")
+
+
+def _write_big_blob(source: Source, dst: str, entry: Entry, progress: Progress | None
+                    ) -> None:
+    """A big git blob, streamed by git into the new file `dst` (never held in memory)."""
+    assert entry.oid is not None
+    try:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755 if entry.exec else 0o644)
+    except OSError as exc:
+        raise fsio.storage_error(exc, dst) from exc
+    try:
+        scm.copy_blob(source.repo.root, entry.oid, fd)
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    if size != entry.size:
+        raise ReadError(f"git cannot read {entry.path} of {source.label}",
+                        hint="the clone may be damaged: `git fsck` there")
+    if progress:
+        progress(1, size)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import io
 import os
-from typing import TYPE_CHECKING, BinaryIO
+import tempfile
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from mlv import fsio, scm
 from mlv.api.revtree import GIT, Entry
@@ -73,11 +74,26 @@ def _git_file(source: Source, entry: Entry) -> BinaryIO:
     if mode == "160000":
         raise NotAFile(f"{entry.path} is a git submodule in {source.label}",
                        hint="read the submodule's repository instead")
+    if (entry.size or 0) > scm.BLOB_STREAMED:
+        return _spooled_blob(source, entry)
     blobs = scm.read_blobs(source.repo.root, [entry.oid or ""])
     if entry.oid not in blobs:
         raise ReadError(f"git cannot read {entry.path} of {source.label}",
                         hint="the clone may be damaged: `git fsck` there")
     return io.BytesIO(blobs[entry.oid])
+
+
+def _spooled_blob(source: Source, entry: Entry) -> BinaryIO:
+    """A big git blob, copied by git to a temporary file (never held in memory)."""
+    assert entry.oid is not None
+    fobj = tempfile.TemporaryFile()
+    try:
+        scm.copy_blob(source.repo.root, entry.oid, fobj.fileno())
+        fobj.seek(0)
+    except BaseException:
+        fobj.close()
+        raise
+    return cast(BinaryIO, fobj)
 
 
 def _cached(source: Source, entry: Entry) -> BinaryIO | None:

@@ -21,6 +21,7 @@ import copy
 import hashlib
 import os
 import re
+import stat
 import tempfile
 from typing import TYPE_CHECKING
 
@@ -73,7 +74,7 @@ class Source:
         self.rev = rev  # as the caller named it; None: HEAD
         self.url = url  # as the caller named the repository; None: the current one
         self.cloned = cloned  # read from a clone in the user's cache folder
-        tree = GitTree(repo.root, commit)
+        tree = GitTree(repo.root, commit, resolved=True)
         tree.name = rev or "HEAD"
         self.index = Index.of_tree(tree, repo.cache_dir)
         self.files = tree.files
@@ -171,7 +172,7 @@ class Source:
         nothing beside a clone in the cache."""
         name = name or self.config.get("core.remote")
         url = str(self.config.remotes().get(str(name), {}).get("url", ""))
-        local = url.removeprefix("file://")
+        local = url.removeprefix("file://").removeprefix("local://")
         if url and "://" not in local and not os.path.isabs(os.path.expanduser(local)):
             raise NoRemote(f"{self.label}: remote '{name}' has the relative url {url!r}, "
                            "which names a folder beside that repository's own work tree",
@@ -296,6 +297,7 @@ def _open_clone(url: str, shown: str, rev: str | None) -> Source:
     folder = clone_folder(url)
     git_dir = os.path.join(folder, "git")
     with fsio.RepoLock(folder + ".lock", timeout=CLONE_WAIT):
+        _refuse_links(folder, shown)
         fresh = not os.path.isdir(git_dir)
         if fresh:
             _clone(url, shown, folder)
@@ -308,6 +310,22 @@ def _open_clone(url: str, shown: str, rev: str | None) -> Source:
         commit = _resolve(git_dir, rev, shown)
     repo = _Clone(git_dir, os.path.join(folder, "cache"))
     return Source(repo, commit, rev, shown, True)
+
+
+def _refuse_links(folder: str, shown: str) -> None:
+    """A clone folder (or its `git/` or `cache/`) that is a symlink, or not the user's
+    own, is never used: whoever planted it would choose the repository read for the URL
+    and the git config that `git fetch` runs with."""
+    for path in (folder, os.path.join(folder, "git"), os.path.join(folder, "cache")):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or \
+                st.st_uid != os.getuid():
+            raise RepoNotFound(f"the clone of {_masked(shown)} in the cache, {path}, is a "
+                               "symlink, not a folder, or not yours: mlv does not use it",
+                               hint="remove it; the next command clones again")
 
 
 def _clone(url: str, shown: str, folder: str) -> None:

@@ -111,7 +111,7 @@ def move(repo: Repo, src: str, dst: str) -> Moved:
         new_file = pointer.pointer_file_for(new_path)
         new_out = Out(os.path.basename(new_path), out.oid, out.size, out.nfiles, out.exec)
         # Order: new pointer, then the data, then forget the old pointer.
-        pointer.write(Pointer(new_file, (new_out,)))
+        pointer.write(Pointer(new_file, (new_out,), ptr.source))
         if os.path.lexists(old_path):
             fsio.rename(old_path, new_path)
         fsio.remove_file(old_file)

@@ -16,6 +16,7 @@ from mlv.cli import (
     data_cmds,
     fsck_cmd,
     gc_cmd,
+    import_cmds,
     migrate_cmd,
     pipeline_cmds,
     plots_cmd,
@@ -49,7 +50,7 @@ def cli(quiet: bool, verbose: bool) -> None:
 
 
 for module in (repo_cmds, data_cmds, pipeline_cmds, remote_cmds, gc_cmd, fsck_cmd,
-               migrate_cmd, plots_cmd, ci_cmd, read_cmds):
+               migrate_cmd, plots_cmd, ci_cmd, read_cmds, import_cmds):
     for command in module.COMMANDS:
         ui.verbosity_options(command)
         cli.add_command(command)

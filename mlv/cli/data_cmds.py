@@ -9,6 +9,8 @@ import click
 
 if TYPE_CHECKING:
     from mlv.api.checkout import CheckoutResult
+    from mlv.api.imports import ImportCheck
+    from mlv.repo import Repo
 
 from mlv.cli.ui import (
     Progress,
@@ -80,12 +82,16 @@ def _quote(path: str) -> str:
               help="Print nothing; exit 1 if anything differs (for scripts and CI).")
 @click.option("-c", "--cloud", is_flag=True, help="Compare the cache with a remote instead.")
 @click.option("-r", "--remote", "remote_name", help="Remote for --cloud (default: the default).")
+@click.option("--imports", is_flag=True,
+              help="Also show imports whose source has moved on (asks each source).")
 def status(targets: tuple[str, ...], as_json: bool, quiet: bool, cloud: bool,
-           remote_name: str | None) -> None:
+           remote_name: str | None, imports: bool) -> None:
     """Show tracked paths whose workspace copy differs from their pointer.
 
     TARGETS are tracked paths or their .mlv files (default: all). With --cloud,
     show which tracked data is not pushed, not fetched, or missing everywhere.
+    With --imports, also fetch each import's source and show those whose recorded
+    commit is no longer the newest of their revision (without it, no network).
 
     \b
     Example:
@@ -110,20 +116,27 @@ def status(targets: tuple[str, ...], as_json: bool, quiet: bool, cloud: bool,
         pipeline = bool(report.index and report.index.has_pipeline)
         if pipeline:
             stale = stale_stages(repo, report.index)
+    behind = _import_checks(repo, list(targets)) if imports else []
     if quiet:
-        raise click.exceptions.Exit(1 if result or stale else 0)
+        raise click.exceptions.Exit(1 if result or stale or behind else 0)
     if as_json:
         shown: dict[str, object] = {s.path: s.as_dict() for s in result}
         if pipeline:
             shown["stages"] = {name: why for name, why in stale}
+        if imports:
+            shown["imports"] = {c.path: {"pointer": c.pointer, "recorded": c.source.commit,
+                                         "current": c.current, "problem": c.problem}
+                                for c in behind}
         echo(json.dumps(shown, indent=2, ensure_ascii=False))
         return
     for name, why in stale:
         echo(f"stage {name}: {'; '.join(why)}")
+    for check in behind:
+        _report_import(repo, check)
     if not report.tracked and not pipeline:
         echo("nothing is tracked yet; run `mlv add PATH` to start")
         return
-    if not result and not stale:
+    if not result and not stale and not behind:
         echo("everything is up to date")
         return
     for s in result:
@@ -136,6 +149,27 @@ def status(targets: tuple[str, ...], as_json: bool, quiet: bool, cloud: bool,
     assert report.index is not None
     for line in advice(repo, report.index, report, stale):
         echo(line)
+
+
+def _import_checks(repo: Repo, targets: list[str]) -> list[ImportCheck]:
+    """The imports (among `targets`, if any) that are behind their source, or whose
+    source cannot be read."""
+    from mlv.api.imports import check_imports
+
+    return [c for c in check_imports(repo, targets or None) if c.outdated or c.problem]
+
+
+def _report_import(repo: Repo, check: ImportCheck) -> None:
+    from mlv.cli.import_cmds import shown_source
+
+    name = f"{check.path} ({check.pointer})"
+    if check.problem:
+        echo(f"{name}: cannot check the import: {check.problem}")
+    else:
+        assert check.current is not None
+        echo(f"{name}: import is behind: {check.source.rev or 'HEAD'} is now at "
+             f"{check.current[:8]}, not {shown_source(check.source)}; run "
+             f"`mlv update {_quote(_here(repo.root + '/' + check.path))}`")
 
 
 @click.command()

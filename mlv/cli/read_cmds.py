@@ -41,6 +41,7 @@ def _relative(entry: Entry, top: str) -> str:
 def _line(entry: Entry, name: str) -> str:
     mark = "mlv" if entry.mlv else ""
     size = human_size(entry.size) if entry.size is not None else ""
+    name = name.replace("\n", "\\u000a")  # one line per entry: a name cannot forge one
     return f"{mark:<3} {size:>10}  {name}{'/' if entry.is_dir else ''}"
 
 
