@@ -271,3 +271,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if s3_skips:
         print(f"\nS3 tests were skipped in CI: {s3_skips[:5]}")
         session.exitstatus = 1
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's cache folder (clones of other repositories) under tmp_path."""
+    home = tmp_path / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    return home
+
+
+def mlv_ok(repo: Path, *args: str) -> None:
+    """Run mlv in-process (fast) in `repo`; it must succeed."""
+    old = os.getcwd()
+    os.chdir(repo)
+    try:
+        cli_main(list(args))
+    except SystemExit as exc:
+        assert not exc.code, f"mlv {' '.join(args)} exited with {exc.code}"
+    finally:
+        os.chdir(old)

@@ -54,13 +54,6 @@ def origin_of(repo: Path, tmp_path: Path, name: str = "origin.git") -> str:
 
 
 @pytest.fixture
-def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "xdg-cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
-    return home
-
-
-@pytest.fixture
 def url(mlv_repo: Path, mlv: Mlv, request: pytest.FixtureRequest, tmp_path: Path,
         cache_home: Path) -> str:
     build(mlv_repo, mlv, request, tmp_path)

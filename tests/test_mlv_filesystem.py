@@ -14,12 +14,11 @@ import fsspec
 import pandas
 import pyarrow.dataset
 import pytest
-from conftest import add_remote, commit_all, git, make_tree
+from conftest import add_remote, commit_all, git, make_tree, mlv_ok
 from fsspec.registry import known_implementations
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from mlv import errors
-from mlv.cli import main as cli_main
 from mlv.filesystem import MlvFileSystem
 from mlv.remote.packed import PackedRemote
 
@@ -35,24 +34,6 @@ def registered() -> None:
     it, so it is registered the same way here."""
     if "mlv" not in known_implementations:
         fsspec.register_implementation("mlv", "mlv.filesystem.MlvFileSystem")
-
-
-@pytest.fixture
-def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "xdg-cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
-    return home
-
-
-def mlv_ok(repo: Path, *args: str) -> None:
-    old = os.getcwd()
-    os.chdir(repo)
-    try:
-        cli_main(list(args))
-    except SystemExit as exc:
-        assert not exc.code, f"mlv {' '.join(args)} exited with {exc.code}"
-    finally:
-        os.chdir(old)
 
 
 def build_source(repo: Path, request: pytest.FixtureRequest, tmp_path: Path,

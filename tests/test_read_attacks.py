@@ -16,13 +16,6 @@ from mlv.api.source import clone_folder
 Mlv = Callable[..., Result]
 
 
-@pytest.fixture
-def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "xdg-cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
-    return home
-
-
 def plain_repo(tmp_path: Path, name: str = "src") -> Path:
     repo = tmp_path / name
     repo.mkdir()

@@ -11,30 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import add_remote, commit_all, git, make_tree
+from conftest import add_remote, commit_all, git, make_tree, mlv_ok
 
 from mlv import errors, fsio
 from mlv.api.source import clone_folder, open_source
-from mlv.cli import main as cli_main
-
-
-@pytest.fixture
-def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "xdg-cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
-    return home
-
-
-def mlv_ok(repo: Path, *args: str) -> None:
-    """Run mlv in-process (fast) in `repo`; it must succeed."""
-    old = os.getcwd()
-    os.chdir(repo)
-    try:
-        cli_main(list(args))
-    except SystemExit as exc:
-        assert not exc.code, f"mlv {' '.join(args)} exited with {exc.code}"
-    finally:
-        os.chdir(old)
 
 
 def build_source(repo: Path, request: pytest.FixtureRequest, tmp_path: Path,
