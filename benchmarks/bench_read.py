@@ -161,7 +161,7 @@ def time_get(bench: Bench, tool: Tool, repo: Path, want: dict[str, bytes]) -> No
     result = execute(tool.cmd("get", url, "data", "-o", str(out)), bench.root, bench.env)
     wrong = "" if not result.ok or tree_of(out) == want else "the files differ"
     timed(bench, "get of that folder from another repo (folder remote)", tool, result, wrong)
-    shutil.rmtree(out, ignore_errors=True)
+    # kept until the run ends: files deleted just before make ext4 slow to create new ones
 
 
 def time_pull(bench: Bench, tool: Tool, repo: Path, want: dict[str, bytes]) -> None:
@@ -175,7 +175,6 @@ def time_pull(bench: Bench, tool: Tool, repo: Path, want: dict[str, bytes]) -> N
     result = execute(tool.cmd("pull"), dest, bench.env)
     wrong = "" if not result.ok or tree_of(dest / "data") == want else "the files differ"
     timed(bench, "pull of that folder into a fresh clone", tool, result, wrong)
-    shutil.rmtree(dest, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------- main
