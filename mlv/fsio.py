@@ -15,10 +15,12 @@ import shutil
 import stat
 import time
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from mlv import paths
 from mlv.errors import LockError, MlvError, PathError, StorageError
+
+T = TypeVar("T")
 
 TMP_MARK = ".mlvtmp-"
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
@@ -130,19 +132,30 @@ def place_bytes(data: bytes, dst: str, mode: int, fresh: bool = False) -> os.sta
     """Make `dst` a new file holding `data` (a copy of a cache object whose bytes are
     at hand), replacing any file atomically; return its stat. With `fresh`, `dst` lies
     in a folder that is itself still a temp folder, so it is written in place."""
-    target = dst if fresh else tmp_name(dst)
-    try:
+
+    def write(target: str) -> os.stat_result:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            st = os.fstat(fd)
+            return os.fstat(fd)
         finally:
             os.close(fd)
+
+    return _into_place(dst, fresh, write)
+
+
+def _into_place(dst: str, fresh: bool, make: Callable[[str], T]) -> T:
+    """`make(target)` a new file at `dst` (fresh: in place) or at a temp name beside it,
+    then renamed onto `dst`; on any error the new file is removed, and an OSError
+    becomes one StorageError line."""
+    target = dst if fresh else tmp_name(dst)
+    try:
+        made = make(target)
         if not fresh:
             commit(target, dst)
-        return st
+        return made
     except BaseException as exc:
         _unlink_quiet(target)
         if isinstance(exc, OSError):
@@ -383,24 +396,7 @@ def place(src: str, dst: str, link_type: str, mode: int,
     object's read-only mode and symlinks point at it. With `fresh`, `dst` lies in a
     folder that is itself still a temp folder, so it is written in place.
     """
-    if fresh:
-        try:
-            return _make(src, dst, link_type, mode)
-        except BaseException as exc:
-            _unlink_quiet(dst)
-            if isinstance(exc, OSError):
-                raise storage_error(exc, dst) from exc
-            raise
-    tmp = tmp_name(dst)
-    try:
-        st = _make(src, tmp, link_type, mode)
-        commit(tmp, dst)
-        return st
-    except BaseException as exc:
-        _unlink_quiet(tmp)
-        if isinstance(exc, OSError):
-            raise storage_error(exc, dst) from exc
-        raise
+    return _into_place(dst, fresh, lambda target: _make(src, target, link_type, mode))
 
 
 def place_first_working(src: str, dst: str, link_types: list[str], mode: int,
