@@ -183,37 +183,12 @@ class _File(io.BufferedReader):
     `size` attributes that fsspec callers look for."""
 
     def __init__(self, raw: IO[bytes], path: str, size: int, buffer: int) -> None:
-        super().__init__(raw if isinstance(raw, io.RawIOBase) else _Raw(raw), buffer)
+        super().__init__(raw if isinstance(raw, io.RawIOBase) else _raw_view(raw), buffer)
         self.path = path
         self.size = size
 
 
-class _Raw(io.RawIOBase):
-    """A raw view of a buffered binary file (a cache object, a git blob in memory)."""
+def _raw_view(fobj: IO[bytes]) -> io.RawIOBase:
+    from mlv.remote.reader import RawView
 
-    def __init__(self, fobj: IO[bytes]) -> None:
-        super().__init__()
-        self._fobj = fobj
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        data = self._fobj.read(len(memoryview(buf)))
-        memoryview(buf).cast("B")[:len(data)] = data
-        return len(data)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._fobj.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._fobj.tell()
-
-    def close(self) -> None:
-        if not self.closed:
-            self._fobj.close()
-        super().close()
-
+    return RawView(fobj)

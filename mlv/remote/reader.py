@@ -91,13 +91,13 @@ def open_object(remote: Remote, oid: str, size: int) -> BinaryIO:
     if isinstance(remote, PackedRemote):
         rec = remote.index().lookup(oid)
         if rec is not None:
-            reader: io.RawIOBase = _WholeReader(io.BytesIO(_blob(remote, oid, rec, size)))
+            reader: io.RawIOBase = RawView(io.BytesIO(_blob(remote, oid, rec, size)))
         elif oid in remote.recipes():
             reader = _ChunkedReader(remote, oid, _recipe(remote, oid, size))
         else:
-            reader = _WholeReader(_spool(remote.inner, remote, oid, size))
+            reader = RawView(_spool(remote.inner, remote, oid, size))
     else:
-        reader = _WholeReader(_spool(remote, remote, oid, size))
+        reader = RawView(_spool(remote, remote, oid, size))
     return cast(BinaryIO, reader)
 
 
@@ -189,8 +189,10 @@ def _spool(store: Remote, remote: Remote, oid: str, size: int) -> IO[bytes]:
     return spool
 
 
-class _WholeReader(io.RawIOBase):
-    """Read-only view of a verified copy of the object (a spooled file or BytesIO)."""
+class RawView(io.RawIOBase):
+    """A raw, read-only, seekable view of a binary file object: here the verified copy of
+    an object (a spooled file or BytesIO); also a cache object or a git blob for the
+    `mlv://` filesystem."""
 
     def __init__(self, copy: IO[bytes]) -> None:
         super().__init__()
