@@ -321,3 +321,16 @@ def test_import_mlv_api_loads_neither_click_nor_fsspec() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         mlv.api.nope  # noqa: B018
 
+
+
+def test_a_symlink_git_tracks_is_refused_not_followed(
+        mlv_repo: Path, request: pytest.FixtureRequest, tmp_path: Path,
+        cache_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A link committed to git (here to /etc/hostname) is never read through."""
+    build_source(mlv_repo, request, tmp_path)
+    (mlv_repo / "link").symlink_to("/etc/hostname")
+    commit_all(mlv_repo, "a link")
+    monkeypatch.chdir(mlv_repo)
+    with pytest.raises(mlv.api.NotAFile, match="link is a symlink in .*does not follow") as info:
+        mlv.api.read("link")
+    assert info.value.hint and "file it points to" in info.value.hint
