@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from mlv import fsio
 from mlv.errors import MlvError
 from mlv.hashing import hash_bytes, is_oid
-from mlv.remote.base import After, Failures, Remote, RemoteError, announce
+from mlv.remote.base import After, Failures, Remote, RemoteError, RootMissingError, announce
 from mlv.remote.packs import (
     CHUNK,
     OBJECT,
@@ -708,17 +708,46 @@ def _pwrite_all(fd: int, data: bytes, at: int) -> None:
 def open_format(inner: Remote, index_dir: str | None = None,
                 local: Callable[[str], str | None] | None = None) -> Remote:
     """The remote as its marker says: a PackedRemote for format 2, `inner` itself for a
-    remote without a marker (format 1). A marker mlv cannot read is refused (an error
-    that says to upgrade mlv), never taken as an empty remote."""
+    remote without a marker (format 1). Only a marker that is not there means format 1:
+    one that cannot be read (no access, a network error, not a file) is refused
+    (MarkerUnreadableError), since a push to a format-2 remote taken for format 1 would
+    store its files in the wrong layout; one of a format mlv does not know is refused
+    with an error that says to upgrade mlv."""
     from mlv.remote.packs import MARKER_KEY, MARKER_MAX, parse_marker
 
     try:
         data = get_capped(inner, MARKER_KEY, MARKER_MAX)
-    except (FileNotFoundError, RemoteError):
-        # No marker; or the remote cannot be read at all (a folder that does not exist),
-        # which the command's own first request reports as it always has
+    except FileNotFoundError:
+        return inner  # no marker: format 1
+    except RootMissingError:
+        # no folder or bucket at all, so no marker either: the command's own first
+        # request reports it, as it always has (a push never creates the root)
         return inner
+    except (OSError, MlvError) as exc:
+        raise MarkerUnreadableError(inner, MARKER_KEY, exc) from exc
     return PackedRemote(inner, parse_marker(data), index_dir, local)
+
+
+class MarkerUnreadableError(RemoteError):
+    """The remote's format marker is there but cannot be read."""
+
+    def __init__(self, remote: Remote, key: str, exc: BaseException) -> None:
+        where = f"remote '{remote.name}' ({remote.shown_url})"
+        if isinstance(exc, CorruptDataError):
+            why = exc.problem  # e.g. "it is a directory, not a regular file"
+        elif isinstance(exc, MlvError):
+            why = exc.message
+        else:
+            why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        for prefix in (f"{where}: ", f"remote '{remote.name}': "):
+            why = why.removeprefix(prefix)
+        hint = exc.hint if isinstance(exc, RemoteError) and exc.hint else (
+            f"mlv must read {key} (at the remote's root) to know how the remote stores "
+            "files, so it stops rather than guess; make that file readable again (check "
+            "access rights, the network, or a storage class that archived it), then run "
+            "the command again")
+        super().__init__(remote.hide(f"{where}: cannot read its format marker {key}: {why}"),
+                         hint=remote.hide(hint))
 
 
 def make_format2(inner: Remote, marker: Marker | None = None,
