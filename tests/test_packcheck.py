@@ -288,7 +288,12 @@ def test_fsck_names_the_paths_a_damaged_pack_affects(mlv, packed_repo) -> None:
     one_error(res, "1 damaged pack, 1 damaged object", "remote 'store'")
     assert f"damaged pack {key}: its bytes do not match its name" in res.stdout
     assert f"  affects {beta} (used by data.mlv (data/b.txt))" in res.stdout
-    assert "lists-damaged" in res.stdout  # the manifest of data/ vouches for it
+    # what to do: delete the pack, push again (the manifest of data/ need not go: a push
+    # checks every file of every folder once a pack its files were in is gone)
+    assert f"  to repair: delete {key} from the remote, then run `mlv push`" in res.stdout
+    assert f"hint: delete {key} from remote 'store', then run `mlv push` from a clone that " \
+        "has the affected files in its cache" in res.stderr
+    assert "lists-damaged" not in res.stdout
     data = json.loads(mlv("fsck", "-r", "store", "--json", cwd=repo).stdout)
     (part,) = data["damaged_parts"]
     assert (part["kind"], part["key"]) == ("pack", key)

@@ -30,6 +30,7 @@ class Part:
     key: str
     problems: list[str]
     objects: dict[str, list[str]]
+    repair: str | None = None  # what to do about it, when mlv knows
 
 
 @dataclass
@@ -122,7 +123,7 @@ def fsck_remote(repo: Repo, source: Remote, sample: float | None = None,
         result.packed = True
         checked = packcheck.check(source, sample, progress)
         result.parts = [Part(d.kind, d.key, d.problems,
-                             {oid: users.get(oid, []) for oid in d.objects})
+                             {oid: users.get(oid, []) for oid in d.objects}, d.repair)
                         for d in checked.damage]
         result.leftovers = checked.leftovers
         result.checked += checked.objects + checked.recipes
@@ -130,7 +131,9 @@ def fsck_remote(repo: Repo, source: Remote, sample: float | None = None,
     checked_loose, bad_loose = _check_loose(repo, loose, sample, progress)
     result.checked += checked_loose
     bad += [oid for oid in bad_loose if oid not in bad]
-    damaged = set(bad)
+    # a manifest vouches for nothing once a pack of its files is deleted (push then
+    # checks every file), so only loose damage needs its manifests deleted too
+    damaged = set(bad) - {o for p in result.parts if p.repair for o in p.objects}
     if damaged:
         from mlv.transfer import entries_anywhere
 

@@ -44,7 +44,9 @@ def push(repo: Repo, where: Scope, remote: str | None = None, jobs: int | None =
         if roots:
             target, note = remote_api.for_push(repo, target)
         dirs = {o for o in roots if o.endswith(".dir")}
-        distrust = dirs if verify else dirs & gaps.recorded(repo, target)
+        distrust = dirs & gaps.recorded(repo, target)
+        if verify or (dirs and _lost_packs(target)):
+            distrust = dirs
         result = transfer.push(repo.odb, target, roots, progress, sizes, distrust)
         gaps.clear(repo, target, result.verified)
         _packed_facts(target, result)
@@ -101,6 +103,15 @@ def _items_in_scope(idx: Index, targets: list[str] | None) -> list[Item]:
     else:
         items = idx.recorded()
     return [i for i in items if i.push]
+
+
+def _lost_packs(remote: Remote) -> bool:
+    """Whether the index of a format-2 remote lists blobs only in packs that are gone
+    (a damaged pack was deleted to repair it): then no manifest there vouches for its
+    files, and push checks them all, as with --verify."""
+    from mlv.remote.packed import PackedRemote
+
+    return isinstance(remote, PackedRemote) and bool(remote.lost_blobs())
 
 
 def _packed_facts(remote: Remote, result: TransferResult) -> None:

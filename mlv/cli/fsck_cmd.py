@@ -59,18 +59,14 @@ def fsck(remote_name: str | None, sample: str | None, jobs: int | None, quiet: b
                  "lists_damaged": result.vouching}
         if result.packed:  # a format-2 remote: its packs, index and recipes too
             found["damaged_parts"] = [{"kind": p.kind, "key": p.key, "problems": p.problems,
-                                       "objects": p.objects} for p in result.parts]
+                                       "objects": p.objects, "repair": p.repair}
+                                      for p in result.parts]
             found["leftovers"] = result.leftovers
         print_json(found)
     else:
         _show(result)
     if not result.ok:
-        raise MlvError(_verdict(result),
-                       hint=("delete the damaged objects and the manifests that list them "
-                             "(`lists-damaged`) on the remote, then `mlv push` from a machine "
-                             "with a good copy" if remote_name else
-                             "delete the damaged objects from the cache, then `mlv fetch` them "
-                             "or `mlv add` the data again"))
+        raise MlvError(_verdict(result), hint=_hint(result, remote_name))
     if not as_json:
         echo(f"{plural(result.checked, 'object')} in the {result.where}: all good")
 
@@ -82,6 +78,8 @@ def _show(result: FsckResult) -> None:
             echo(f"  affects {oid}" + (f" (used by {', '.join(users[:5])})" if users else ""))
         if len(part.objects) > MAX_LISTED:
             echo(f"  and {plural(len(part.objects) - MAX_LISTED, 'more object')}")
+        if part.repair:
+            echo(f"  to repair: {part.repair}")
     shown = {oid for part in result.parts for oid in part.objects}
     for oid, users in sorted(result.bad.items()):
         if oid in shown:
@@ -91,6 +89,24 @@ def _show(result: FsckResult) -> None:
         echo(f"lists-damaged {oid} (a folder manifest that lists a damaged object)")
     for key, why in sorted(result.leftovers.items()):
         echo(f"leftover {key}: {why}")
+
+
+def _hint(result: FsckResult, remote_name: str | None) -> str:
+    if remote_name is None:
+        return ("delete the damaged objects from the cache, then `mlv fetch` them or "
+                "`mlv add` the data again")
+    push = "run `mlv push` from a clone that has the affected files in its cache"
+    repaired = {o for part in result.parts if part.repair for o in part.objects}
+    if any(not part.repair for part in result.parts) or set(result.bad) - repaired:
+        return ("delete the damaged objects and the manifests that list them "
+                "(`lists-damaged`) on the remote, then `mlv push` from a machine with a "
+                "good copy")
+    doomed = [part.key for part in result.parts if (part.repair or "").startswith("delete")]
+    if not doomed:  # only packs that are gone: push stores their files again
+        return push
+    named = doomed[0] if len(doomed) == 1 else f"the {len(doomed)} damaged packs above"
+    return f"delete {named} from remote '{remote_name}', then {push}: it stores them " \
+           "again in new packs"
 
 
 def _verdict(result: FsckResult) -> str:

@@ -59,6 +59,10 @@ class RemoteError(MlvError):
     """The remote could not be used at all (unreachable, no access, no bucket)."""
 
 
+class RootMissingError(RemoteError):
+    """The remote's folder or bucket does not exist (not one key: the whole remote)."""
+
+
 Failures = dict[str, BaseException]  # oid (or key) -> what went wrong
 # (oid, local path, verified bytes or None) after each download
 After = Callable[[str, str, bytes | None], None]

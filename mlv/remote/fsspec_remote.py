@@ -19,6 +19,7 @@ from mlv.remote.base import (
     Failures,
     Remote,
     RemoteError,
+    RootMissingError,
     announce,
     masked_url,
 )
@@ -75,15 +76,16 @@ class FsspecRemote(Remote):
             except FileNotFoundError:
                 raise self._missing_root() from None
 
-    def _missing_root(self) -> RemoteError:
+    def _missing_root(self) -> RootMissingError:
         bucket = self.root.split("/", 1)[0]
         if self.url.split("://")[0] in ("s3", "s3a", "gs", "gcs", "az", "abfs"):
-            return RemoteError(f"remote '{self.name}' ({self.shown_url}): bucket '{bucket}' does "
-                               "not exist", hint="create the bucket, or fix the URL with "
-                               f"`mlv remote modify {self.name} url s3://BUCKET/PATH`")
-        return RemoteError(f"remote '{self.name}' ({self.shown_url}): {bucket} does not exist",
-                           hint=f"create it, or fix the URL with `mlv remote modify {self.name} "
-                                "url URL`")
+            return RootMissingError(
+                f"remote '{self.name}' ({self.shown_url}): bucket '{bucket}' does not exist",
+                hint="create the bucket, or fix the URL with "
+                     f"`mlv remote modify {self.name} url s3://BUCKET/PATH`")
+        return RootMissingError(f"remote '{self.name}' ({self.shown_url}): {bucket} does not "
+                                "exist", hint="create it, or fix the URL with "
+                                              f"`mlv remote modify {self.name} url URL`")
 
     def has(self, oids: list[str]) -> set[str]:
         if (len(oids) > EXISTS_ONE_BY_ONE and self.is_s3 and self.is_async

@@ -19,7 +19,7 @@ from mlv import fsio
 from mlv.errors import MlvError
 from mlv.hashing import HASH_NAME, is_oid
 from mlv.odb import iter_store
-from mlv.remote.base import After, Failures, Remote, RemoteError, announce
+from mlv.remote.base import After, Failures, Remote, RootMissingError, announce
 from mlv.remote.keys import check_key, check_prefix, check_range, valid_key
 from mlv.workspace import Progress, bytes_of, parallel_map
 
@@ -45,9 +45,9 @@ class LocalRemote(Remote):
 
     def check(self) -> None:
         if not os.path.isdir(self.root):
-            raise RemoteError(f"remote '{self.name}': folder {self.root} does not exist",
-                              hint=f"create it (mkdir -p {self.root}) or fix the URL with "
-                                   f"`mlv remote modify {self.name} url …`")
+            raise RootMissingError(f"remote '{self.name}': folder {self.root} does not exist",
+                                   hint=f"create it (mkdir -p {self.root}) or fix the URL "
+                                        f"with `mlv remote modify {self.name} url …`")
 
     def list_oids(self) -> set[str]:
         return {oid for oid, _ in self._entries()}

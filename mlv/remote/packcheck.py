@@ -16,7 +16,10 @@ What is checked:
   chunks put together hash to the recipe's name.
 
 A pack that no segment lists is invisible (a push was interrupted before its segment was
-written): it is reported as a harmless leftover, not as damage. Loose objects of the
+written): it is reported as a harmless leftover, not as damage. A pack that a segment
+lists but the remote does not hold (deleted, e.g. to repair it) is damage while some blob
+it held is in no other pack, and a harmless leftover once a push has stored them again
+(readers count a record whose pack is absent as absent). Loose objects of the
 remote are checked by the caller, as on a format-1 remote.
 
 The result names each damaged part and the files it affects: the objects stored whole
@@ -82,6 +85,7 @@ class Damage:
     problems: list[str] = field(default_factory=list)
     blobs: dict[str, int] = field(default_factory=dict)  # blob id -> type it cannot yield
     objects: list[str] = field(default_factory=list)  # files affected (filled at the end)
+    repair: str | None = None  # what to do about it, when mlv knows
 
     def add(self, problem: str) -> None:
         if len(self.problems) < MAX_PROBLEMS:
@@ -131,10 +135,14 @@ def check(remote: PackedRemote, sample: float | None = None,
     if marker is not None:
         result.damage.append(marker)
     records, bad_segments = _check_segments(inner, result)
+    packs = _pack_keys(inner, result)  # listed after the segments, as readers do
     listed = _by_pack(records)
-    view = IndexView()
-    view.add(records)
-    packs = _pack_keys(inner, result)
+    view = IndexView()  # what readers find: a record whose pack is gone counts as absent
+    view.add(r for r in records if r.pack in packs)
+    for pack_id in sorted(set(listed) - set(packs)):
+        damage = _gone(pack_id, listed.pop(pack_id), view, result)
+        if damage is not None:
+            result.damage.append(damage)
     whole = _chosen(sorted(listed), sample)
     if progress:
         progress(total_files=len(listed),
@@ -250,14 +258,33 @@ def _chosen(names: list[str], sample: float | None) -> set[str]:
     return set(random.sample(names, max(1, math.ceil(len(names) * sample / 100))))
 
 
+PUSH_AGAIN = "run `mlv push` from a clone that has the files it affects in its cache"
+
+
+def _gone(pack_id: str, records: list[Record], view: IndexView, result: CheckResult
+          ) -> Damage | None:
+    """A pack that segments list but the remote does not hold: readers count its blobs
+    as absent. Damage when some of them are in no other pack; else (a push stored them
+    again after the damaged pack was deleted) a harmless leftover."""
+    key = pack_key(pack_id)
+    result.count(packs=1)
+    lost = {r.oid: r.type for r in records if r.oid not in view}
+    if not lost:
+        result.leftovers[key] = ("listed by an index segment but not on the remote; every "
+                                 "blob it held is in another pack: harmless")
+        return None
+    return Damage(PACK, key, ["missing"], lost, repair=PUSH_AGAIN)
+
+
 def _check_pack(inner: Remote, pack_id: str, size: int | None, records: list[Record],
                 whole: bool, result: CheckResult) -> Damage | None:
     key = pack_key(pack_id)
     result.count(packs=1)
-    damage = Damage(PACK, key)
+    damage = Damage(PACK, key, repair=f"delete {key} from the remote, then {PUSH_AGAIN}")
     if size is None:
         damage.add("missing")
         damage.blobs.update({r.oid: r.type for r in records})
+        damage.repair = PUSH_AGAIN
         return damage
     if not whole and _table_agrees(inner, key, size, records):
         return None
@@ -266,6 +293,7 @@ def _check_pack(inner: Remote, pack_id: str, size: int | None, records: list[Rec
     except FileNotFoundError:
         damage.add("missing")
         damage.blobs.update({r.oid: r.type for r in records})
+        damage.repair = PUSH_AGAIN
         return damage
     result.count(read_whole=1)
     _check_pack_bytes(pack_id, data, records, damage)

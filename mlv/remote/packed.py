@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from mlv import fsio
 from mlv.errors import MlvError
 from mlv.hashing import hash_bytes, is_oid
-from mlv.remote.base import After, Failures, Remote, RemoteError, announce
+from mlv.remote.base import After, Failures, Remote, RemoteError, RootMissingError, announce
 from mlv.remote.packs import (
     CHUNK,
     OBJECT,
@@ -38,6 +38,7 @@ from mlv.remote.packs import (
     build_recipe,
     build_segments,
     parse_recipe,
+    parse_segment,
     records_of,
 )
 from mlv.workspace import Progress
@@ -84,6 +85,8 @@ class PackedRemote(Remote):
         self._view: IndexView | None = None
         self._recipes: set[str] | None = None
         self.doomed: Any = None  # what `gc --cloud` scheduled (packgc.Doomed)
+        self.gone: set[str] = set()  # packs segments list that are not on the remote
+        self.lost: set[str] = set()  # blobs listed only in those packs (absent)
         self.said: set[str] = set()  # notes already given (once per run)
         self.wire = 0  # bytes that actually crossed to or from the remote
         self._wire_lock = threading.Lock()  # transfers count `wire` from many threads
@@ -99,18 +102,41 @@ class PackedRemote(Remote):
             view = IndexView()
             # segments a gc scheduled last: the first copy of a blob found is the one kept
             listed = self.inner.list_keys("index/")
+            # the packs, listed after the segments: a push writes its packs before the
+            # segment that lists them, so every pack a listed segment names is there
+            # unless it was deleted (by hand, after fsck found it damaged)
+            present = self._present_packs()
+            dropped: list[Record] = []
             for key in sorted(listed, key=lambda k: (k.rsplit("/", 1)[-1]
                                                      in self.doomed.segments, k)):
                 seg_id = key.rsplit("/", 1)[-1]
                 if not is_oid(seg_id):
                     continue  # not ours: a segment is named by its hash
                 try:
-                    view.add_segment(seg_id, self._segment(key, seg_id, listed[key]))
+                    dropped += view.add_segment(seg_id, self._segment(key, seg_id,
+                                                                      listed[key]), present)
                 except CorruptDataError as exc:  # its blobs count as absent: push
                     self.said.add(f"{exc.message}; it was skipped (what only it lists "
                                   "is sent again by push); run `mlv fsck --remote`")
+            self.gone = {r.pack for r in dropped}
+            self.lost = {r.oid for r in dropped if r.oid not in view}
             self._view = view
         return self._view
+
+    def _present_packs(self) -> set[bytes]:
+        """The raw ids of the packs on the remote (one listing: a request per 1000)."""
+        found = set()
+        for key in self.inner.list_keys("packs/"):
+            pack_id = key.rsplit("/", 1)[-1]
+            if is_oid(pack_id) and key == pack_key(pack_id):
+                found.add(bytes.fromhex(pack_id))
+        return found
+
+    def lost_blobs(self) -> set[str]:
+        """The blobs (objects and chunks) that segments list only in packs no longer on
+        the remote: absent, so push stores them again and pull names them missing."""
+        self.index()
+        return self.lost
 
     def _segment(self, key: str, seg_id: str, listed: int | None = None) -> bytes:
         """Segment `seg_id`'s bytes, checked against its name: the local copy when it
@@ -147,8 +173,8 @@ class PackedRemote(Remote):
 
     def list_oids(self) -> set[str]:
         view = self.index()
-        return {r.oid for r in view if r.type == OBJECT} | self.recipes() | \
-            self.inner.list_oids()
+        recipes = {o for o in self.recipes() if self._whole(o)}
+        return {r.oid for r in view if r.type == OBJECT} | recipes | self.inner.list_oids()
 
     def list_mtimes(self) -> dict[str, float | None]:
         raise RemoteError(f"remote '{self.name}' uses format 2: objects are deleted by "
@@ -165,9 +191,31 @@ class PackedRemote(Remote):
         self.index()
         doomed = self.doomed
         found = {o for o in oids if self.stored(o) or
-                 (o in recipes and o not in doomed.recipes)}
+                 (o in recipes and o not in doomed.recipes and self._whole(o))}
         rest = [o for o in oids if o not in found]
         return found | (self.inner.has(rest) - doomed.loose if rest else set())
+
+    def _whole(self, oid: str) -> bool:
+        """Whether the big file `oid` (its recipe is on the remote) has every chunk in a
+        pack on the remote. Only asked when some blob's pack is gone (a damaged pack
+        was deleted): then its recipe is read (the copy kept locally when there is one)
+        and a file with a lost chunk counts as absent, so push sends it again."""
+        if not self.lost:
+            return True
+        raw = self.kept_recipe(oid)
+        params = self.marker.chunker
+        recipe = None
+        try:
+            if raw is not None:
+                recipe = parse_recipe(raw, oid, params.max, params.min)
+        except MlvError:
+            pass  # a damaged local copy: read the remote's
+        try:
+            recipe = recipe or self.recipe(oid)
+        except (OSError, MlvError):
+            return False  # push stores it (and its recipe) again
+        view = self.index()
+        return all(c in view for c, _ in recipe.chunks)
 
     def _exist_each(self, oids: list[str]) -> set[str]:
         return self.has(oids)
@@ -221,7 +269,17 @@ class PackedRemote(Remote):
                 return {o: exc for _, o in items}
             self._moved(len(data))
             self._keep_segment(seg_id, data)
-            view.add_segment(seg_id, data)
+            if seg_id in view.segments:  # the same records again: their pack was deleted
+                view.add(parse_segment(data, seg_id))  # and is now stored again
+            else:
+                view.add_segment(seg_id, data)
+        resent = sum(r.oid in self.lost for r in stored)
+        if resent:
+            gone = ", ".join(pack_key(p) for p in sorted(self.gone)[:3])
+            self.said.add(f"stored again {resent} files or chunks whose pack was missing "
+                          f"from the remote ({gone}{', …' if len(self.gone) > 3 else ''})")
+        self.lost -= {r.oid for r in stored}
+        self.gone -= {r.pack for r in stored}
         # A small object whose bytes were queued as a chunk (or the other way round) was
         # not packed twice: it is stored only if that pack was
         whole = set(recipes) | {o for _, o in loose}
@@ -705,17 +763,46 @@ def _pwrite_all(fd: int, data: bytes, at: int) -> None:
 def open_format(inner: Remote, index_dir: str | None = None,
                 local: Callable[[str], str | None] | None = None) -> Remote:
     """The remote as its marker says: a PackedRemote for format 2, `inner` itself for a
-    remote without a marker (format 1). A marker mlv cannot read is refused (an error
-    that says to upgrade mlv), never taken as an empty remote."""
+    remote without a marker (format 1). Only a marker that is not there means format 1:
+    one that cannot be read (no access, a network error, not a file) is refused
+    (MarkerUnreadableError), since a push to a format-2 remote taken for format 1 would
+    store its files in the wrong layout; one of a format mlv does not know is refused
+    with an error that says to upgrade mlv."""
     from mlv.remote.packs import MARKER_KEY, MARKER_MAX, parse_marker
 
     try:
         data = get_capped(inner, MARKER_KEY, MARKER_MAX)
-    except (FileNotFoundError, RemoteError):
-        # No marker; or the remote cannot be read at all (a folder that does not exist),
-        # which the command's own first request reports as it always has
+    except FileNotFoundError:
+        return inner  # no marker: format 1
+    except RootMissingError:
+        # no folder or bucket at all, so no marker either: the command's own first
+        # request reports it, as it always has (a push never creates the root)
         return inner
+    except (OSError, MlvError) as exc:
+        raise MarkerUnreadableError(inner, MARKER_KEY, exc) from exc
     return PackedRemote(inner, parse_marker(data), index_dir, local)
+
+
+class MarkerUnreadableError(RemoteError):
+    """The remote's format marker is there but cannot be read."""
+
+    def __init__(self, remote: Remote, key: str, exc: BaseException) -> None:
+        where = f"remote '{remote.name}' ({remote.shown_url})"
+        if isinstance(exc, CorruptDataError):
+            why = exc.problem  # e.g. "it is a directory, not a regular file"
+        elif isinstance(exc, MlvError):
+            why = exc.message
+        else:
+            why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        for prefix in (f"{where}: ", f"remote '{remote.name}': "):
+            why = why.removeprefix(prefix)
+        hint = exc.hint if isinstance(exc, RemoteError) and exc.hint else (
+            f"mlv must read {key} (at the remote's root) to know how the remote stores "
+            "files, so it stops rather than guess; make that file readable again (check "
+            "access rights, the network, or a storage class that archived it), then run "
+            "the command again")
+        super().__init__(remote.hide(f"{where}: cannot read its format marker {key}: {why}"),
+                         hint=remote.hide(hint))
 
 
 def make_format2(inner: Remote, marker: Marker | None = None,

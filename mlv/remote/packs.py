@@ -96,6 +96,13 @@ garbage a later gc may delete). Two segments may list the same blob in different
 (two pushers stored it twice): harmless; a reader takes any copy, and the blob's hash
 says whether the copy is good.
 
+A record whose pack is absent counts as absent. A reader lists ``index/`` and then
+``packs/`` (packs are written before the segment that lists them, so a pack a listed
+segment names is missing only if it was deleted since) and leaves out the records of
+packs the listing does not hold: a push stores those blobs again (a new pack, a new
+segment), a pull names their files missing. So a damaged pack is repaired by deleting
+it and pushing from a clone that has the files.
+
 Blobs are found by id alone: ids are content hashes, so an object and a chunk with the
 same id have the same bytes. The type is kept for accounting (fsck, gc, statistics).
 
@@ -127,7 +134,7 @@ import json
 import struct
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -577,6 +584,7 @@ def build_segments(records: Iterable[Record]) -> list[tuple[str, bytes]]:
 
 _REC = SEG_RECORD.size  # 49 bytes: id 16 | type 1 | pack 16 | offset 8 | length 8
 _ID = 16
+_PACK_OF = struct.Struct("<17x16s16x")  # the pack id of a record
 
 
 class _Run:
@@ -635,11 +643,29 @@ class IndexView:
         self._lock = threading.Lock()
         self.segments: set[str] = set()
 
-    def add_segment(self, seg_id: str, data: bytes) -> None:
-        """Merge the segment `data` named `seg_id` (checked; CorruptSegmentError if bad)."""
-        if seg_id not in self.segments:
-            self._add(bytes(_check_segment(data, seg_id)))
-            self.segments.add(seg_id)
+    def add_segment(self, seg_id: str, data: bytes,
+                    present: Container[bytes] | None = None) -> list[Record]:
+        """Merge the segment `data` named `seg_id` (checked; CorruptSegmentError if bad).
+        With `present` (the raw ids of the packs the remote holds), the records of packs
+        not in it are left out, as a reader must (a record whose pack is absent counts
+        as absent); those are returned."""
+        if seg_id in self.segments:
+            return []
+        body: bytes | bytearray | memoryview = _check_segment(data, seg_id)
+        dropped: list[Record] = []
+        if present is not None:  # one pass in C; the rows only when a pack is absent
+            gone = {p for (p,) in set(_PACK_OF.iter_unpack(body)) if p not in present}
+            if gone:
+                kept = bytearray()
+                for at in range(0, len(body), _REC):
+                    if bytes(body[at + _ID + 1:at + _REC - 16]) in gone:
+                        dropped.append(self._record(body, at))
+                    else:
+                        kept += body[at:at + _REC]
+                body = kept
+        self._add(bytes(body))
+        self.segments.add(seg_id)
+        return dropped
 
     def add(self, records: Iterable[Record]) -> None:
         """Merge records that are not (yet) in a segment, e.g. those of a pack just read."""
@@ -672,7 +698,7 @@ class IndexView:
         return runs
 
     @staticmethod
-    def _record(body: bytes | bytearray, at: int) -> Record:
+    def _record(body: bytes | bytearray | memoryview, at: int) -> Record:
         raw, btype, pack, offset, length = SEG_RECORD.unpack_from(body, at)
         return Record(raw.hex(), btype, pack.hex(), offset, length)
 
