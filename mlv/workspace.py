@@ -109,7 +109,7 @@ def parallel_map(fn: Callable[[Any], Any], items: list[Any], jobs: int,
     small files took 2.4 s on 8 threads, 1.0 s on one). If those calls turn out to wait
     on the storage (a network mount), the rest go to the pool after all.
     """
-    if len(items) < 8 or jobs < 2:
+    if jobs < 2 or len(items) < 2 or (len(items) < 8 and not _any_big(items, size)):
         return _in_turn(fn, items, progress)
     from concurrent.futures import Future, ThreadPoolExecutor  # only when there is work
 
@@ -135,6 +135,12 @@ def parallel_map(fn: Callable[[Any], Any], items: list[Any], jobs: int,
         return results
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _any_big(items: list[Any], size: Callable[[Any], int] | None) -> bool:
+    """True when some item is big enough to be worth a thread of its own (a few big
+    files: copying four of 256 MiB took 0.2-0.3 s on four threads, 0.3-0.45 s in turn)."""
+    return size is not None and any(size(x) >= THREAD_MIN_SIZE for x in items)
 
 
 def _in_turn(fn: Callable[[Any], Any], items: list[Any], progress: Progress | None
