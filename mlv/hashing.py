@@ -21,7 +21,7 @@ HEX_RE = re.compile(r"[0-9a-f]{32}\Z")  # use with .match: anchored at both ends
 OID_RE = re.compile(r"[0-9a-f]{32}(\.dir)?\Z")
 
 
-def hash_bytes(data: bytes) -> str:
+def hash_bytes(data: bytes | memoryview) -> str:
     return xxhash.xxh3_128_hexdigest(data)
 
 

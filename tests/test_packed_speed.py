@@ -157,8 +157,8 @@ def test_many_packs_round_trip_intact(backend: Remote, tmp_path: Path,  # noqa: 
 
     clone = open_format(backend)
     assert isinstance(clone, PackedRemote)
-    calls = Calls(backend.get_key, delay=0.01)
-    monkeypatch.setattr(backend, "get_key", calls)
+    calls = Calls(backend.get_bulk, delay=0.01)  # how packs are read
+    monkeypatch.setattr(backend, "get_bulk", calls)
     fetched = transfer.fetch(dst, clone, roots, 4)
     assert not fetched.failed and not fetched.missing and not fetched.corrupted
     assert fetched.moved == len(roots)

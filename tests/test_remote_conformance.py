@@ -202,6 +202,44 @@ def test_a_missing_key_is_file_not_found(backend: Remote, start: int | None, end
         backend.get_key("nowhere/at/all", start, end)
 
 
+@pytest.mark.parametrize(("start", "end"), [(0, 10), (10, 20), (1000, 2000), (0, 1024),
+                                            (0, 5000), (1024, 2000), (5, 5), (0, 1)])
+def test_bulk_reads_give_what_ranged_gets_give(backend: Remote, start: int, end: int
+                                               ) -> None:
+    """A pull reads packs with get_bulk (on S3 a faster path): same bytes, same errors."""
+    backend.put_key("packs/ab/range", DATA)
+    backend.put_key("empty", b"")
+    assert backend.get_bulk("packs/ab/range", start, end) == DATA[start:end]
+    assert backend.get_bulk("empty", start, end) == b""
+    with pytest.raises(FileNotFoundError):
+        backend.get_bulk("packs/ab/missing", start, end)
+
+
+@pytest.mark.slow
+def test_s3_bulk_reads_do_not_need_s3fs_and_fall_back_to_it(
+        s3_endpoint: str, s3_bucket: str) -> None:
+    from mlv.remote import s3
+    from mlv.remote.open import open_remote
+
+    options = {"url": f"s3://{s3_bucket}/p", "endpoint_url": s3_endpoint}
+    remote = open_remote("store", options, 4)
+    remote.put_key("packs/ab/range", DATA)
+    fs_cat = remote.fs.cat_file  # type: ignore[attr-defined]
+
+    def no_s3fs(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("read through s3fs")
+
+    remote.fs.cat_file = no_s3fs  # type: ignore[attr-defined]
+    assert remote.get_bulk("packs/ab/range", 100, 900) == DATA[100:900]
+    remote.fs.cat_file = fs_cat  # type: ignore[attr-defined]
+    # a fast path that cannot reach the endpoint: s3fs's path gives the bytes, and the
+    # fast path is not tried again
+    remote.ranges = s3.RangeReader({**options, "endpoint_url": "http://127.0.0.1:9"})  # type: ignore[attr-defined]
+    assert remote.get_bulk("packs/ab/range", 0, 1024) == DATA[:1024]
+    assert not remote.ranges.usable  # type: ignore[attr-defined]
+    assert remote.get_bulk("packs/ab/range", 1024, 2000) == DATA[1024:2000]
+
+
 def test_put_key_file_streams_a_big_file(backend: Remote, tmp_path: Path) -> None:
     data = os.urandom(3 * 2**20 + 17)
     path = tmp_path / "pack.tmp"

@@ -151,6 +151,11 @@ class Remote(ABC):
         `end` beyond the size stops at the end; a range past the end is empty).
         FileNotFoundError when there is no such key."""
 
+    def get_bulk(self, key: str, start: int, end: int) -> bytes:
+        """`get_key(key, start, end)` for a transfer that reads many such ranges from
+        several threads (a pull's packs): a backend may take a faster path for them."""
+        return self.get_key(key, start, end)
+
     @abstractmethod
     def list_keys(self, prefix: str) -> dict[str, int]:
         """key -> size of every key under the folder `prefix` ("" for the whole

@@ -31,9 +31,11 @@ class FsspecRemote(Remote):
     """Any fsspec filesystem; asynchronous ones (s3fs) run requests concurrently."""
 
     def __init__(self, name: str, url: str, jobs: int, fs: Any, root: str,
-                 endpoint: str | None = None) -> None:
+                 endpoint: str | None = None, ranges: s3.RangeReader | None = None
+                 ) -> None:
         super().__init__(name, url, jobs)
         self.fs = fs
+        self.ranges = ranges  # S3: ranged GETs that need not pass s3fs's event loop
         self.endpoint = endpoint
         self.root = root.rstrip("/")
         self.is_async = bool(getattr(fs, "async_impl", False))
@@ -250,6 +252,13 @@ class FsspecRemote(Remote):
         except FileNotFoundError:
             self.check_root()  # a missing bucket is one clear error, not a missing key
             raise
+
+    def get_bulk(self, key: str, start: int, end: int) -> bytes:
+        if self.ranges is not None and 0 <= start < end:
+            data = self.ranges.get(self.key_path(key), start, end)
+            if data is not None:
+                return data
+        return self.get_key(key, start, end)
 
     def is_empty(self) -> bool:
         with self.errors():  # one request: the top level only, not the whole remote

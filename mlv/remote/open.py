@@ -27,9 +27,11 @@ def open_remote(name: str, options: dict[str, Any], default_jobs: int,
     jobs = configured or default_jobs
     import fsspec
 
+    ranges = None
     try:
         if protocol in ("s3", "s3a"):
             fs: Any = s3.filesystem(options)
+            ranges = s3.RangeReader(options)
         else:
             extra = {k: v for k, v in options.items() if k not in REMOTE_KEYS}
             fs = fsspec.filesystem(protocol, **extra)
@@ -39,4 +41,4 @@ def open_remote(name: str, options: dict[str, Any], default_jobs: int,
                           hint="install the fsspec package for it (e.g. gcsfs, adlfs, sshfs)"
                           ) from None
     return FsspecRemote(name, url, jobs, fs, posixpath.normpath(rest),
-                        options.get("endpoint_url"))
+                        options.get("endpoint_url"), ranges)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from bisect import bisect_right
 from collections import deque
 from collections.abc import AsyncIterator
@@ -161,3 +162,57 @@ def list_until_cheaper(fs: Any, prefix: str, paths: list[str]) -> tuple[set[str]
 
     complete = sync(fs.loop, walk)
     return listed, None if complete else reached
+
+
+class RangeReader:
+    """Ranged GETs through botocore's own (blocking) client, from many threads at once.
+
+    A format-2 pull reads packs in ranges from several threads. Through s3fs, every
+    response body is read on its one event-loop thread, which then bounds the transfer
+    (measured on moto: 1 GiB in 65 packs, 8 threads, 1.6-2.1 s through s3fs, 1.0-1.3 s
+    through botocore's client, whose sockets release the GIL while they read). This is
+    only the fast path: a request that fails here is made again through s3fs, whose
+    errors every command already reports; after a failure that is not a missing key,
+    this remote stops using the fast path."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self._options = options
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self.usable = True
+
+    def _make(self) -> Any:
+        import botocore.config
+        import botocore.session
+
+        kw = s3_options(self._options)
+        config = dict(kw["config_kwargs"])
+        session = botocore.session.Session(profile=kw.get("profile"))
+        return session.create_client(
+            "s3", endpoint_url=kw.get("endpoint_url"),
+            region_name=kw.get("client_kwargs", {}).get("region_name"),
+            aws_access_key_id=kw.get("key"), aws_secret_access_key=kw.get("secret"),
+            aws_session_token=kw.get("token"), config=botocore.config.Config(**config))
+
+    def get(self, path: str, start: int, end: int) -> bytes | None:
+        """Bytes [start, end) of `path` ("bucket/key"), or None when this path could not
+        give them (the caller asks s3fs)."""
+        if not self.usable:
+            return None
+        bucket, _, key = path.partition("/")
+        try:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make()
+            body = self._client.get_object(Bucket=bucket, Key=key,
+                                           Range=f"bytes={start}-{end - 1}")["Body"]
+            try:
+                data: bytes = body.read()
+            finally:
+                body.close()
+        except Exception as exc:  # noqa: BLE001 - s3fs asks again and reports it
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code not in ("NoSuchKey", "404", "InvalidRange"):
+                self.usable = False
+            return None
+        return data  # shorter when the range goes past the end, as through s3fs
