@@ -228,6 +228,38 @@ def test_chunks_a_push_counted_on_before_the_schedule_survive(tmp_path: Path) ->
     _intact(src, inner, {new}, tmp_path)
 
 
+def test_phase_2_never_leaves_a_segment_listing_a_pack_it_deleted(tmp_path: Path) -> None:
+    """One push wrote two packs and one segment; gc scheduled all of it, and by phase 2
+    an object of the second pack is used again (a clone that read the index before the
+    schedule pushed a commit reusing it). The second pack and the segment stay; the
+    first pack must stay too until a later run replaces the segment: deleting it left
+    the segment listing a pack that is gone, so `fsck --remote` called the remote
+    damaged for ever and every push re-checked every folder file."""
+    from mlv.remote import packcheck
+    from mlv.remote.memory import MemoryRemote
+    from mlv.remote.packs import parse_pack
+
+    inner = MemoryRemote()
+    src = _store(tmp_path, "src")
+    make_format2(inner)
+    objs = [src.add_bytes(random.Random(i).randbytes(3_500_000)) for i in range(6)]
+    _push(src, inner, set(objs))
+    assert len(_packs(inner)) == 2 and len(inner.list_keys("index/")) == 1
+    assert collect(_packed(inner), set(), DAY).dead_packs == 2
+    _age(inner, DAY + 1)
+    (second, *_) = [k for k in sorted(_packs(inner))
+                    if objs[-1] in {e.oid for e in parse_pack(inner.get_key(k))}]
+    live = {e.oid for e in parse_pack(inner.get_key(second))}
+    for _ in range(3):
+        collect(_packed(inner), live, DAY)
+        checked = packcheck.check(_packed(inner))
+        assert checked.ok, [(d.key, d.problems) for d in checked.damage]
+        assert not _packed(inner).lost_blobs()
+        _age(inner, DAY + 1)
+    assert _packs(inner) == {second}  # the unused pack went, in the end
+    _intact(src, inner, live, tmp_path)
+
+
 def test_dry_changes_nothing_and_says_what_repacking_frees(backend: Remote,  # noqa: F811
                                                          tmp_path: Path) -> None:
     src = _store(tmp_path, "src")
