@@ -105,3 +105,18 @@ def test_an_s3_marker_that_cannot_be_read_stops_push(
     assert keys() == before  # no loose object beside the packs
     for command in (("pull",), ("status", "--cloud")):
         _refused(mlv(*command, cwd=mlv_repo), "store")
+
+
+def test_a_folder_remote_that_is_a_file_says_so(
+        mlv: Any, mlv_repo: Path, tmp_path: Path) -> None:
+    """The URL names a regular file: one line saying it is not a folder (before: a line
+    about an unreadable marker, with a hint to make that file readable)."""
+    target = tmp_path / "not-a-folder"
+    target.write_text("x\n")
+    _ok(mlv("remote", "add", "-d", "store", str(target), cwd=mlv_repo))
+    (mlv_repo / "new.txt").write_text("not pushed yet\n")
+    _ok(mlv("add", "new.txt", cwd=mlv_repo))
+    for command in ("push", "status --cloud"):
+        line = one_error(mlv(*command.split(), cwd=mlv_repo), str(target), "is not a folder")
+        assert MARKER_KEY not in line
+    assert target.read_text() == "x\n"

@@ -228,6 +228,74 @@ def test_chunks_a_push_counted_on_before_the_schedule_survive(tmp_path: Path) ->
     _intact(src, inner, {new}, tmp_path)
 
 
+def test_phase_2_never_leaves_a_segment_listing_a_pack_it_deleted(tmp_path: Path) -> None:
+    """One push wrote two packs and one segment; gc scheduled all of it, and by phase 2
+    an object of the second pack is used again (a clone that read the index before the
+    schedule pushed a commit reusing it). The second pack and the segment stay; the
+    first pack must stay too until a later run replaces the segment: deleting it left
+    the segment listing a pack that is gone, so `fsck --remote` called the remote
+    damaged for ever and every push re-checked every folder file."""
+    from mlv.remote import packcheck
+    from mlv.remote.memory import MemoryRemote
+    from mlv.remote.packs import parse_pack
+
+    inner = MemoryRemote()
+    src = _store(tmp_path, "src")
+    make_format2(inner)
+    objs = [src.add_bytes(random.Random(i).randbytes(3_500_000)) for i in range(6)]
+    _push(src, inner, set(objs))
+    assert len(_packs(inner)) == 2 and len(inner.list_keys("index/")) == 1
+    assert collect(_packed(inner), set(), DAY).dead_packs == 2
+    _age(inner, DAY + 1)
+    (second, *_) = [k for k in sorted(_packs(inner))
+                    if objs[-1] in {e.oid for e in parse_pack(inner.get_key(k))}]
+    live = {e.oid for e in parse_pack(inner.get_key(second))}
+    for _ in range(3):
+        collect(_packed(inner), live, DAY)
+        checked = packcheck.check(_packed(inner))
+        assert checked.ok, [(d.key, d.problems) for d in checked.damage]
+        assert not _packed(inner).lost_blobs()
+        _age(inner, DAY + 1)
+    assert _packs(inner) == {second}  # the unused pack went, in the end
+    _intact(src, inner, live, tmp_path)
+
+
+def test_a_reader_while_phase_2_deletes_the_segments_it_listed(tmp_path: Path) -> None:
+    """A clone (without local copies of the segments) lists `index/`, and phase 2 of a gc
+    elsewhere deletes a replaced segment before the clone reads it. The clone reads
+    the rest and finds every live object; before, it stopped with an unexpected
+    FileNotFoundError (a crash, exit 3)."""
+    from mlv.remote.memory import MemoryRemote
+
+    inner = MemoryRemote()
+    src = _store(tmp_path, "src")
+    make_format2(inner)
+    small = sorted(_small(src, "mixed", 200))
+    _push(src, inner, set(small))
+    _push(src, inner, _small(src, "dead", 30))
+    live = set(small[:30])
+    first = collect(_packed(inner), live, DAY)
+    assert first.sparse_packs and first.written
+    _age(inner, DAY + 1)
+    replaced = set(inner.list_keys("index/"))
+    reader = _packed(inner)
+    real = inner.get_key
+
+    def get_key(key: str, start: int | None = None, end: int | None = None) -> bytes:
+        if key in replaced:  # the other clone's gc runs phase 2 right now
+            inner.get_key = real  # type: ignore[method-assign]
+            assert collect(_packed(inner), live, DAY).deleted_segments
+        return real(key, start, end)
+
+    inner.get_key = get_key  # type: ignore[method-assign]
+    assert reader.has(sorted(live)) == live
+    dst = _store(tmp_path, "dst")
+    got = transfer.fetch(dst, reader, live, 2)
+    assert not got.failed and not got.missing and not got.corrupted
+    for oid in live:
+        assert Path(dst.path_of(oid)).read_bytes() == Path(src.path_of(oid)).read_bytes()
+
+
 def test_dry_changes_nothing_and_says_what_repacking_frees(backend: Remote,  # noqa: F811
                                                          tmp_path: Path) -> None:
     src = _store(tmp_path, "src")

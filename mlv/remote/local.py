@@ -45,7 +45,8 @@ class LocalRemote(Remote):
 
     def check(self) -> None:
         if not os.path.isdir(self.root):
-            raise RootMissingError(f"remote '{self.name}': folder {self.root} does not exist",
+            what = "is not a folder" if os.path.lexists(self.root) else "does not exist"
+            raise RootMissingError(f"remote '{self.name}': folder {self.root} {what}",
                                    hint=f"create it (mkdir -p {self.root}) or fix the URL "
                                         f"with `mlv remote modify {self.name} url …`")
 
@@ -199,7 +200,7 @@ class LocalRemote(Remote):
             with os.fdopen(_open_key(path, key), "rb") as f:
                 f.seek(first)
                 return f.read() if end is None else f.read(max(0, end - first))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             self.check()  # no folder at all is one clear error, not a missing key
             raise
 

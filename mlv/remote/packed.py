@@ -118,6 +118,10 @@ class PackedRemote(Remote):
                 except CorruptDataError as exc:  # its blobs count as absent: push
                     self.said.add(f"{exc.message}; it was skipped (what only it lists "
                                   "is sent again by push); run `mlv fsck --remote`")
+                except FileNotFoundError:
+                    # deleted since the listing: a gc elsewhere replaced it (another
+                    # segment lists what stays) or deleted its packs too
+                    continue
             self.gone = {r.pack for r in dropped}
             self.lost = {r.oid for r in dropped if r.oid not in view}
             self._view = view
