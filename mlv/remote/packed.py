@@ -206,16 +206,8 @@ class PackedRemote(Remote):
         and a file with a lost chunk counts as absent, so push sends it again."""
         if not self.lost:
             return True
-        raw = self.kept_recipe(oid)
-        params = self.marker.chunker
-        recipe = None
         try:
-            if raw is not None:
-                recipe = parse_recipe(raw, oid, params.max, params.min)
-        except MlvError:
-            pass  # a damaged local copy: read the remote's
-        try:
-            recipe = recipe or self.recipe(oid)
+            recipe = self.local_recipe(oid) or self.recipe(oid)
         except (OSError, MlvError):
             return False  # push stores it (and its recipe) again
         view = self.index()
@@ -608,14 +600,8 @@ class PackedRemote(Remote):
         names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
         for name in names:
             path = self.local(name) if is_oid(name) else None
-            if path is None:
-                continue
-            try:
-                raw = fsio.read_regular(os.path.join(folder, name), RCP_SIZE_MAX, name,
-                                        RemoteError)
-                recipe = parse_recipe(raw, name, self.marker.chunker.max,
-                                      self.marker.chunker.min)
-            except (OSError, MlvError):
+            recipe = self.local_recipe(name) if path is not None else None
+            if path is None or recipe is None:
                 continue  # a damaged local copy of a recipe is only a missed shortcut
             offset = 0
             try:
@@ -689,14 +675,18 @@ class PackedRemote(Remote):
         self._view = None
         self._recipes = None
 
-    def kept_recipe(self, oid: str) -> bytes | None:
-        """The local copy of recipe `oid` (kept by an earlier push or pull), unchecked;
-        None when there is none or it cannot be read."""
+    def local_recipe(self, oid: str, size: int | None = None) -> Recipe | None:
+        """The local copy of recipe `oid` (kept by an earlier push or pull), parsed and
+        checked, and of `size` bytes when that is given; None when there is none or it
+        is damaged (a missed shortcut: the caller reads the remote's)."""
         if self.index_dir is None:
             return None
         path = os.path.join(self.index_dir, "recipes", oid)
         try:
-            return fsio.read_regular(path, RCP_SIZE_MAX, path, RemoteError)
+            raw = fsio.read_regular(path, RCP_SIZE_MAX, path, RemoteError)
+            if size is not None and len(raw) != size:
+                return None
+            return parse_recipe(raw, oid, self.marker.chunker.max, self.marker.chunker.min)
         except (OSError, MlvError):
             return None
 

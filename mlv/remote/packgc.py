@@ -283,18 +283,11 @@ def _recipe(remote: PackedRemote, oid: str, size: int | None, listed: set[str]) 
     remote's, kept locally when it passes the same checks."""
     from mlv.remote.packed import get_capped, recipe_key
 
-    chunk_max, chunk_min = remote.marker.chunker.max, remote.marker.chunker.min
-    raw = remote.kept_recipe(oid)
-    if raw is not None and len(raw) == size:
-        try:
-            recipe = parse_recipe(raw, oid, chunk_max, chunk_min)
-        except MlvError:
-            pass  # a damaged local copy: read the remote's
-        else:
-            if all(c in listed for c, _ in recipe.chunks):
-                return recipe
+    recipe = remote.local_recipe(oid, size) if size is not None else None
+    if recipe is not None and all(c in listed for c, _ in recipe.chunks):
+        return recipe
     raw = get_capped(remote.inner, recipe_key(oid), RCP_SIZE_MAX)
-    recipe = parse_recipe(raw, oid, chunk_max, chunk_min)
+    recipe = parse_recipe(raw, oid, remote.marker.chunker.max, remote.marker.chunker.min)
     if all(c in listed for c, _ in recipe.chunks):
         remote.keep_recipe(oid, raw)
     return recipe
