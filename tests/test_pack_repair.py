@@ -114,6 +114,12 @@ def test_delete_the_damaged_pack_and_push_again_repairs_the_remote(
     res = _ok(mlv("status", "--cloud", cwd=repo))
     assert "data (data.mlv)" in res.stdout and "not pushed" in res.stdout, res.stdout
     assert "model.bin" in res.stdout and "extra.txt" not in res.stdout, res.stdout
+    # fsck now finds the pack missing, and says that a push alone repairs it
+    res = mlv("fsck", "-r", "store", cwd=repo)
+    one_error(res, "damaged pack")
+    assert f"damaged pack {key}: missing" in res.stdout, res.stdout
+    assert "hint: run `mlv push` from a clone that has the affected files in its cache" \
+        in res.stderr, res.stderr
 
     # a teammate's pull, before the repair: the files are missing (named), the rest comes
     mate = clone(repo, tmp_path, "mate")
