@@ -327,3 +327,39 @@ def test_a_remote_without_its_root_says_so(backend: Remote, request: pytest.Fixt
         with pytest.raises(RemoteError) as caught:
             call()
         assert "does not exist" in caught.value.message
+
+
+def test_s3_bulk_reads_never_take_more_than_the_range_asked_for() -> None:
+    """A hostile S3 endpoint that answers a ranged GET with a huge body: the fast path
+    reads only the bytes it asked for (the pack's blobs are then checked by hash)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from mlv.remote import s3
+
+    body = b"x" * (8 << 20)
+
+    class Flood(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                self.wfile.write(body)
+            except OSError:
+                pass  # the client stopped reading: that is the point
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flood)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        reader = s3.RangeReader({"endpoint_url": f"http://127.0.0.1:{server.server_port}",
+                                 "access_key_id": "k", "secret_access_key": "s",
+                                 "region": "us-east-1"})
+        data = reader.get("bucket/packs/ab/cd", 100, 1124)
+        assert data is not None and len(data) == 1024
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -206,8 +206,8 @@ class RangeReader:
                     self._client = self._make()
             body = self._client.get_object(Bucket=bucket, Key=key,
                                            Range=f"bytes={start}-{end - 1}")["Body"]
-            try:
-                data: bytes = body.read()
+            try:  # never more than was asked for, whatever length the server gives
+                data: bytes = body.read(end - start)
             finally:
                 body.close()
         except Exception as exc:  # noqa: BLE001 - s3fs asks again and reports it
