@@ -317,6 +317,28 @@ def open_object(src: str) -> BinaryIO:
     return os.fdopen(_open_object(src), "rb")
 
 
+def read_object(src: str, size: int) -> bytes:
+    """The bytes of a small cache object (`size`: its size as last seen; a file that
+    has grown since is read to its end all the same), opened as `open_object` opens it,
+    without a buffered file object around it."""
+    fd = _open_object(src)
+    try:
+        data = os.read(fd, size + 1)
+        if len(data) <= size:
+            more = os.read(fd, 1)  # EOF, unless it grew (or a signal cut the read)
+            if not more:
+                return data
+            data += more
+        parts = [data]
+        while True:
+            part = os.read(fd, 1 << 20)
+            if not part:
+                return b"".join(parts)
+            parts.append(part)
+    finally:
+        os.close(fd)
+
+
 def check_object(src: str) -> os.stat_result:
     """Refuse a cache object that is not a regular file, without following it; else its
     lstat."""

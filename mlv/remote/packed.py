@@ -277,10 +277,11 @@ class PackedRemote(Remote):
         self.lost -= {r.oid for r in stored}
         self.gone -= {r.pack for r in stored}
         # A small object whose bytes were queued as a chunk (or the other way round) was
-        # not packed twice: it is stored only if that pack was
-        whole = set(recipes) | {o for _, o in loose}
+        # not packed twice: it is stored only if that pack was (checked in the index only
+        # for what this push did not store itself: a set is faster than the index)
+        done = {r.oid for r in stored} | set(recipes) | {o for _, o in loose}
         for _, oid in items:
-            if oid not in failures and oid not in whole and not oid.endswith(".dir") \
+            if oid not in failures and oid not in done and not oid.endswith(".dir") \
                     and oid not in view:
                 failures[oid] = RemoteError("the pack that holds its bytes could not be "
                                             "stored")
@@ -338,8 +339,7 @@ class PackedRemote(Remote):
                 continue
             queued.add(oid)
             if size < big:
-                with fsio.open_object(path) as fobj:
-                    yield from writer.add(OBJECT, oid, fobj.read())
+                yield from writer.add(OBJECT, oid, fsio.read_object(path, size))
             else:
                 found: list[tuple[str, int]] = []
                 yield from self._chunk(path, queued, writer, found, progress)
