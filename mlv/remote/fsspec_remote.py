@@ -4,7 +4,6 @@ temp name: an object appears whole or not at all; S3's tuning lives in `s3.py`."
 
 from __future__ import annotations
 
-import asyncio
 import errno
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -307,6 +306,8 @@ class FsspecRemote(Remote):
 
     def _gather(self, fn: Callable[[Any], Any], items: list[Any], progress: Progress | None,
                 key: Callable[[Any], str] = lambda item: item) -> Failures:
+        import asyncio  # tens of milliseconds: only for a remote that runs requests
+
         from fsspec.asyn import sync
 
         failures: Failures = {}

@@ -3,14 +3,16 @@ listing is cheaper than asking about each object, and the s3fs options."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 from bisect import bisect_right
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 # On S3, one listing page (1000 keys, pages fetched one after another) takes about as
 # long as this many HEAD requests with 32 in flight (measured: a page 0.2 s and a HEAD
@@ -34,12 +36,15 @@ class ByteBudget:
         self.limit = limit
         self.free = limit
         self._queue: deque[object] = deque()
-        self._changed: asyncio.Condition | None = None  # made on the event loop
+        self._changed: asyncio.Condition | None = None  # made on the event loop, when
+        # first needed (asyncio takes tens of milliseconds to import)
 
     @asynccontextmanager
     async def hold(self, size: int) -> AsyncIterator[None]:
         share = min(size, self.limit)
         if self._changed is None:
+            import asyncio
+
             self._changed = asyncio.Condition()
         turn = object()
         async with self._changed:
