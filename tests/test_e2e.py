@@ -137,6 +137,18 @@ def test_status_of_a_changed_workspace_does_not_import_heavy_modules(small_repo:
     assert heavy(names) == []
 
 
+def test_push_and_pull_with_a_folder_remote_import_no_network_library(
+        small_repo: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    ok(run_mlv(small_repo, "remote", "add", "-d", "store", str(store)))
+    network = HEAVY + ("asyncio", "aiohttp")
+    for args in (["push"], ["push"], ["pull"]):  # the second push has nothing to send
+        proc, names = imported_modules(small_repo, *args)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert sorted(n for n in names if n.split(".")[0] in network) == []
+
+
 # ---- every command, end to end -------------------------------------------------------
 
 def test_init(git_repo: Path, tmp_path: Path) -> None:
