@@ -279,9 +279,9 @@ class PackedRemote(Remote):
         # A small object whose bytes were queued as a chunk (or the other way round) was
         # not packed twice: it is stored only if that pack was (checked in the index only
         # for what this push did not store itself: a set is faster than the index)
-        done = {r.oid for r in stored} | set(recipes) | {o for _, o in loose}
+        accounted = {r.oid for r in stored} | set(recipes) | {o for _, o in loose}
         for _, oid in items:
-            if oid not in failures and oid not in done and not oid.endswith(".dir") \
+            if oid not in failures and oid not in accounted and not oid.endswith(".dir") \
                     and oid not in view:
                 failures[oid] = RemoteError("the pack that holds its bytes could not be "
                                             "stored")
