@@ -12,7 +12,7 @@ import pytest
 
 from mlv import transfer
 from mlv.odb import ObjectStore
-from mlv.remote import Remote
+from mlv.remote import Remote, packcheck
 from mlv.remote.packed import PackedRemote, make_format2, open_format
 from mlv.remote.packgc import GC_PREFIX, collect
 from tests.test_remote_conformance import backend  # noqa: F401 - the remotes of keys
@@ -683,3 +683,96 @@ def test_gc_reads_recipes_from_the_local_copies_when_they_check_out(tmp_path: Pa
     assert inner.recipes_read == [f"recipes/{live_big[:2]}/{live_big}"]  # then kept
     assert (index_dir / "recipes" / live_big).read_bytes() == recipe
     _intact(src, inner, small | {live_big}, tmp_path)
+
+
+# ---- records of a pack deleted by hand (the repair fsck advises) ----------------------
+
+def test_gc_drops_the_records_of_a_deleted_pack_whose_files_nothing_uses(
+        backend: Remote, tmp_path: Path) -> None:  # noqa: F811
+    """A pack deleted after fsck found it damaged, holding only files that no revision
+    in scope uses: before, its records stayed for ever, so fsck failed on every run and
+    every push checked every folder's files."""
+    src = _store(tmp_path, "src")
+    make_format2(backend)
+    kept, unused = _small(src, "kept", 30), _small(src, "unused", 30)
+    _push(src, backend, kept)
+    first = _packs(backend)
+    _push(src, backend, unused)
+    (damaged,) = _packs(backend) - first
+    assert not backend.delete_keys([damaged])
+    assert _packed(backend).lost_blobs() == unused
+    assert not packcheck.check(_packed(backend)).ok
+
+    assert collect(_packed(backend), kept, DAY, dry=True).stale == len(unused)
+    res = collect(_packed(backend), kept, DAY)
+    assert res.stale == len(unused) and res.written
+    assert _packed(backend).lost_blobs() == unused  # only phase 2 deletes the segment
+    _age(backend, DAY + 1)
+    res = collect(_packed(backend), kept, DAY)
+    assert res.deleted_segments == 1 and not res.deleted_packs
+    reader = _packed(backend)
+    assert reader.lost_blobs() == set()
+    assert packcheck.check(reader).ok
+    _intact(src, backend, kept, tmp_path)
+
+
+def test_gc_keeps_the_records_that_make_a_push_store_a_lost_file_again(
+        backend: Remote, tmp_path: Path) -> None:  # noqa: F811
+    """A file still in use whose pack was deleted stays lost (not merely absent) until a
+    push stores it again: a push trusts a folder's manifest on the remote otherwise."""
+    src = _store(tmp_path, "src")
+    make_format2(backend)
+    live = _small(src, "live", 30)
+    _push(src, backend, live)
+    (pack,) = _packs(backend)
+    assert not backend.delete_keys([pack])
+    for _ in range(2):  # grace 0: phase 1, then phase 2
+        assert collect(_packed(backend), live, 0).stale == 0
+    assert _packed(backend).lost_blobs() == live
+
+    # the repair, with a new file (the same blobs alone would make the same pack again)
+    live |= _small(src, "new", 1)
+    _push(src, backend, live)
+    assert pack not in _packs(backend)
+    _intact(src, backend, live, tmp_path)
+    assert collect(_packed(backend), live, 0).stale == 30  # stored in the new pack now
+    assert collect(_packed(backend), live, 0).deleted_segments == 1
+    reader = _packed(backend)
+    assert reader.lost_blobs() == set() and reader.gone == set()
+    assert packcheck.check(reader).ok
+    _intact(src, backend, live, tmp_path)
+
+
+def test_gc_cloud_clears_what_fsck_reports_of_a_pack_deleted_by_hand(
+        mlv_repo: Path, mlv, packed_store: Path) -> None:  # noqa: ANN001
+    from tests.conftest import git, make_tree, read_tree
+
+    for version in (1, 2):
+        make_tree(mlv_repo, {"data": {f"f{i}.txt": f"version {version} file {i}\n" * 30
+                                      for i in range(20)}})
+        assert mlv("add", "data", cwd=mlv_repo).exit_code == 0
+        git(mlv_repo, "add", "-A")
+        git(mlv_repo, "commit", "-qm", f"v{version}")
+        assert mlv("push", cwd=mlv_repo).exit_code == 0
+        if version == 1:
+            (old,) = [p for p in (packed_store / "packs").rglob("*") if p.is_file()]
+    old.unlink()  # version 1's pack, deleted by hand (say fsck found it damaged)
+    res = mlv("fsck", "-r", "store", cwd=mlv_repo)
+    assert res.exit_code == 1 and f"damaged pack packs/{old.parent.name}/{old.name}: " \
+        "missing" in res.stdout, res.output
+
+    res = mlv("gc", "--cloud", "-w", "--grace", "0", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+    assert "dropping 20 index records of packs no longer on the remote" in res.stdout
+    assert "nothing new to schedule" not in res.stdout
+    res = mlv("gc", "--cloud", "-w", "--grace", "0", cwd=mlv_repo)
+    assert res.exit_code == 0, res.output
+    res = mlv("fsck", "-r", "store", cwd=mlv_repo)
+    assert res.exit_code == 0 and "all good" in res.stdout, res.output
+    want = read_tree(mlv_repo / "data")
+    import shutil
+
+    shutil.rmtree(mlv_repo / ".mlv" / "cache")
+    shutil.rmtree(mlv_repo / "data")
+    assert mlv("pull", cwd=mlv_repo).exit_code == 0
+    assert read_tree(mlv_repo / "data") == want

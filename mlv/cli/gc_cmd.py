@@ -115,6 +115,10 @@ def _packed_report(result: GcResult, dry: bool, name: str) -> None:
              f"{duration(result.grace)} ago")
     if p.spared:
         echo(f"kept {plural(p.spared, 'scheduled file')} that is in use again")
+    if p.stale:
+        echo(f"{'would drop' if dry else 'dropping'} {plural(p.stale, 'index record')} of "
+             "packs no longer on the remote (deleted by hand): their files are unused or "
+             "stored in other packs")
     if p.dead_packs or p.sparse_packs or p.recipes or p.loose:
         parts = [f"{plural(p.dead_packs, 'unused pack')} ({human_size(p.dead_bytes)})"]
         if p.recipes + p.loose:
@@ -125,7 +129,7 @@ def _packed_report(result: GcResult, dry: bool, name: str) -> None:
                      f"{plural(p.sparse_packs, 'sparse pack')} ({human_size(p.sparse_bytes)}, "
                      f"{human_size(p.repacked_bytes)} of it in use)")
         echo(f"{line}; frees {human_size(p.frees)}")
-    else:
+    elif not p.stale:
         echo("nothing new to schedule")
     waiting = len(p.pending) - (0 if dry or p.written is None else 1)
     if p.written:

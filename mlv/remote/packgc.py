@@ -1,10 +1,11 @@
 """`gc --cloud` on a format-2 remote: repack sparse packs and delete in two phases.
 
 Phase 1 (one run) decides what is dead: packs with no live blob, packs a push left
-unlisted, recipes and loose objects no pointer in scope uses. Sparse packs (little of
-them live) are repacked: their live blobs are copied (verified) into new packs, then a
-new index segment lists the copies (and the records of every other pack that an old
-segment listed), and only then is anything scheduled. The schedule is a file,
+unlisted, recipes and loose objects no pointer in scope uses, and records of packs no
+longer on the remote that no reader needs (`_stale`). Sparse packs (little of them
+live) are repacked: their live blobs are copied (verified) into new packs, then a new
+index segment lists the copies (and the records of every other pack that an old segment
+listed, but for stale ones), and only then is anything scheduled. The schedule is a file,
 `gc/pending-<UTC>-<random>.json`; nothing is deleted in phase 1.
 
 From the moment a schedule exists, pushers treat what it names as absent (PackedRemote
@@ -107,6 +108,7 @@ class PackGcResult:
     deleted_segments: int = 0
     deleted: list[str] = field(default_factory=list)  # recipes and loose objects deleted
     spared: int = 0  # phase 2: scheduled but found in use again
+    stale: int = 0  # records of packs not on the remote that phase 1 left out (`_stale`)
 
     @property
     def frees(self) -> int:
@@ -353,6 +355,8 @@ def _phase1(remote: PackedRemote, used: set[str], dry: bool, now: float,
         result.sparse_packs = len(sparse)
         result.sparse_bytes = sum(state.pack_sizes[p] for p in sparse)
         result.repacked_bytes = sum(r.length for recs in repack.values() for r in recs)
+        result.stale = len(_stale(state, blobs, set(dead) | set(sparse) | doomed.packs, live,
+                                  [r for recs in repack.values() for r in recs]))
         return
     moved, kept_back = _repack(remote, repack)
     sparse = [p for p in sparse if p not in kept_back]
@@ -360,12 +364,15 @@ def _phase1(remote: PackedRemote, used: set[str], dry: bool, now: float,
     result.sparse_bytes = sum(state.pack_sizes[p] for p in sparse)
     result.repacked_bytes = sum(r.length for r in moved)
     going = set(dead) | set(sparse)
-    # Every segment that lists a pack that goes is replaced by one new segment that
-    # lists the copies and every other record those segments held (written first).
+    stale = _stale(state, blobs, going | doomed.packs, live, moved)
+    result.stale = len(stale)
+    # Every segment that lists a pack that goes (or a stale record) is replaced by one
+    # new segment that lists the copies and every other record those segments held
+    # (written first).
     segs = {s for s, recs in state.segments.items()
-            if s not in doomed.segments and any(r.pack in going for r in recs)}
+            if s not in doomed.segments and any(r.pack in going or r in stale for r in recs)}
     carried = [r for s in segs for r in state.segments[s]
-               if r.pack not in going and r.pack not in doomed.packs]
+               if r.pack not in going and r.pack not in doomed.packs and r not in stale]
     if moved or carried:
         from mlv.remote.packed import segment_key
 
@@ -378,6 +385,20 @@ def _phase1(remote: PackedRemote, used: set[str], dry: bool, now: float,
     remote.inner.put_key(sched.key, sched.to_bytes())
     result.written = sched.key
     result.pending.append(sched.key)
+
+
+def _stale(state: _State, blobs: dict[str, dict[str, Record]], going: set[str],
+           live: set[str], moved: list[Record]) -> set[Record]:
+    """Records of packs that are not on the remote (deleted by hand after fsck found
+    them damaged) that no reader needs: the blob is used by nothing in scope, or is
+    stored in a pack that stays. Such records made the blob count as lost for ever (so
+    every push checked every folder's files, and fsck failed). A record of a live blob
+    stored nowhere else stays: it is what makes the next push store the blob again."""
+    kept = {r.oid for r in moved}
+    kept.update(oid for pack, recs in blobs.items()
+                if pack in state.pack_sizes and pack not in going for oid in recs)
+    return {r for recs in state.segments.values() for r in recs
+            if r.pack not in state.pack_sizes and (r.oid not in live or r.oid in kept)}
 
 
 def _repack(remote: PackedRemote, repack: dict[str, list[Record]]
