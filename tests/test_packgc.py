@@ -776,3 +776,40 @@ def test_gc_cloud_clears_what_fsck_reports_of_a_pack_deleted_by_hand(
     shutil.rmtree(mlv_repo / "data")
     assert mlv("pull", cwd=mlv_repo).exit_code == 0
     assert read_tree(mlv_repo / "data") == want
+
+
+def test_a_repair_push_while_phase_1_drops_stale_records_keeps_what_it_stored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clone repairs a deleted pack while gc's phase 1 runs: the same files make the
+    same pack and the same segment again, under the name of the segment that phase 1
+    replaces (leaving out the records of files its scope does not use) and schedules.
+    The pusher read the index before the schedule, so it noted nothing. Phase 2 then
+    deleted the segment: the pushed files, used by the time phase 2 ran, were in a pack
+    on the remote but listed by no segment, for ever (a push trusts their manifest)."""
+    from mlv.remote import packgc
+    from mlv.remote.memory import MemoryRemote
+
+    inner = MemoryRemote()
+    src = _store(tmp_path, "src")
+    make_format2(inner)
+    live, other = _small(src, "live", 10), _small(src, "other", 10)  # other: a branch
+    _push(src, inner, live | other)
+    (pack,) = _packs(inner)
+    assert not inner.delete_keys([pack])
+    real = packgc._stale
+
+    def push_then_stale(*args: object) -> object:
+        _push(src, inner, live | other)  # the repair, from another clone, right now
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(packgc, "_stale", push_then_stale)
+    res = collect(_packed(inner), live, DAY)
+    assert res.stale == len(other) and res.written
+    monkeypatch.setattr(packgc, "_stale", real)
+    assert _packs(inner) == {pack}  # stored again, under the same name
+    _age(inner, DAY + 1)
+    collect(_packed(inner), live | other, DAY)  # the branch is merged by now
+    assert _packed(inner).has(sorted(other)) == other
+    assert packcheck.check(_packed(inner)).ok
+    _intact(src, inner, live | other, tmp_path)
+

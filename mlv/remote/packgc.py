@@ -19,7 +19,8 @@ objects (manifests first), then index segments, then packs, then the schedule it
 A pack stays if a segment that is not scheduled lists it (a push listed it since), if
 it holds a live blob found in no surviving pack, or if a scheduled segment that stays
 lists it (no segment is left listing a deleted pack: readers would take its blobs as
-lost); a segment stays while it is the only one listing a pack that stays; a recipe
+lost); a segment stays while it is the only one listing a record of a pack that stays
+(a pusher may have written it again, under the same name); a recipe
 or loose object stays if it is used now, if a pusher noted that it stored it again
 (`gc/keep-…`), or (loose) if it is newer than the schedule. A run killed at any point
 leaves every live blob listed and readable; the next run finishes the job (deleting
@@ -497,14 +498,16 @@ def _plan(state: _State, sched: Schedule, live: set[str], noted: set[str]
                and o not in noted]
     loose = [o for o in sched.loose if o in state.loose and o not in live and o not in noted
              and (state.loose[o] or float("inf")) <= sched.scheduled]
-    # a segment goes only when every pack it lists goes or another segment lists it;
+    # a segment goes only when every pack it lists goes or is absent, or another
+    # segment lists each record it holds of that pack (phase 1 may have left out a
+    # record of a pack deleted by hand that a push stored again since, same name);
     # a pack that a segment which stays lists stays too (else that segment would list
     # a pack that is gone: readers take its blobs as lost, and fsck calls it missing).
     # Keeping a pack may keep more segments, so until nothing changes; the next phase
     # 1 schedules them again, with a new segment for the records that stay.
     while True:
         segs = [s for s in sorted(mine_segs)
-                if all(r.pack in going or r.pack in listed_elsewhere or
+                if all(r.pack in going or r.oid in others.get(r.pack, ()) or
                        r.pack not in state.pack_sizes for r in state.segments[s])]
         held = {r.pack for s in mine_segs - set(segs) for r in state.segments[s]} & going
         if not held:
