@@ -813,3 +813,27 @@ def test_a_repair_push_while_phase_1_drops_stale_records_keeps_what_it_stored(
     assert packcheck.check(_packed(inner)).ok
     _intact(src, inner, live | other, tmp_path)
 
+
+def test_records_dropped_already_are_not_counted_again_during_the_grace(
+        tmp_path: Path) -> None:
+    """The records left out are those of segments this run replaces: a run during the
+    grace said again that it drops the records of the segment scheduled before (and
+    the CLI then hid 'nothing new to schedule')."""
+    from mlv.remote.memory import MemoryRemote
+
+    inner = MemoryRemote()
+    src = _store(tmp_path, "src")
+    make_format2(inner)
+    kept, unused = _small(src, "kept", 10), _small(src, "unused", 10)
+    _push(src, inner, kept)
+    first = _packs(inner)
+    _push(src, inner, unused)
+    assert not inner.delete_keys(list(_packs(inner) - first))
+    assert collect(_packed(inner), kept, DAY).stale == len(unused)
+    for dry in (True, False):
+        res = collect(_packed(inner), kept, DAY, dry=dry)
+        assert res.stale == 0 and not res.written
+    _age(inner, DAY + 1)
+    assert collect(_packed(inner), kept, DAY).deleted_segments == 1
+    assert _packed(inner).lost_blobs() == set()
+    _intact(src, inner, kept, tmp_path)

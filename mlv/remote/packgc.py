@@ -357,7 +357,8 @@ def _phase1(remote: PackedRemote, used: set[str], dry: bool, now: float,
         result.sparse_bytes = sum(state.pack_sizes[p] for p in sparse)
         result.repacked_bytes = sum(r.length for recs in repack.values() for r in recs)
         result.stale = len(_stale(state, blobs, set(dead) | set(sparse) | doomed.packs, live,
-                                  [r for recs in repack.values() for r in recs]))
+                                  [r for recs in repack.values() for r in recs],
+                                  doomed.segments))
         return
     moved, kept_back = _repack(remote, repack)
     sparse = [p for p in sparse if p not in kept_back]
@@ -365,7 +366,7 @@ def _phase1(remote: PackedRemote, used: set[str], dry: bool, now: float,
     result.sparse_bytes = sum(state.pack_sizes[p] for p in sparse)
     result.repacked_bytes = sum(r.length for r in moved)
     going = set(dead) | set(sparse)
-    stale = _stale(state, blobs, going | doomed.packs, live, moved)
+    stale = _stale(state, blobs, going | doomed.packs, live, moved, doomed.segments)
     result.stale = len(stale)
     # Every segment that lists a pack that goes (or a stale record) is replaced by one
     # new segment that lists the copies and every other record those segments held
@@ -389,16 +390,17 @@ def _phase1(remote: PackedRemote, used: set[str], dry: bool, now: float,
 
 
 def _stale(state: _State, blobs: dict[str, dict[str, Record]], going: set[str],
-           live: set[str], moved: list[Record]) -> set[Record]:
+           live: set[str], moved: list[Record], doomed: set[str]) -> set[Record]:
     """Records of packs that are not on the remote (deleted by hand after fsck found
     them damaged) that no reader needs: the blob is used by nothing in scope, or is
     stored in a pack that stays. Such records made the blob count as lost for ever (so
     every push checked every folder's files, and fsck failed). A record of a live blob
-    stored nowhere else stays: it is what makes the next push store the blob again."""
+    stored nowhere else stays: it is what makes the next push store the blob again.
+    Segments in `doomed` (scheduled already) are not looked at: they go anyway."""
     kept = {r.oid for r in moved}
     kept.update(oid for pack, recs in blobs.items()
                 if pack in state.pack_sizes and pack not in going for oid in recs)
-    return {r for recs in state.segments.values() for r in recs
+    return {r for s, recs in state.segments.items() if s not in doomed for r in recs
             if r.pack not in state.pack_sizes and (r.oid not in live or r.oid in kept)}
 
 
