@@ -837,3 +837,25 @@ def test_records_dropped_already_are_not_counted_again_during_the_grace(
     assert collect(_packed(inner), kept, DAY).deleted_segments == 1
     assert _packed(inner).lost_blobs() == set()
     _intact(src, inner, kept, tmp_path)
+
+
+def test_a_big_file_in_scope_by_phase_2_keeps_its_chunks(tmp_path: Path) -> None:
+    """Phase 2 keeps a scheduled recipe that is used now (a wider scope than phase 1's,
+    say a branch merged since); it deleted the pack of its chunks, which it took as
+    unused: the remote then listed the big file, with its chunks gone, so no push
+    stored it again."""
+    from mlv.remote.memory import MemoryRemote
+
+    inner = MemoryRemote()
+    src = _store(tmp_path, "src")
+    make_format2(inner)
+    live = _small(src, "live", 10)
+    _push(src, inner, live)
+    big = src.add_bytes(_big(12, 5 * MiB))
+    _push(src, inner, {big})
+    res = collect(_packed(inner), live, DAY)
+    assert res.recipes == 1 and res.dead_packs == 1
+    _age(inner, DAY + 1)
+    res = collect(_packed(inner), live | {big}, DAY)  # the branch is merged by now
+    assert res.spared == 2 and not res.deleted_packs
+    _intact(src, inner, live | {big}, tmp_path)

@@ -446,7 +446,9 @@ def _phase2(remote: PackedRemote, sched: Schedule, used: set[str], dry: bool,
     # what pushers stored again under the same name (every note is honoured: a
     # pusher's clock may be behind ours)
     noted = _noted(remote)
-    recipes_now = state.recipes - (set(sched.recipes) - noted)
+    # a scheduled recipe stays if noted or used now (the scope may be wider than phase
+    # 1's): its chunks are live then
+    recipes_now = state.recipes - (set(sched.recipes) - noted - used)
     live = used | (_chunks_of(remote, recipes_now, strict=False, state=state)
                    if sched.packs else set())
     for oid, mtime in state.loose.items():  # manifests pushed since the schedule
