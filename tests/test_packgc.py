@@ -859,3 +859,34 @@ def test_a_big_file_in_scope_by_phase_2_keeps_its_chunks(tmp_path: Path) -> None
     res = collect(_packed(inner), live | {big}, DAY)  # the branch is merged by now
     assert res.spared == 2 and not res.deleted_packs
     _intact(src, inner, live | {big}, tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["small", "big"])
+def test_records_of_a_deleted_pack_stay_when_in_scope_by_phase_2(
+        tmp_path: Path, kind: str) -> None:
+    """Phase 1 left out the records of a deleted pack whose files its scope did not use;
+    by phase 2 they are used (a branch merged since, or -a after -w). Phase 2 deleted
+    the old segment all the same: the files were then absent, not lost, so a push
+    trusted their manifest (or, for a big file, its recipe) and never stored them."""
+    from mlv.remote.memory import MemoryRemote
+
+    inner = MemoryRemote()
+    src = _store(tmp_path, "src")
+    make_format2(inner)
+    live = _small(src, "live", 10)
+    _push(src, inner, live)
+    first = _packs(inner)
+    other = _small(src, "other", 10) if kind == "small" else {src.add_bytes(_big(12, 5 * MiB))}
+    _push(src, inner, other)
+    assert not inner.delete_keys(sorted(_packs(inner) - first))
+    assert collect(_packed(inner), live, DAY).stale
+    _age(inner, DAY + 1)
+    collect(_packed(inner), live | other, DAY)  # the branch is merged by now
+    reader = _packed(inner)
+    assert reader.lost_blobs() and reader.has(sorted(other)) == set()
+    _push(src, inner, other)  # the repair
+    for _ in range(3):
+        collect(_packed(inner), live | other, 0)
+    reader = _packed(inner)
+    assert reader.lost_blobs() == set() and packcheck.check(reader).ok
+    _intact(src, inner, live | other, tmp_path)

@@ -20,8 +20,9 @@ A pack stays if a segment that is not scheduled lists it (a push listed it since
 it holds a live blob found in no surviving pack, or if a scheduled segment that stays
 lists it (no segment is left listing a deleted pack: readers would take its blobs as
 lost); a segment stays while it is the only one listing a record of a pack that stays
-(a pusher may have written it again, under the same name); a recipe
-or loose object stays if it is used now, if a pusher noted that it stored it again
+(a pusher may have written it again, under the same name), or the only one listing a
+live blob in a pack that is gone (the record that makes a push store it again); a
+recipe or loose object stays if it is used now, if a pusher noted that it stored it again
 (`gc/keep-…`), or (loose) if it is newer than the schedule. A run killed at any point
 leaves every live blob listed and readable; the next run finishes the job (deleting
 what is gone already is no failure).
@@ -450,7 +451,7 @@ def _phase2(remote: PackedRemote, sched: Schedule, used: set[str], dry: bool,
     # 1's): its chunks are live then
     recipes_now = state.recipes - (set(sched.recipes) - noted - used)
     live = used | (_chunks_of(remote, recipes_now, strict=False, state=state)
-                   if sched.packs else set())
+                   if sched.packs or sched.segments else set())
     for oid, mtime in state.loose.items():  # manifests pushed since the schedule
         if oid.endswith(".dir") and (mtime is None or mtime > sched.scheduled) \
                 and callable(manifest_files):
@@ -502,9 +503,11 @@ def _plan(state: _State, sched: Schedule, live: set[str], noted: set[str]
                and o not in noted]
     loose = [o for o in sched.loose if o in state.loose and o not in live and o not in noted
              and (state.loose[o] or float("inf")) <= sched.scheduled]
-    # a segment goes only when every pack it lists goes or is absent, or another
-    # segment lists each record it holds of that pack (phase 1 may have left out a
-    # record of a pack deleted by hand that a push stored again since, same name);
+    # a segment goes only when every pack it lists goes, or another segment lists
+    # each record it holds of that pack (phase 1 may have left out a record of a pack
+    # deleted by hand that a push stored again since, same name), or the pack is absent
+    # and the blob is not live or listed elsewhere (its record of an absent pack is what
+    # makes the next push store a live blob again: it may be live since phase 1);
     # a pack that a segment which stays lists stays too (else that segment would list
     # a pack that is gone: readers take its blobs as lost, and fsck calls it missing).
     # Keeping a pack may keep more segments, so until nothing changes; the next phase
@@ -512,7 +515,9 @@ def _plan(state: _State, sched: Schedule, live: set[str], noted: set[str]
     while True:
         segs = [s for s in sorted(mine_segs)
                 if all(r.pack in going or r.oid in others.get(r.pack, ()) or
-                       r.pack not in state.pack_sizes for r in state.segments[s])]
+                       (r.pack not in state.pack_sizes and
+                        (r.oid not in live or r.oid in surviving))
+                       for r in state.segments[s])]
         held = {r.pack for s in mine_segs - set(segs) for r in state.segments[s]} & going
         if not held:
             return recipes, loose, segs, packs
