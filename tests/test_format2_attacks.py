@@ -265,3 +265,44 @@ def test_a_marker_that_is_a_fifo_is_refused_in_one_line_without_blocking(
     assert mlv("remote", "add", "-d", "store", "store", cwd=mlv_repo).exit_code == 0
     one_error(mlv("status", "--cloud", cwd=mlv_repo), MARKER_KEY, "it is a FIFO",
               "not a regular file")
+
+
+def test_keys_not_named_like_a_pack_segment_or_recipe_are_passed_over(
+        mlv_repo: Path, tmp_path: Path, request: pytest.FixtureRequest, mlv: Any) -> None:
+    """A remote may hold keys under packs/, index/ and recipes/ that mlv did not write.
+    One named like an object id plus `.dir` made every reader stop with exit 3 (packs/),
+    and one under recipes/ named like a folder's manifest counted that manifest as
+    pushed, so push never sent it. Readers and gc now agree on what a pack, a segment
+    and a recipe are (32 hex digits, at their own key), and leave the rest alone."""
+    from mlv.hashing import hash_bytes
+    from tests.conftest import clone, read_tree
+
+    url = Path(add_remote(mlv_repo, "local", request, tmp_path))
+    make_tree(mlv_repo, {"data": {"a.txt": "alpha\n", "b.txt": "beta\n"}})
+    assert mlv("add", "data", cwd=mlv_repo).exit_code == 0
+    commit_all(mlv_repo, "data")
+    assert mlv("push", cwd=mlv_repo).exit_code == 0
+    (manifest,) = [p for p in url.rglob("*.dir") if p.is_file()]
+    manifest.unlink()  # lost on the remote: the next push must send it again
+    odd = "0123456789abcdef0123456789abcdef.dir"
+    planted = [url / "packs" / "01" / odd, url / "index" / odd,
+               url / "recipes" / manifest.name[:2] / manifest.name,
+               url / "packs" / "zz" / hash_bytes(b"misplaced")]
+    for path in planted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not mlv's\n")
+
+    res = mlv("status", "--cloud", cwd=mlv_repo)
+    assert res.exit_code == 0 and "not pushed" in res.stdout, res.output
+    res = mlv("push", cwd=mlv_repo)
+    assert res.exit_code == 0 and "pushed 1 file" in res.output, res.output
+    assert manifest.is_file()
+    res = mlv("gc", "--cloud", "-w", "--dry", cwd=mlv_repo)
+    assert res.exit_code == 0 and "remote 'store': 1 pack," in res.stdout, res.output
+    for _ in range(2):  # grace 0: phase 1, then phase 2
+        assert mlv("gc", "--cloud", "-w", "--grace", "0", cwd=mlv_repo).exit_code == 0
+    assert all(path.read_bytes() == b"not mlv's\n" for path in planted)
+    fresh = clone(mlv_repo, tmp_path, "fresh")
+    res = mlv("pull", cwd=fresh)
+    assert res.exit_code == 0, res.output
+    assert read_tree(fresh / "data") == read_tree(mlv_repo / "data")

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from mlv import fsio
 from mlv.errors import MlvError
-from mlv.hashing import hash_bytes, is_oid
+from mlv.hashing import HEX_RE, hash_bytes, is_oid
 from mlv.remote.base import After, Failures, Remote, RemoteError, RootMissingError, announce
 from mlv.remote.packs import (
     CHUNK,
@@ -66,6 +66,19 @@ def recipe_key(oid: str) -> str:
     return f"recipes/{oid[:2]}/{oid}"
 
 
+def listed(inner: Remote, prefix: str, key_of: Callable[[str], str]) -> dict[str, int]:
+    """name -> size of the keys under `prefix` that are what `key_of` names: a 32-hex
+    name (a pack, segment or recipe id) at exactly the key `key_of(name)`. Anything else
+    there is not ours and is passed over, by readers and gc alike (a name like
+    `<id>.dir` once crashed readers and counted as a pack or recipe)."""
+    found = {}
+    for key, size in inner.list_keys(prefix).items():
+        name = key.rsplit("/", 1)[-1]
+        if HEX_RE.match(name) and key == key_of(name):
+            found[name] = size
+    return found
+
+
 def get_capped(remote: Remote, key: str, cap: int) -> bytes:
     """The bytes of `key`, but never more than `cap` + 1 of them: a marker, segment,
     recipe or gc schedule of a gigabyte (a hostile or damaged remote; a listing may say
@@ -101,20 +114,17 @@ class PackedRemote(Remote):
             self.doomed = packgc.scheduled(self.inner)
             view = IndexView()
             # segments a gc scheduled last: the first copy of a blob found is the one kept
-            listed = self.inner.list_keys("index/")
+            segments = listed(self.inner, "index/", segment_key)
             # the packs, listed after the segments: a push writes its packs before the
             # segment that lists them, so every pack a listed segment names is there
             # unless it was deleted (by hand, after fsck found it damaged)
-            present = self._present_packs()
+            present = {bytes.fromhex(p) for p in listed(self.inner, "packs/", pack_key)}
             dropped: list[Record] = []
-            for key in sorted(listed, key=lambda k: (k.rsplit("/", 1)[-1]
-                                                     in self.doomed.segments, k)):
-                seg_id = key.rsplit("/", 1)[-1]
-                if not is_oid(seg_id):
-                    continue  # not ours: a segment is named by its hash
+            for seg_id in sorted(segments, key=lambda s: (s in self.doomed.segments, s)):
                 try:
-                    dropped += view.add_segment(seg_id, self._segment(key, seg_id,
-                                                                      listed[key]), present)
+                    dropped += view.add_segment(
+                        seg_id, self._segment(segment_key(seg_id), seg_id, segments[seg_id]),
+                        present)
                 except CorruptDataError as exc:  # its blobs count as absent: push
                     self.said.add(f"{exc.message}; it was skipped (what only it lists "
                                   "is sent again by push); run `mlv fsck --remote`")
@@ -126,15 +136,6 @@ class PackedRemote(Remote):
             self.lost = {r.oid for r in dropped if r.oid not in view}
             self._view = view
         return self._view
-
-    def _present_packs(self) -> set[bytes]:
-        """The raw ids of the packs on the remote (one listing: a request per 1000)."""
-        found = set()
-        for key in self.inner.list_keys("packs/"):
-            pack_id = key.rsplit("/", 1)[-1]
-            if is_oid(pack_id) and key == pack_key(pack_id):
-                found.add(bytes.fromhex(pack_id))
-        return found
 
     def lost_blobs(self) -> set[str]:
         """The blobs (objects and chunks) that segments list only in packs no longer on
@@ -171,8 +172,7 @@ class PackedRemote(Remote):
 
     def recipes(self) -> set[str]:
         if self._recipes is None:
-            self._recipes = {k.rsplit("/", 1)[-1] for k in self.inner.list_keys("recipes/")
-                             if is_oid(k.rsplit("/", 1)[-1])}
+            self._recipes = set(listed(self.inner, "recipes/", recipe_key))
         return self._recipes
 
     def list_oids(self) -> set[str]:

@@ -247,16 +247,14 @@ class _State:
 
 
 def _read_state(remote: PackedRemote) -> _State:
-    segments = {}
-    for key in sorted(remote.inner.list_keys("index/")):
-        seg_id = key.rsplit("/", 1)[-1]
-        if is_oid(seg_id):
-            segments[seg_id] = parse_segment(remote.segment_bytes(seg_id), seg_id)
-    packs = {k.rsplit("/", 1)[-1]: n for k, n in remote.inner.list_keys("packs/").items()
-             if is_oid(k.rsplit("/", 1)[-1])}
-    sizes = {k.rsplit("/", 1)[-1]: n for k, n in remote.inner.list_keys("recipes/").items()
-             if is_oid(k.rsplit("/", 1)[-1])}
-    return _State(segments, packs, set(sizes), remote.inner.list_mtimes(), sizes)
+    from mlv.remote.packed import listed, pack_key, recipe_key, segment_key
+
+    inner = remote.inner
+    segments = {seg_id: parse_segment(remote.segment_bytes(seg_id), seg_id)
+                for seg_id in sorted(listed(inner, "index/", segment_key))}
+    packs = listed(inner, "packs/", pack_key)  # after the segments, as readers do
+    sizes = listed(inner, "recipes/", recipe_key)
+    return _State(segments, packs, set(sizes), inner.list_mtimes(), sizes)
 
 
 def _chunks_of(remote: PackedRemote, oids: Iterable[str], strict: bool, state: _State
