@@ -101,8 +101,11 @@ def _hint(result: FsckResult, remote_name: str | None) -> str:
         return ("delete the damaged objects and the manifests that list them "
                 "(`lists-damaged`) on the remote, then `mlv push` from a machine with a "
                 "good copy")
-    doomed = [part.key for part in result.parts if (part.repair or "").startswith("delete")]
-    if not doomed:  # only packs that are gone: push stores their files again
+    from mlv.remote.packcheck import PUSH_AGAIN
+
+    # a pack still on the remote must be deleted first; one that is gone needs a push
+    doomed = [part.key for part in result.parts if part.repair != PUSH_AGAIN]
+    if not doomed:
         return push
     named = doomed[0] if len(doomed) == 1 else f"the {len(doomed)} damaged packs above"
     return f"delete {named} from remote '{remote_name}', then {push}: it stores them " \

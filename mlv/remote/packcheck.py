@@ -143,16 +143,16 @@ def check(remote: PackedRemote, sample: float | None = None,
         damage = _gone(pack_id, listed.pop(pack_id), view, result)
         if damage is not None:
             result.damage.append(damage)
-    whole = _chosen(sorted(listed), sample)
+    whole = _chosen(sorted(listed), sample)  # every pack left in `listed` is in `packs`
     if progress:
         progress(total_files=len(listed),
-                 total_bytes=sum(packs.get(p, 0) for p in listed if p in whole))
+                 total_bytes=sum(packs[p] for p in listed if p in whole))
     ids = sorted(listed)
-    found = parallel_map(lambda p: _check_pack(inner, p, packs.get(p), listed[p], p in whole,
+    found = parallel_map(lambda p: _check_pack(inner, p, packs[p], listed[p], p in whole,
                                                result), ids, min(remote.jobs, PACKS_AT_ONCE))
     result.damage += [damage for damage in found if damage is not None]
     if progress:
-        progress(len(ids), sum(packs.get(p, 0) for p in ids if p in whole))
+        progress(len(ids), sum(packs[p] for p in ids if p in whole))
     _leftovers(inner, packs, listed, view, bad_segments, result)
     recipes = _check_recipes(remote, view, sample, result)
     result.objects = len({r.oid for r in records if r.type == OBJECT})
@@ -276,16 +276,11 @@ def _gone(pack_id: str, records: list[Record], view: IndexView, result: CheckRes
     return Damage(PACK, key, ["missing"], lost, repair=PUSH_AGAIN)
 
 
-def _check_pack(inner: Remote, pack_id: str, size: int | None, records: list[Record],
+def _check_pack(inner: Remote, pack_id: str, size: int, records: list[Record],
                 whole: bool, result: CheckResult) -> Damage | None:
     key = pack_key(pack_id)
     result.count(packs=1)
     damage = Damage(PACK, key, repair=f"delete {key} from the remote, then {PUSH_AGAIN}")
-    if size is None:
-        damage.add("missing")
-        damage.blobs.update({r.oid: r.type for r in records})
-        damage.repair = PUSH_AGAIN
-        return damage
     if not whole and _table_agrees(inner, key, size, records):
         return None
     try:
