@@ -185,3 +185,28 @@ def test_records_of_a_deleted_pack_count_as_absent(backend: Remote,  # noqa: F81
     checked = packcheck.check(again)
     assert checked.ok, checked.damage
     assert "every blob it held is in another pack" in checked.leftovers[key]
+
+
+def test_fsck_names_several_damaged_packs_in_one_hint(mlv: Any, mlv_repo: Path,
+                                                      tmp_path: Path,
+                                                      request: pytest.FixtureRequest) -> None:
+    repo = mlv_repo
+    add_remote(repo, "local", request, tmp_path)
+    for name, text in (("a.txt", "alpha\n"), ("b.txt", "beta\n")):  # a pack each
+        (repo / name).write_text(text)
+        _ok(mlv("add", name, cwd=repo))
+        commit_all(repo, name)
+        _ok(mlv("push", cwd=repo))
+    inner = _inner(repo)
+    keys = set()
+    for text in ("alpha\n", "beta\n"):
+        key, offset = _pack_of(inner, xxh(text.encode()))
+        _flip(inner, key, offset)
+        keys.add(key)
+    assert len(keys) == 2
+    res = mlv("fsck", "-r", "store", cwd=repo)
+    one_error(res, "2 damaged packs")
+    for key in keys:
+        assert f"  to repair: delete {key} from the remote" in res.stdout, res.stdout
+    assert "hint: delete the 2 damaged packs above from remote 'store', then run " \
+        "`mlv push` from a clone that has the affected files in its cache" in res.stderr
