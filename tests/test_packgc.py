@@ -890,3 +890,23 @@ def test_records_of_a_deleted_pack_stay_when_in_scope_by_phase_2(
     reader = _packed(inner)
     assert reader.lost_blobs() == set() and packcheck.check(reader).ok
     _intact(src, inner, live | other, tmp_path)
+
+
+def test_a_pack_of_tiny_files_all_in_use_is_left_alone(backend: Remote,  # noqa: F811
+                                                       tmp_path: Path) -> None:
+    """Its header and table outweigh its blobs: taken as sparse, it was repacked (into
+    the same pack) and scheduled on every run, so pushers took its files as doomed
+    and stored them again, and gc said it freed bytes it never freed."""
+    src = _store(tmp_path, "src")
+    make_format2(backend)
+    tiny = {src.add_bytes(f"{i}\n".encode()) for i in range(3)}
+    _push(src, backend, tiny)
+    before = set(backend.list_keys(""))
+    for dry in (True, False):
+        res = collect(_packed(backend), tiny, 0, dry=dry)
+        assert res.sparse_packs == 0 and res.frees == 0 and not res.written
+    assert set(backend.list_keys("")) == before
+    assert _packed(backend).has(sorted(tiny)) == tiny
+    # one of them unused: then it is sparse, and repacked
+    res = collect(_packed(backend), set(sorted(tiny)[:1]), 0)
+    assert res.sparse_packs == 1 and res.written

@@ -41,7 +41,10 @@ from mlv.errors import MlvError
 from mlv.hashing import is_oid
 from mlv.remote.base import Remote
 from mlv.remote.packs import (
+    PACK_ENTRY,
+    PACK_HEADER,
     RCP_SIZE_MAX,
+    TRAILER_SIZE,
     PackWriter,
     Recipe,
     Record,
@@ -336,10 +339,15 @@ def _phase1(remote: PackedRemote, used: set[str], dry: bool, now: float,
     for pack, size in sorted(state.pack_sizes.items()):
         if pack in doomed.packs:
             continue
-        live_bytes = sum(r.length for r in blobs.get(pack, {}).values() if r.oid in live)
+        recs = blobs.get(pack, {})
+        live_bytes = sum(r.length for r in recs.values() if r.oid in live)
+        # measured against its blobs' bytes, not its size: a repack writes the header
+        # and table again, and a pack of tiny files all in use was repacked (into the
+        # same pack) and scheduled on every run, so pushers stored its files again
+        blob_bytes = size - len(PACK_HEADER) - len(recs) * PACK_ENTRY.size - TRAILER_SIZE
         if live_bytes == 0:
             dead.append(pack)  # no live blob, or listed by no segment
-        elif live_bytes < SPARSE_SHARE * size:
+        elif live_bytes < SPARSE_SHARE * blob_bytes:
             sparse.append(pack)
         elif size < SMALL_SHARE * target:
             small.append(pack)
