@@ -70,19 +70,27 @@ def _packs(inner: Remote) -> set[str]:
     return set(inner.list_keys("packs/"))
 
 
+def _two_pushes(inner: Remote, tmp_path: Path, count: int
+                ) -> tuple[ObjectStore, set[str], set[str], set[str]]:
+    """A format-2 remote, and two sets of `count` small objects pushed one after the
+    other (a pack each): the source store, the two sets, and the second push's pack."""
+    src = _store(tmp_path, "src")
+    make_format2(inner)
+    first, second = _small(src, "first", count), _small(src, "second", count)
+    _push(src, inner, first)
+    before = _packs(inner)
+    _push(src, inner, second)
+    return src, first, second, _packs(inner) - before
+
+
 def _pending(inner: Remote) -> list[str]:
     return [k for k in inner.list_keys(GC_PREFIX) if "/pending-" in k]
 
 
 def test_an_unused_pack_is_deleted_only_after_the_grace(backend: Remote,  # noqa: F811
                                                         tmp_path: Path) -> None:
-    src = _store(tmp_path, "src")
-    make_format2(backend)
-    kept, gone = _small(src, "kept", 50), _small(src, "gone", 50)
-    _push(src, backend, kept)
-    first = _packs(backend)
-    _push(src, backend, gone)
-    dead = _packs(backend) - first
+    src, kept, gone, dead = _two_pushes(backend, tmp_path, 50)
+    first = _packs(backend) - dead
     before = set(backend.list_keys(""))
 
     res = collect(_packed(backend), kept, DAY)
@@ -692,13 +700,7 @@ def test_gc_drops_the_records_of_a_deleted_pack_whose_files_nothing_uses(
     """A pack deleted after fsck found it damaged, holding only files that no revision
     in scope uses: before, its records stayed for ever, so fsck failed on every run and
     every push checked every folder's files."""
-    src = _store(tmp_path, "src")
-    make_format2(backend)
-    kept, unused = _small(src, "kept", 30), _small(src, "unused", 30)
-    _push(src, backend, kept)
-    first = _packs(backend)
-    _push(src, backend, unused)
-    (damaged,) = _packs(backend) - first
+    src, kept, unused, (damaged,) = _two_pushes(backend, tmp_path, 30)
     assert not backend.delete_keys([damaged])
     assert _packed(backend).lost_blobs() == unused
     assert not packcheck.check(_packed(backend)).ok
@@ -822,13 +824,8 @@ def test_records_dropped_already_are_not_counted_again_during_the_grace(
     from mlv.remote.memory import MemoryRemote
 
     inner = MemoryRemote()
-    src = _store(tmp_path, "src")
-    make_format2(inner)
-    kept, unused = _small(src, "kept", 10), _small(src, "unused", 10)
-    _push(src, inner, kept)
-    first = _packs(inner)
-    _push(src, inner, unused)
-    assert not inner.delete_keys(list(_packs(inner) - first))
+    src, kept, unused, second = _two_pushes(inner, tmp_path, 10)
+    assert not inner.delete_keys(list(second))
     assert collect(_packed(inner), kept, DAY).stale == len(unused)
     for dry in (True, False):
         res = collect(_packed(inner), kept, DAY, dry=dry)
